@@ -1,0 +1,124 @@
+// Package keys owns every Redis key and pub/sub channel name used by VoltEdge.
+//
+// No other Go package spells a key; the Lua library in scripts/ necessarily
+// names the same keys, and a test in this package checks that it agrees.
+// The README's key table is generated from the same list (see Table).
+package keys
+
+import "strings"
+
+// Separator joins the parts of a key and of the "channel:point" and
+// "model:point" references stored in the mapping hashes. Channel ids, point
+// ids, model ids and point names must not contain it.
+const Separator = ":"
+
+// Fixed keys.
+const (
+	// Mapping is the forward mapping hash: "{channel}:{point}" → "{model}:{point_name}".
+	Mapping = "mapping"
+	// MappingReverse is the control mapping hash: "{model}:{control}" → "{channel}:{point}".
+	MappingReverse = "mapping:reverse"
+	// AlarmThreshold is the high-limit hash: "{model}:{point_name}" → number. A value above it raises an alarm.
+	AlarmThreshold = "alarm:threshold"
+	// AlarmLow is the optional low-limit hash: "{model}:{point_name}" → number. A value below it raises an alarm.
+	AlarmLow = "alarm:low"
+	// AlarmHysteresis is the optional hysteresis hash: "{model}:{point_name}" → number (default 0).
+	AlarmHysteresis = "alarm:hysteresis"
+	// AlarmActive holds the active alarms: "{model}:{point_name}" → JSON {kind, value, limit, ts}.
+	AlarmActive = "alarm:active"
+	// AlarmEvents is the stream of alarm raise and clear events, read by alarmsrv.
+	AlarmEvents = "alarm:events"
+	// Channels is the set of channel ids comsrv serves.
+	Channels = "comsrv:channels"
+	// ComsrvStats is comsrv's process-wide counters and latency figures.
+	ComsrvStats = "comsrv:stats"
+	// CommandSeq is the counter that numbers control commands.
+	CommandSeq = "cmd:seq"
+	// CommandPending is the set of channel ids that have queued control commands.
+	CommandPending = "cmd:pending"
+)
+
+// ChannelValues is the hash of a channel's latest values: point id → decimal string.
+func ChannelValues(channel string) string { return "comsrv:" + channel + ":m" }
+
+// ChannelTimestamps is the hash of a channel's sample times: point id → Unix milliseconds.
+func ChannelTimestamps(channel string) string { return "comsrv:" + channel + ":t" }
+
+// ChannelStatus is the hash of a channel's link state and counters.
+func ChannelStatus(channel string) string { return "comsrv:" + channel + ":status" }
+
+// ModelValues is the hash of a model's latest values: point name → decimal string.
+func ModelValues(model string) string { return "modsrv:" + model }
+
+// ModelTimestamps is the hash of a model's sample times: point name → Unix milliseconds.
+func ModelTimestamps(model string) string { return "modsrv:" + model + ":t" }
+
+// ModelUpdates is the pub/sub channel on which a model's changes are published.
+func ModelUpdates(model string) string { return "update:" + model }
+
+// Command is both the hash of the last control value per point of a channel
+// and the pub/sub channel that announces new controls for it.
+func Command(channel string) string { return "cmd:" + channel }
+
+// CommandQueue is the durable list of queued control commands of a channel (LPUSH by Lua, RPOP by comsrv).
+func CommandQueue(channel string) string { return "cmd:" + channel + ":queue" }
+
+// PointRef joins a channel and point id, or a model and point name, as stored in the mapping hashes.
+func PointRef(owner, point string) string { return owner + Separator + point }
+
+// SplitRef splits a "{owner}:{point}" reference at its first separator.
+func SplitRef(ref string) (owner, point string, ok bool) {
+	owner, point, ok = strings.Cut(ref, Separator)
+	if !ok || owner == "" || point == "" {
+		return "", "", false
+	}
+	return owner, point, true
+}
+
+// ValidID reports whether s can be used as a channel id, point id, model id or
+// point name: non-empty, at most 128 bytes, no separator, no spaces or control bytes.
+func ValidID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == ':' || c == 0x7f || c == '*' || c == '?' || c == '[' || c == ']' {
+			return false
+		}
+	}
+	return true
+}
+
+// Entry describes one key or channel for the README's key table.
+type Entry struct {
+	Pattern string // e.g. "comsrv:{channel}:m"
+	Type    string // hash, set, stream, list, string, pub/sub
+	Writer  string
+	Meaning string
+}
+
+// Table lists every key and channel, in the order the README shows them.
+func Table() []Entry {
+	return []Entry{
+		{ChannelValues("{channel}"), "hash", "Lua (from comsrv)", "point id → latest value as a plain decimal string"},
+		{ChannelTimestamps("{channel}"), "hash", "Lua (from comsrv)", "point id → sample time, Unix ms"},
+		{ChannelStatus("{channel}"), "hash", "comsrv, Lua", "online, registration id, remote address, connected_at, last_heartbeat, counters"},
+		{Channels, "set", "comsrv", "channel ids comsrv serves"},
+		{ComsrvStats, "hash", "comsrv", "process-wide counters and sync latency (p50/p99, µs)"},
+		{Mapping, "hash", "edgectl, redis-cli", "\"{channel}:{point}\" → \"{model}:{point_name}\""},
+		{MappingReverse, "hash", "edgectl, redis-cli", "\"{model}:{control}\" → \"{channel}:{point}\""},
+		{ModelValues("{model}"), "hash", "Lua", "point name → latest value"},
+		{ModelTimestamps("{model}"), "hash", "Lua", "point name → sample time, Unix ms"},
+		{ModelUpdates("{model}"), "pub/sub", "Lua", "JSON {model, ts, values} once per model per batch"},
+		{AlarmThreshold, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → high limit (alarm when value > limit)"},
+		{AlarmLow, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → low limit (alarm when value < limit)"},
+		{AlarmHysteresis, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → hysteresis for clearing (default 0)"},
+		{AlarmActive, "hash", "Lua", "\"{model}:{point_name}\" → JSON of the active alarm"},
+		{AlarmEvents, "stream", "Lua", "raise and clear events (type, model, point, kind, value, limit, ts)"},
+		{Command("{channel}"), "hash + pub/sub", "Lua", "point → last control value; publishes \"point:value\""},
+		{CommandQueue("{channel}"), "list", "Lua → comsrv", "durable control queue, JSON {id, channel, point, value, model, control, ts}"},
+		{CommandPending, "set", "Lua → comsrv", "channel ids with queued commands"},
+		{CommandSeq, "string", "Lua", "control command id counter"},
+	}
+}
