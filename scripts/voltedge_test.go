@@ -1,0 +1,897 @@
+package scripts_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"math"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/scripts"
+)
+
+// setup starts a private Redis with the library loaded.
+func setup(t testing.TB) (*redistest.Server, rueidis.Client) {
+	t.Helper()
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	redistest.Do(t, c, "FUNCTION", "LOAD", scripts.Source())
+	return srv, c
+}
+
+func fcall(c rueidis.Client, fn string, args ...string) rueidis.RedisResult {
+	return c.Do(context.Background(), c.B().Fcall().Function(fn).Numkeys(0).Arg(args...).Build())
+}
+
+// mustOK runs a sync function and fails unless it answers OK.
+func mustOK(t *testing.T, c rueidis.Client, fn string, args ...string) {
+	t.Helper()
+	s, err := fcall(c, fn, args...).ToString()
+	if err != nil || s != "OK" {
+		t.Fatalf("FCALL %s %v = %q, %v; want OK", fn, args, s, err)
+	}
+}
+
+// mustErr runs a function and returns its error text, failing if it succeeded.
+// rueidis drops the "ERR " prefix that redis-cli shows (see TestErrorReplyOnTheWire).
+func mustErr(t *testing.T, c rueidis.Client, fn string, args ...string) string {
+	t.Helper()
+	err := fcall(c, fn, args...).Error()
+	if err == nil {
+		t.Fatalf("FCALL %s %v succeeded, want an error", fn, args)
+	}
+	return err.Error()
+}
+
+type batchResult struct {
+	written, mapped, errors, events int64
+	first                           string
+}
+
+func batch(t *testing.T, c rueidis.Client, args ...string) batchResult {
+	t.Helper()
+	arr, err := fcall(c, scripts.FnSyncBatch, args...).ToArray()
+	if err != nil {
+		t.Fatalf("FCALL sync_batch %v: %v", args, err)
+	}
+	if len(arr) != 5 {
+		t.Fatalf("sync_batch returned %d elements, want 5", len(arr))
+	}
+	var r batchResult
+	for i, p := range []*int64{&r.written, &r.mapped, &r.errors, &r.events} {
+		if *p, err = arr[i].AsInt64(); err != nil {
+			t.Fatalf("sync_batch element %d: %v", i, err)
+		}
+	}
+	if r.first, err = arr[4].ToString(); err != nil {
+		t.Fatalf("sync_batch element 4: %v", err)
+	}
+	return r
+}
+
+func hget(t testing.TB, c rueidis.Client, key, field string) string {
+	t.Helper()
+	s, err := c.Do(context.Background(), c.B().Hget().Key(key).Field(field).Build()).ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		t.Fatalf("HGET %s %s: %v", key, field, err)
+	}
+	return s
+}
+
+func hgetall(t testing.TB, c rueidis.Client, key string) map[string]string {
+	t.Helper()
+	m, err := c.Do(context.Background(), c.B().Hgetall().Key(key).Build()).AsStrMap()
+	if err != nil {
+		t.Fatalf("HGETALL %s: %v", key, err)
+	}
+	return m
+}
+
+func exists(t testing.TB, c rueidis.Client, key string) bool {
+	t.Helper()
+	n, err := c.Do(context.Background(), c.B().Exists().Key(key).Build()).AsInt64()
+	if err != nil {
+		t.Fatalf("EXISTS %s: %v", key, err)
+	}
+	return n == 1
+}
+
+// subscriber records the messages published on some channels.
+type subscriber struct {
+	msgs chan rueidis.PubSubMessage
+	c    rueidis.Client
+}
+
+// subscribe listens on channels with a second client and returns once Redis
+// counts the subscription.
+func subscribe(t *testing.T, srv *redistest.Server, channels ...string) *subscriber {
+	t.Helper()
+	sc := srv.Client(t)
+	s := &subscriber{msgs: make(chan rueidis.PubSubMessage, 100), c: sc}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		_ = sc.Receive(ctx, sc.B().Subscribe().Channel(channels...).Build(), func(m rueidis.PubSubMessage) {
+			s.msgs <- m
+		})
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		counts, err := sc.Do(context.Background(), sc.B().PubsubNumsub().Channel(channels...).Build()).AsIntMap()
+		if err != nil {
+			t.Fatalf("PUBSUB NUMSUB: %v", err)
+		}
+		all := true
+		for _, ch := range channels {
+			if counts[ch] == 0 {
+				all = false
+			}
+		}
+		if all {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscription to %v not seen", channels)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// drain publishes a marker on channel and returns every message received
+// before it, so that the count of messages is exact.
+func (s *subscriber) drain(t *testing.T, channel string) []rueidis.PubSubMessage {
+	t.Helper()
+	const marker = "--end--"
+	if err := s.c.Do(context.Background(), s.c.B().Publish().Channel(channel).Message(marker).Build()).Error(); err != nil {
+		t.Fatalf("PUBLISH marker: %v", err)
+	}
+	var got []rueidis.PubSubMessage
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case m := <-s.msgs:
+			if m.Channel == channel && m.Message == marker {
+				return got
+			}
+			got = append(got, m)
+		case <-timeout:
+			t.Fatalf("marker not received; got %v", got)
+		}
+	}
+}
+
+type update struct {
+	Model  string                     `json:"model"`
+	TS     int64                      `json:"ts"`
+	Values map[string]json.RawMessage `json:"values"`
+}
+
+func decodeUpdate(t *testing.T, payload string) update {
+	t.Helper()
+	var u update
+	if err := json.Unmarshal([]byte(payload), &u); err != nil {
+		t.Fatalf("update payload %q is not JSON: %v", payload, err)
+	}
+	return u
+}
+
+func TestSourceHeader(t *testing.T) {
+	src := scripts.Source()
+	if first, _, _ := strings.Cut(src, "\n"); first != "#!lua name="+scripts.LibraryName {
+		t.Errorf("first line = %q", first)
+	}
+	v, ok := scripts.ParseVersion(src)
+	if !ok || v < 1 || v != scripts.Version() {
+		t.Errorf("ParseVersion = %d, %v; Version() = %d", v, ok, scripts.Version())
+	}
+	for _, fn := range []string{scripts.FnSyncMeasurement, scripts.FnSyncBatch, scripts.FnSendControl, scripts.FnVersion} {
+		if !strings.Contains(src, "function_name = '"+fn+"'") {
+			t.Errorf("function %s is not registered in the source", fn)
+		}
+	}
+	for _, k := range []string{keys.Mapping, keys.MappingReverse, keys.AlarmThreshold, keys.AlarmLow,
+		keys.AlarmHysteresis, keys.AlarmActive, keys.AlarmEvents, keys.CommandSeq, keys.CommandPending} {
+		if !strings.Contains(src, "'"+k+"'") {
+			t.Errorf("key %q is not spelled in the source", k)
+		}
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	tests := []struct {
+		code string
+		want int
+		ok   bool
+	}{
+		{"#!lua name=x\nlocal VERSION = 7\n", 7, true},
+		{"local VERSION = 12", 12, true},
+		{"local VERSION = x", 0, false},
+		{"", 0, false},
+		{"local VERSION = 99999999999999999999999", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := scripts.ParseVersion(tt.code)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParseVersion(%q) = %d, %v; want %d, %v", tt.code, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestVersionFunction(t *testing.T) {
+	_, c := setup(t)
+	v, err := c.Do(context.Background(), c.B().FcallRo().Function(scripts.FnVersion).Numkeys(0).Build()).AsInt64()
+	if err != nil || v != int64(scripts.Version()) {
+		t.Fatalf("FCALL_RO voltedge_version = %d, %v; want %d", v, err, scripts.Version())
+	}
+}
+
+func TestSyncMeasurementMapped(t *testing.T) {
+	srv, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.Mapping, keys.PointRef("1001", "10001"), keys.PointRef("power_meter", "voltage"))
+	sub := subscribe(t, srv, keys.ModelUpdates("power_meter"))
+
+	mustOK(t, c, scripts.FnSyncMeasurement, "1001", "10001", "220.5", "1732212345678")
+
+	if got := hget(t, c, keys.ChannelValues("1001"), "10001"); got != "220.5" {
+		t.Errorf("channel value = %q", got)
+	}
+	if got := hget(t, c, keys.ChannelTimestamps("1001"), "10001"); got != "1732212345678" {
+		t.Errorf("channel ts = %q", got)
+	}
+	if got := hget(t, c, keys.ModelValues("power_meter"), "voltage"); got != "220.5" {
+		t.Errorf("model value = %q", got)
+	}
+	if got := hget(t, c, keys.ModelTimestamps("power_meter"), "voltage"); got != "1732212345678" {
+		t.Errorf("model ts = %q", got)
+	}
+	msgs := sub.drain(t, keys.ModelUpdates("power_meter"))
+	if len(msgs) != 1 {
+		t.Fatalf("got %d updates, want 1", len(msgs))
+	}
+	want := `{"model":"power_meter","ts":1732212345678,"values":{"voltage":220.5}}`
+	if msgs[0].Message != want {
+		t.Errorf("payload = %s, want %s", msgs[0].Message, want)
+	}
+}
+
+func TestSyncMeasurementDefaultTimestamp(t *testing.T) {
+	_, c := setup(t)
+	before := time.Now().UnixMilli()
+	mustOK(t, c, scripts.FnSyncMeasurement, "1001", "1", "5")
+	after := time.Now().UnixMilli()
+	ts, err := strconv.ParseInt(hget(t, c, keys.ChannelTimestamps("1001"), "1"), 10, 64)
+	if err != nil || ts < before-1000 || ts > after+1000 {
+		t.Errorf("default ts = %d, %v; want about %d..%d", ts, err, before, after)
+	}
+}
+
+func TestSyncMeasurementUnmapped(t *testing.T) {
+	_, c := setup(t)
+	mustOK(t, c, scripts.FnSyncMeasurement, "1001", "10009", "-3", "1000")
+	if got := hget(t, c, keys.ChannelValues("1001"), "10009"); got != "-3" {
+		t.Errorf("channel value = %q", got)
+	}
+	if n, _ := c.Do(context.Background(), c.B().Dbsize().Build()).AsInt64(); n != 2 {
+		t.Errorf("%d keys exist, want only the channel's two hashes", n)
+	}
+}
+
+func TestSyncMeasurementValues(t *testing.T) {
+	_, c := setup(t)
+	good := []string{"220.5", "-3", "0", "-0", "1e-3", "1E+5", "-0.25", "12345678901234567890", "1.5e300"}
+	for _, v := range good {
+		mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", v, "1")
+		if got := hget(t, c, keys.ChannelValues("1"), "1"); got != v {
+			t.Errorf("stored %q, want %q exactly", got, v)
+		}
+	}
+	bad := []string{"", "abc", "nan", "inf", "-inf", "0x10", " 5", "5 ", "+5", ".5", "5.", "05", "-", "1e", "1e999",
+		"1.2.3", "1,5", strings.Repeat("1", 65)}
+	for _, v := range bad {
+		msg := mustErr(t, c, scripts.FnSyncMeasurement, "2", "1", v, "1")
+		if !strings.Contains(msg, "is not a number") || !strings.HasPrefix(msg, "sync_measurement channel=2 point=1: value ") {
+			t.Errorf("value %q: error %q", v, msg)
+		}
+	}
+	if exists(t, c, keys.ChannelValues("2")) {
+		t.Error("a rejected value was written")
+	}
+	got := mustErr(t, c, scripts.FnSyncMeasurement, "1001", "10001", "abc")
+	if want := `sync_measurement channel=1001 point=10001: value "abc" is not a number`; got != want {
+		t.Errorf("error = %q, want %q", got, want)
+	}
+}
+
+// TestErrorReplyOnTheWire checks the exact error line a redis-cli user sees.
+func TestErrorReplyOnTheWire(t *testing.T) {
+	srv, _ := setup(t)
+	conn, err := net.DialTimeout("tcp", srv.Addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "*7\r\n$5\r\nFCALL\r\n$16\r\nsync_measurement\r\n$1\r\n0\r\n$4\r\n1001\r\n$5\r\n10001\r\n$3\r\nabc\r\n$1\r\n1\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "-ERR sync_measurement channel=1001 point=10001: value \"abc\" is not a number\r\n"; line != want {
+		t.Errorf("reply %q, want %q", line, want)
+	}
+}
+
+func TestSyncMeasurementBadArguments(t *testing.T) {
+	_, c := setup(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"1001", "10001"}, "sync_measurement: want <channel> <point> <value> [ts_ms], got 2 argument(s)"},
+		{[]string{"1001", "10001", "1", "2", "3"}, "got 5 argument(s)"},
+		{[]string{"", "10001", "1"}, `channel="" point=10001: channel id is empty`},
+		{[]string{"10:01", "10001", "1"}, `channel="10:01" point=10001: channel id contains ':'`},
+		{[]string{"1001", "a b", "1"}, `point="a b": point id contains ':', a space`},
+		{[]string{"1001", "p*", "1"}, `point id contains`},
+		{[]string{"1001", strings.Repeat("x", 129), "1"}, `point id is longer than 128 bytes`},
+		{[]string{"1001", "10001", "1", "x"}, `ts_ms "x" is not a Unix time in milliseconds`},
+		{[]string{"1001", "10001", "1", "-5"}, `ts_ms "-5"`},
+		{[]string{"1001", "10001", "1", "0123"}, `ts_ms "0123"`},
+	}
+	for _, tt := range tests {
+		got := mustErr(t, c, scripts.FnSyncMeasurement, tt.args...)
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("%q: error %q, want it to contain %q", tt.args, got, tt.want)
+		}
+	}
+	if n, _ := c.Do(context.Background(), c.B().Dbsize().Build()).AsInt64(); n != 0 {
+		t.Errorf("%d keys written by rejected calls", n)
+	}
+}
+
+func TestSyncMeasurementMalformedMapping(t *testing.T) {
+	_, c := setup(t)
+	tests := []string{"power_meter", ":voltage", "power_meter:", "power meter:voltage", "pm:volt age", ""}
+	for i, entry := range tests {
+		point := strconv.Itoa(i + 1)
+		ref := keys.PointRef("1001", point)
+		redistest.Do(t, c, "HSET", keys.Mapping, ref, entry)
+		got := mustErr(t, c, scripts.FnSyncMeasurement, "1001", point, "7", "42")
+		want := "sync_measurement channel=1001 point=" + point + `: mapping "` + ref + `" holds ` + strconv.Quote(entry)
+		if !strings.HasPrefix(got, want) {
+			t.Errorf("mapping %q: error %q, want prefix %q", entry, got, want)
+		}
+		if v := hget(t, c, keys.ChannelValues("1001"), point); v != "7" {
+			t.Errorf("mapping %q: raw value = %q, want it written", entry, v)
+		}
+		st := hgetall(t, c, keys.ChannelStatus("1001"))
+		if st["sync_errors"] != strconv.Itoa(i+1) || st["last_sync_error"] != strings.TrimPrefix(got, "") ||
+			st["last_sync_error_at"] != "42" {
+			t.Errorf("mapping %q: status = %v", entry, st)
+		}
+	}
+	if exists(t, c, keys.ModelValues("power_meter")) {
+		t.Error("a malformed mapping wrote a model value")
+	}
+}
+
+func TestSyncMeasurementMappingChange(t *testing.T) {
+	_, c := setup(t)
+	ref := keys.PointRef("1001", "10001")
+	redistest.Do(t, c, "HSET", keys.Mapping, ref, "meter_a:voltage")
+	mustOK(t, c, scripts.FnSyncMeasurement, "1001", "10001", "1", "1")
+	redistest.Do(t, c, "HSET", keys.Mapping, ref, "meter_b:u1")
+	mustOK(t, c, scripts.FnSyncMeasurement, "1001", "10001", "2", "2")
+	if a, b := hget(t, c, keys.ModelValues("meter_a"), "voltage"), hget(t, c, keys.ModelValues("meter_b"), "u1"); a != "1" || b != "2" {
+		t.Errorf("meter_a.voltage = %q (want 1), meter_b.u1 = %q (want 2)", a, b)
+	}
+}
+
+func TestUpdatePayloadEscaping(t *testing.T) {
+	srv, c := setup(t)
+	model := `we"ird\model`
+	redistest.Do(t, c, "HSET", keys.Mapping, "1:1", model+`:po"int`)
+	sub := subscribe(t, srv, keys.ModelUpdates(model))
+	mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", "-1.5e-3", "9")
+	msgs := sub.drain(t, keys.ModelUpdates(model))
+	if len(msgs) != 1 {
+		t.Fatalf("got %d updates", len(msgs))
+	}
+	u := decodeUpdate(t, msgs[0].Message)
+	if u.Model != model || u.TS != 9 || string(u.Values[`po"int`]) != "-1.5e-3" {
+		t.Errorf("update = %+v from %s", u, msgs[0].Message)
+	}
+}
+
+func TestSyncBatch(t *testing.T) {
+	srv, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.Mapping,
+		"1001:1", "power_meter:voltage",
+		"1001:2", "power_meter:current",
+		"1002:1", "power_meter:power",
+		"1002:2", "inverter:temp",
+		"1002:3", "inverter:temp2",
+	)
+	sub := subscribe(t, srv, keys.ModelUpdates("power_meter"), keys.ModelUpdates("inverter"))
+
+	r := batch(t, c,
+		"1001", "1000", "3", "1", "220.5", "2", "3.1", "9", "0",
+		"1002", "3000", "2", "1", "682", "2", "41.5",
+		"1002", "2000", "1", "3", "40",
+		"1003", "1000", "0",
+	)
+	if r != (batchResult{written: 6, mapped: 5}) {
+		t.Errorf("result = %+v", r)
+	}
+	if got := hgetall(t, c, keys.ChannelValues("1001")); len(got) != 3 || got["1"] != "220.5" || got["9"] != "0" {
+		t.Errorf("channel 1001 values = %v", got)
+	}
+	if got := hgetall(t, c, keys.ChannelTimestamps("1002")); got["1"] != "3000" || got["3"] != "2000" {
+		t.Errorf("channel 1002 ts = %v", got)
+	}
+	if got := hgetall(t, c, keys.ModelValues("power_meter")); len(got) != 3 || got["power"] != "682" {
+		t.Errorf("power_meter = %v", got)
+	}
+	if got := hgetall(t, c, keys.ModelTimestamps("power_meter")); got["voltage"] != "1000" || got["power"] != "3000" {
+		t.Errorf("power_meter ts = %v", got)
+	}
+
+	byChannel := map[string][]rueidis.PubSubMessage{}
+	for _, m := range sub.drain(t, keys.ModelUpdates("power_meter")) {
+		byChannel[m.Channel] = append(byChannel[m.Channel], m)
+	}
+	pm, inv := byChannel[keys.ModelUpdates("power_meter")], byChannel[keys.ModelUpdates("inverter")]
+	if len(pm) != 1 || len(inv) != 1 || len(byChannel) != 2 {
+		t.Fatalf("got %d power_meter and %d inverter updates, want one per model", len(pm), len(inv))
+	}
+	u := decodeUpdate(t, pm[0].Message)
+	if u.Model != "power_meter" || u.TS != 3000 || len(u.Values) != 3 || string(u.Values["current"]) != "3.1" {
+		t.Errorf("power_meter update = %s", pm[0].Message)
+	}
+	u = decodeUpdate(t, inv[0].Message)
+	if u.Model != "inverter" || u.TS != 3000 || string(u.Values["temp"]) != "41.5" || string(u.Values["temp2"]) != "40" {
+		t.Errorf("inverter update = %s", inv[0].Message)
+	}
+}
+
+func TestSyncBatchSamePointTwice(t *testing.T) {
+	srv, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.Mapping, "1:1", "m:a")
+	sub := subscribe(t, srv, keys.ModelUpdates("m"))
+	r := batch(t, c, "1", "10", "2", "1", "1", "1", "2", "1", "20", "1", "1", "3")
+	if r.written != 3 || r.mapped != 3 {
+		t.Errorf("result = %+v", r)
+	}
+	msgs := sub.drain(t, keys.ModelUpdates("m"))
+	if len(msgs) != 1 || msgs[0].Message != `{"model":"m","ts":20,"values":{"a":3}}` {
+		t.Errorf("updates = %v", msgs)
+	}
+	if v, ts := hget(t, c, keys.ModelValues("m"), "a"), hget(t, c, keys.ModelTimestamps("m"), "a"); v != "3" || ts != "20" {
+		t.Errorf("model value %q at %q", v, ts)
+	}
+}
+
+func TestSyncBatchErrorsDoNotAbort(t *testing.T) {
+	_, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.Mapping, "1001:1", "pm:voltage", "1001:2", "broken", "1001:3", "pm:current",
+		"1002:1", "pm:power")
+	r := batch(t, c,
+		"1001", "500", "5", "1", "230", "2", "7", "3", "abc", "4", "nan", "a:b", "1",
+		"1002", "600", "1", "1", "1000",
+	)
+	if r.written != 3 || r.mapped != 2 || r.errors != 4 || r.events != 0 {
+		t.Errorf("result = %+v", r)
+	}
+	if want := `sync_batch channel=1001 point=3: value "abc" is not a number`; r.first != want {
+		t.Errorf("first error = %q, want %q", r.first, want)
+	}
+	if got := hgetall(t, c, keys.ChannelValues("1001")); len(got) != 2 || got["1"] != "230" || got["2"] != "7" {
+		t.Errorf("channel values = %v (malformed mapping keeps its raw value, bad values are not written)", got)
+	}
+	if got := hgetall(t, c, keys.ModelValues("pm")); len(got) != 2 || got["voltage"] != "230" || got["power"] != "1000" {
+		t.Errorf("model values = %v", got)
+	}
+	st := hgetall(t, c, keys.ChannelStatus("1001"))
+	if st["sync_errors"] != "4" || st["last_sync_error_at"] != "500" ||
+		!strings.Contains(st["last_sync_error"], `mapping "1001:2" holds "broken"`) {
+		t.Errorf("status = %v", st)
+	}
+	if exists(t, c, keys.ChannelStatus("1002")) {
+		t.Error("a clean channel got a status entry")
+	}
+	r = batch(t, c, "1001", "700", "1", "1", "x")
+	if st := hgetall(t, c, keys.ChannelStatus("1001")); st["sync_errors"] != "5" || st["last_sync_error_at"] != "700" ||
+		st["last_sync_error"] != `sync_batch channel=1001 point=1: value "x" is not a number` || r.written != 0 {
+		t.Errorf("status after a second call = %v, result %+v", st, r)
+	}
+}
+
+func TestSyncBatchStructuralErrors(t *testing.T) {
+	_, c := setup(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "sync_batch: no groups"},
+		{[]string{"1001"}, "sync_batch group 1 at argument 1: want <channel> <ts_ms> <n>, only 1 argument(s) left"},
+		{[]string{"1001", "5", "x"}, `sync_batch group 1 channel=1001 argument 3: n "x" is not a point count`},
+		{[]string{"1001", "5", "-1"}, `argument 3: n "-1"`},
+		{[]string{"1001", "5", "1001"}, `argument 3: n "1001" is not a point count from 0 to 1000`},
+		{[]string{"1001", "5", "2", "1", "1", "2"}, "sync_batch group 1 channel=1001 argument 3: n=2 needs 4 point/value arguments, only 3 left"},
+		{[]string{"1001", "abc", "0"}, `sync_batch group 1 channel=1001 argument 2: ts_ms "abc" is not a Unix time`},
+		{[]string{"10:01", "5", "0"}, `sync_batch group 1 argument 1: channel id "10:01" contains ':'`},
+		{[]string{"1001", "5", "1", "1", "1", "1002", "5"}, "sync_batch group 2 at argument 6: want <channel> <ts_ms> <n>, only 2 argument(s) left"},
+		{[]string{"1001", "5", "1", "1", "1", "", "5", "0"}, `sync_batch group 2 argument 6: channel id "" is empty`},
+		{[]string{"1001", "5", "1", "1", "1", "1002", "5", "3", "1", "1"}, "group 2 channel=1002 argument 8: n=3 needs 6"},
+	}
+	for _, tt := range tests {
+		got := mustErr(t, c, scripts.FnSyncBatch, tt.args...)
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("%q: error %q, want it to contain %q", tt.args, got, tt.want)
+		}
+	}
+	if n, _ := c.Do(context.Background(), c.B().Dbsize().Build()).AsInt64(); n != 0 {
+		t.Errorf("%d keys written by rejected calls", n)
+	}
+}
+
+type alarmEvent map[string]string
+
+func alarmEvents(t *testing.T, c rueidis.Client) []alarmEvent {
+	t.Helper()
+	entries, err := c.Do(context.Background(), c.B().Xrange().Key(keys.AlarmEvents).Start("-").End("+").Build()).AsXRange()
+	if err != nil {
+		t.Fatalf("XRANGE: %v", err)
+	}
+	out := make([]alarmEvent, len(entries))
+	for i, e := range entries {
+		out[i] = e.FieldValues
+	}
+	return out
+}
+
+func TestAlarms(t *testing.T) {
+	_, c := setup(t)
+	ref := keys.PointRef("pm", "voltage")
+	redistest.Do(t, c, "HSET", keys.Mapping, "1:1", ref)
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, "250")
+	redistest.Do(t, c, "HSET", keys.AlarmLow, ref, "180")
+	redistest.Do(t, c, "HSET", keys.AlarmHysteresis, ref, "5")
+
+	steps := []struct {
+		value  string
+		events int64
+		active string // kind of the active alarm after the step, "" for none
+	}{
+		{"220", 0, ""},
+		{"250", 0, ""},     // not above
+		{"260", 1, "high"}, // raise
+		{"270", 0, "high"}, // no repeat
+		{"247", 0, "high"}, // inside hysteresis
+		{"245", 1, ""},     // clear: 245 <= 250-5
+		{"251", 1, "high"},
+		{"170", 2, "low"}, // clear high, raise low
+		{"183", 0, "low"}, // inside hysteresis
+		{"185", 1, ""},    // clear: 185 >= 180+5
+		{"179.9", 1, "low"},
+		{"300", 2, "high"}, // clear low, raise high
+	}
+	for i, s := range steps {
+		ts := strconv.Itoa(1000 + i)
+		r := batch(t, c, "1", ts, "1", "1", s.value)
+		if r.events != s.events || r.errors != 0 {
+			t.Fatalf("step %d value %s: result %+v, want %d events", i, s.value, r, s.events)
+		}
+		act := hget(t, c, keys.AlarmActive, ref)
+		var a struct {
+			Kind  string          `json:"kind"`
+			Value json.RawMessage `json:"value"`
+			Limit json.RawMessage `json:"limit"`
+			TS    int64           `json:"ts"`
+		}
+		if act != "" {
+			if err := json.Unmarshal([]byte(act), &a); err != nil {
+				t.Fatalf("step %d: active %q: %v", i, act, err)
+			}
+		}
+		if a.Kind != s.active {
+			t.Fatalf("step %d value %s: active = %q, want kind %q", i, s.value, act, s.active)
+		}
+	}
+
+	ev := alarmEvents(t, c)
+	if len(ev) != 9 {
+		t.Fatalf("%d events: %v", len(ev), ev)
+	}
+	want0 := alarmEvent{"type": "raise", "model": "pm", "point": "voltage", "kind": "high", "value": "260", "limit": "250", "ts": "1002"}
+	want1 := alarmEvent{"type": "clear", "model": "pm", "point": "voltage", "kind": "high", "value": "245", "limit": "250", "ts": "1005"}
+	want4 := alarmEvent{"type": "raise", "model": "pm", "point": "voltage", "kind": "low", "value": "170", "limit": "180", "ts": "1007"}
+	for i, w := range map[int]alarmEvent{0: want0, 1: want1, 4: want4} {
+		if len(ev[i]) != len(w) {
+			t.Errorf("event %d = %v, want %v", i, ev[i], w)
+		}
+		for k, v := range w {
+			if ev[i][k] != v {
+				t.Errorf("event %d = %v, want %v", i, ev[i], w)
+				break
+			}
+		}
+	}
+	if act := hget(t, c, keys.AlarmActive, ref); act != `{"kind":"high","value":300,"limit":250,"ts":1011}` {
+		t.Errorf("active = %s", act)
+	}
+}
+
+func TestAlarmLimitDeletedClears(t *testing.T) {
+	_, c := setup(t)
+	ref := keys.PointRef("pm", "t")
+	redistest.Do(t, c, "HSET", keys.Mapping, "1:1", ref)
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, "50")
+	if r := batch(t, c, "1", "1", "1", "1", "60"); r.events != 1 {
+		t.Fatalf("raise: %+v", r)
+	}
+	redistest.Do(t, c, "HDEL", keys.AlarmThreshold, ref)
+	if r := batch(t, c, "1", "2", "1", "1", "60"); r.events != 1 {
+		t.Fatalf("clear after threshold deleted: %+v", r)
+	}
+	if exists(t, c, keys.AlarmActive) {
+		t.Error("alarm still active")
+	}
+	redistest.Do(t, c, "HSET", keys.AlarmLow, ref, "10")
+	mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", "5", "3")
+	redistest.Do(t, c, "HDEL", keys.AlarmLow, ref)
+	mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", "5", "4")
+	ev := alarmEvents(t, c)
+	if len(ev) != 4 || ev[3]["type"] != "clear" || ev[3]["kind"] != "low" || ev[3]["limit"] != "10" || ev[3]["value"] != "5" {
+		t.Errorf("events = %v", ev)
+	}
+}
+
+func TestAlarmBadLimits(t *testing.T) {
+	_, c := setup(t)
+	ref := keys.PointRef("pm", "v")
+	redistest.Do(t, c, "HSET", keys.Mapping, "1:1", ref)
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, "high")
+	redistest.Do(t, c, "HSET", keys.AlarmLow, ref, "10")
+	r := batch(t, c, "1", "1", "1", "1", "5")
+	if r.errors != 1 || r.events != 1 || r.mapped != 1 {
+		t.Errorf("result = %+v (the good low limit still applies)", r)
+	}
+	if !strings.Contains(r.first, `alarm:threshold "pm:v" holds "high", which is not a number`) {
+		t.Errorf("first error = %q", r.first)
+	}
+	got := mustErr(t, c, scripts.FnSyncMeasurement, "1", "1", "6", "2")
+	if !strings.Contains(got, "sync_measurement channel=1 point=1: alarm:threshold") {
+		t.Errorf("sync_measurement error = %q", got)
+	}
+	if v := hget(t, c, keys.ModelValues("pm"), "v"); v != "6" {
+		t.Errorf("model value = %q, want it written despite the bad limit", v)
+	}
+
+	// An unreadable active entry is reported and removed; a bad hysteresis counts as 0.
+	redistest.Do(t, c, "HSET", keys.AlarmActive, ref, "garbage")
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, "100")
+	if r := batch(t, c, "1", "3", "1", "1", "50"); r.errors != 1 || r.events != 0 || !strings.Contains(r.first, "not an alarm") {
+		t.Errorf("garbage active: %+v", r)
+	}
+	if exists(t, c, keys.AlarmActive) {
+		t.Error("garbage active entry kept")
+	}
+	redistest.Do(t, c, "HSET", keys.AlarmHysteresis, ref, "-2")
+	batch(t, c, "1", "4", "1", "1", "150")
+	if r := batch(t, c, "1", "5", "1", "1", "100"); r.errors != 1 || r.events != 1 {
+		t.Errorf("bad hysteresis: %+v", r)
+	}
+	if st := hgetall(t, c, keys.ChannelStatus("1")); st["sync_errors"] != "4" {
+		t.Errorf("status = %v", st)
+	}
+}
+
+func TestSendControl(t *testing.T) {
+	srv, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.MappingReverse, keys.PointRef("power_meter", "switch"), keys.PointRef("1001", "30001"))
+	sub := subscribe(t, srv, keys.Command("1001"))
+
+	before := time.Now().UnixMilli()
+	for i := 1; i <= 3; i++ {
+		id, err := fcall(c, scripts.FnSendControl, "power_meter", "switch", strconv.Itoa(i-1)).AsInt64()
+		if err != nil || id != int64(i) {
+			t.Fatalf("send_control #%d = %d, %v", i, id, err)
+		}
+	}
+	id, err := fcall(c, scripts.FnSendControl, "power_meter", "switch", "-2.5", "500").AsInt64()
+	if err != nil || id != 4 {
+		t.Fatalf("send_control with ttl = %d, %v", id, err)
+	}
+
+	if v := hget(t, c, keys.Command("1001"), "30001"); v != "-2.5" {
+		t.Errorf("last control value = %q", v)
+	}
+	members, _ := c.Do(context.Background(), c.B().Smembers().Key(keys.CommandPending).Build()).AsStrSlice()
+	if len(members) != 1 || members[0] != "1001" {
+		t.Errorf("pending = %v", members)
+	}
+	queue, _ := c.Do(context.Background(), c.B().Lrange().Key(keys.CommandQueue("1001")).Start(0).Stop(-1).Build()).AsStrSlice()
+	if len(queue) != 4 {
+		t.Fatalf("queue = %v", queue)
+	}
+	var cmd struct {
+		ID       int64           `json:"id"`
+		Channel  string          `json:"channel"`
+		Point    string          `json:"point"`
+		Value    json.RawMessage `json:"value"`
+		Model    string          `json:"model"`
+		Control  string          `json:"control"`
+		TS       int64           `json:"ts"`
+		Deadline int64           `json:"deadline"`
+	}
+	if err := json.Unmarshal([]byte(queue[0]), &cmd); err != nil { // newest first (LPUSH)
+		t.Fatalf("queue entry %q: %v", queue[0], err)
+	}
+	if cmd.ID != 4 || cmd.Channel != "1001" || cmd.Point != "30001" || string(cmd.Value) != "-2.5" ||
+		cmd.Model != "power_meter" || cmd.Control != "switch" || cmd.Deadline != cmd.TS+500 ||
+		cmd.TS < before-1000 || cmd.TS > time.Now().UnixMilli()+1000 {
+		t.Errorf("queued command = %+v from %s", cmd, queue[0])
+	}
+	if err := json.Unmarshal([]byte(queue[3]), &cmd); err != nil || cmd.ID != 1 || cmd.Deadline != cmd.TS+30000 {
+		t.Errorf("oldest command = %+v, %v", cmd, err)
+	}
+
+	msgs := sub.drain(t, keys.Command("1001"))
+	var payloads []string
+	for _, m := range msgs {
+		payloads = append(payloads, m.Message)
+	}
+	if strings.Join(payloads, " ") != "30001:0 30001:1 30001:2 30001:-2.5" {
+		t.Errorf("published %q", payloads)
+	}
+}
+
+func TestSendControlErrors(t *testing.T) {
+	_, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.MappingReverse, "power_meter:bad", "1001", "power_meter:ok", "1001:30001")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"power_meter", "switch", "1"}, `send_control model=power_meter control=switch: no mapping:reverse entry "power_meter:switch"`},
+		{[]string{"power_meter", "bad", "1"}, `send_control model=power_meter control=bad: mapping:reverse entry "power_meter:bad" holds "1001", want "{channel}:{point}"`},
+		{[]string{"power_meter", "ok", "on"}, `send_control model=power_meter control=ok: value "on" is not a number`},
+		{[]string{"power_meter", "ok", "1", "0"}, `ttl_ms "0" is not a positive number of milliseconds`},
+		{[]string{"power_meter", "ok", "1", "abc"}, `ttl_ms "abc"`},
+		{[]string{"power_meter", "ok"}, "send_control: want <model> <control> <value> [ttl_ms], got 2 argument(s)"},
+		{[]string{"power:meter", "ok", "1"}, `send_control model="power:meter" control=ok: model id contains ':'`},
+		{[]string{"power_meter", "", "1"}, `control name is empty`},
+	}
+	for _, tt := range tests {
+		got := mustErr(t, c, scripts.FnSendControl, tt.args...)
+		if !strings.HasPrefix(got, tt.want) && !strings.Contains(got, tt.want) {
+			t.Errorf("%q: error %q, want %q", tt.args, got, tt.want)
+		}
+	}
+	for _, k := range []string{keys.CommandSeq, keys.CommandPending, keys.Command("1001"), keys.CommandQueue("1001")} {
+		if exists(t, c, k) {
+			t.Errorf("%s written by a rejected command", k)
+		}
+	}
+}
+
+// BenchmarkSyncBatch measures sync_batch with 20 mapped points per group,
+// each group its own channel and model with alarm limits set.
+func BenchmarkSyncBatch(b *testing.B) {
+	for _, groups := range []int{1, 8} {
+		b.Run("groups="+strconv.Itoa(groups), func(b *testing.B) { benchSyncBatch(b, groups, false) })
+		b.Run("groups="+strconv.Itoa(groups)+"/parallel", func(b *testing.B) { benchSyncBatch(b, groups, true) })
+	}
+}
+
+func benchSyncBatch(b *testing.B, groups int, parallel bool) {
+	const points = 20
+	_, c := setup(b)
+	var args []string
+	for g := 0; g < groups; g++ {
+		ch := strconv.Itoa(1001 + g)
+		model := "model_" + ch
+		args = append(args, ch, "1732212345678", strconv.Itoa(points))
+		for p := 0; p < points; p++ {
+			pt := strconv.Itoa(10001 + p)
+			name := "p" + strconv.Itoa(p)
+			redistest.Do(b, c, "HSET", keys.Mapping, keys.PointRef(ch, pt), keys.PointRef(model, name))
+			redistest.Do(b, c, "HSET", keys.AlarmThreshold, keys.PointRef(model, name), "1000")
+			args = append(args, pt, strconv.Itoa(200+p)+".5")
+		}
+	}
+	ctx := context.Background()
+	run := func() {
+		if err := c.Do(ctx, c.B().Fcall().Function(scripts.FnSyncBatch).Numkeys(0).Arg(args...).Build()).Error(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run()
+	b.ReportAllocs()
+	b.ResetTimer()
+	if parallel {
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				run()
+			}
+		})
+	} else {
+		for i := 0; i < b.N; i++ {
+			run()
+		}
+	}
+	b.ReportMetric(float64(b.N*groups*points)/b.Elapsed().Seconds(), "points/s")
+}
+
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// FuzzValueSyntax checks the library's number check against Go's reading of
+// the JSON number grammar: a value is stored (exactly) if and only if it is
+// a finite JSON number of at most 64 bytes.
+func FuzzValueSyntax(f *testing.F) {
+	for _, s := range []string{"220.5", "-3", "0", "1e-3", "abc", "", "nan", "inf", "0x10", " 5", "+5", ".5", "05",
+		"1e999", "-0", "1E+5", "1e-400", "1\x00", "\xff"} {
+		f.Add(s)
+	}
+	_, c := setup(f)
+	f.Fuzz(func(t *testing.T, v string) {
+		err := fcall(c, scripts.FnSyncMeasurement, "1", "1", v, "1").Error()
+		want := len(v) <= 64 && jsonNumber.MatchString(v)
+		if want {
+			x, _ := strconv.ParseFloat(v, 64)
+			want = !math.IsInf(x, 0)
+		}
+		if want != (err == nil) {
+			t.Fatalf("value %q: accepted=%v, want %v (%v)", v, err == nil, want, err)
+		}
+		if want {
+			if got := hget(t, c, keys.ChannelValues("1"), "1"); got != v {
+				t.Fatalf("stored %q, want %q", got, v)
+			}
+		}
+	})
+}
+
+// FuzzSyncBatch feeds arbitrary argument lists to sync_batch: it must answer
+// with its result array or with one of its own error messages, never with a
+// Lua runtime error.
+func FuzzSyncBatch(f *testing.F) {
+	for _, s := range []string{"1001 5 2 1 220.5 2 x", "1001 5 1 1 1 1002 6 1 1 2", "1001", "1 2 3", "a:b 1 0",
+		"1 1 1 1 1 1 1 1 1 1 1", "1 1 0 1 1 0", "1 10 2 1 1 1 2"} {
+		f.Add(s)
+	}
+	_, c := setup(f)
+	redistest.Do(f, c, "HSET", keys.Mapping, "1:1", "m:a", "1:2", "bad", "1001:1", "m:b", "1002:1", ":x")
+	redistest.Do(f, c, "HSET", keys.AlarmThreshold, "m:a", "10", "m:b", "x")
+	redistest.Do(f, c, "HSET", keys.AlarmLow, "m:a", "2")
+	f.Fuzz(func(t *testing.T, in string) {
+		args := strings.Split(in, " ")
+		r := fcall(c, scripts.FnSyncBatch, args...)
+		if err := r.Error(); err != nil {
+			if !strings.HasPrefix(err.Error(), "sync_batch") {
+				t.Fatalf("%q: %v", args, err)
+			}
+			return
+		}
+		arr, err := r.ToArray()
+		if err != nil || len(arr) != 5 {
+			t.Fatalf("%q: reply %v, %v", args, arr, err)
+		}
+	})
+}
