@@ -3,20 +3,8 @@ module github.com/voltedge/voltedge
 go 1.26.8
 
 require (
-	github.com/BurntSushi/toml v1.6.0 // indirect
-	github.com/andybalholm/brotli v1.1.0 // indirect
-	github.com/goburrow/serial v0.1.0 // indirect
-	github.com/gofiber/fiber/v2 v2.52.15 // indirect
-	github.com/google/uuid v1.6.0 // indirect
-	github.com/klauspost/compress v1.17.9 // indirect
-	github.com/mattn/go-colorable v0.1.13 // indirect
-	github.com/mattn/go-isatty v0.0.20 // indirect
-	github.com/mattn/go-runewidth v0.0.16 // indirect
-	github.com/redis/rueidis v1.0.79 // indirect
-	github.com/rivo/uniseg v0.2.0 // indirect
-	github.com/simonvetter/modbus v1.6.4 // indirect
-	github.com/valyala/bytebufferpool v1.0.0 // indirect
-	github.com/valyala/fasthttp v1.51.0 // indirect
-	github.com/valyala/tcplisten v1.0.0 // indirect
-	golang.org/x/sys v0.47.0 // indirect
+	github.com/BurntSushi/toml v1.6.0
+	github.com/redis/rueidis v1.0.79
 )
+
+require golang.org/x/sys v0.47.0 // indirect

@@ -1,0 +1,368 @@
+package config
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/voltedge/voltedge/internal/conf"
+)
+
+// Defaults of comsrv.toml (see the field comments in types.go).
+const (
+	DefaultListen              = ":22334"
+	DefaultMaxConnections      = 12000
+	DefaultRegistrationTimeout = 10 * time.Second
+	DefaultWriteTimeout        = 5 * time.Second
+	DefaultRefuseLogInterval   = 10 * time.Second
+	DefaultTerminator          = "\n"
+	DefaultMaxLength           = 64
+	DefaultPattern             = `^[A-Za-z0-9_.-]{1,64}$`
+	DefaultHeartbeat           = "www.usr.cn"
+	DefaultHeartbeatTimeout    = 90 * time.Second
+	DefaultRequestTimeout      = time.Second
+	DefaultRetries             = 1
+	DefaultFlushDelay          = 50 * time.Millisecond
+	DefaultWriters             = 4
+	DefaultBatchPoints         = 512
+	DefaultFlushInterval       = 5 * time.Second
+	DefaultTaskInterval        = time.Second
+	MinTaskInterval            = 10 * time.Millisecond
+
+	// MaxChannels bounds the channels of all channel files together.
+	MaxChannels = 1000000
+)
+
+// Default globs, relative to the directory of comsrv.toml.
+var (
+	defaultTemplates = []string{"templates/*.toml"}
+	defaultChannels  = []string{"channels/*.toml"}
+)
+
+// Load reads comsrv.toml at path, applies the defaults, loads the template
+// and channel files its globs select (relative to the directory of path),
+// expands channel ranges, resolves each channel's template and validates
+// everything. Errors name file, line, column and key; up to conf.MaxErrors of
+// them are reported together.
+//
+// After Load, every Point has its defaults filled in: Name (= ID), Slave (1),
+// Area ("holding"), Type ("uint16"), Order ("ABCD", and for 64-bit types the
+// 8-letter form: ABCD→ABCDEFGH, CDAB→GHEFCDAB, BADC→BADCFEHG,
+// DCBA→HGFEDCBA), Bit (-1 unless given) and Scale (1 unless given).
+// Channel.Name defaults to the channel id.
+func Load(path string) (*Config, error) {
+	cfg := &Config{File: path}
+	pos, err := conf.Decode(path, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.pos = pos
+	var errs conf.Errors
+	cfg.check(pos, &errs)
+	if errs.Len() > 0 {
+		return nil, errs.Err()
+	}
+	if cfg.TemplateByID, err = LoadTemplates(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.DTU.UnknownIDs == "provision" {
+		if _, ok := cfg.TemplateByID[cfg.DTU.ProvisionTemplate]; !ok {
+			errs.Addf(pos, "dtu.provision_template", "template %q does not exist", cfg.DTU.ProvisionTemplate)
+			return nil, errs.Err()
+		}
+	}
+	if cfg.ChannelList, err = LoadChannels(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// ChannelByRegistration indexes ChannelList by registration id.
+func (c *Config) ChannelByRegistration() map[string]*Channel {
+	m := make(map[string]*Channel, len(c.ChannelList))
+	for _, ch := range c.ChannelList {
+		m[ch.Registration] = ch
+	}
+	return m
+}
+
+// Dir is the directory the globs are relative to.
+func (c *Config) Dir() string { return filepath.Dir(c.File) }
+
+// check applies the defaults of comsrv.toml and validates it.
+func (c *Config) check(pos *conf.Positions, errs *conf.Errors) {
+	if !pos.Defined("redis_url") {
+		c.RedisURL = conf.DefaultRedisURL
+	}
+	if c.RedisURL == "" {
+		errs.Addf(pos, "redis_url", "must not be empty")
+	}
+	if !pos.Defined("log_level") {
+		c.LogLevel = "info"
+	}
+	if _, err := conf.ParseLogLevel(c.LogLevel); err != nil {
+		errs.Addf(pos, "log_level", "%v", err)
+	}
+	if !pos.Defined("templates") {
+		c.Templates = slices.Clone(defaultTemplates)
+	}
+	if !pos.Defined("channels") {
+		c.Channels = slices.Clone(defaultChannels)
+	}
+	checkGlobs(pos, "templates", c.Templates, errs)
+	checkGlobs(pos, "channels", c.Channels, errs)
+	c.DTU.check(pos, errs)
+	c.Modbus.check(pos, errs)
+	c.Redis.check(pos, errs)
+}
+
+func checkGlobs(pos *conf.Positions, key string, globs []string, errs *conf.Errors) {
+	for i, g := range globs {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if g == "" {
+			errs.Addf(pos, k, "empty pattern")
+		} else if _, err := filepath.Match(g, ""); err != nil {
+			errs.Addf(pos, k, "bad pattern %q: %v", g, err)
+		}
+	}
+}
+
+// dur applies a default to an unset duration and checks the lower bound.
+func dur(pos *conf.Positions, errs *conf.Errors, key string, d *conf.Duration, def, min time.Duration) {
+	if !pos.Defined(key) {
+		d.Duration = def
+		return
+	}
+	if d.Duration < min {
+		if min == 1 {
+			errs.Addf(pos, key, "must be greater than 0")
+		} else {
+			errs.Addf(pos, key, "must be at least %v", min)
+		}
+	}
+}
+
+// num applies a default to an unset integer and checks its bounds.
+func num(pos *conf.Positions, errs *conf.Errors, key string, v *int, def, lo, hi int) {
+	if !pos.Defined(key) {
+		*v = def
+		return
+	}
+	if *v < lo || *v > hi {
+		errs.Addf(pos, key, "%d is out of range (%d..%d)", *v, lo, hi)
+	}
+}
+
+// str applies a default to an unset string and checks it is one of allowed.
+func str(pos *conf.Positions, errs *conf.Errors, key string, v *string, def string, allowed ...string) {
+	if !pos.Defined(key) {
+		*v = def
+		return
+	}
+	if len(allowed) > 0 && !slices.Contains(allowed, *v) {
+		errs.Addf(pos, key, "unknown value %q (want %s)", *v, orList(allowed))
+	}
+}
+
+func orList(s []string) string {
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+func (d *DTU) check(pos *conf.Positions, errs *conf.Errors) {
+	str(pos, errs, "dtu.listen", &d.Listen, DefaultListen)
+	if d.Listen == "" {
+		errs.Addf(pos, "dtu.listen", "must not be empty")
+	}
+	num(pos, errs, "dtu.max_connections", &d.MaxConnections, DefaultMaxConnections, 1, 100000)
+	dur(pos, errs, "dtu.registration_timeout", &d.RegistrationTimeout, DefaultRegistrationTimeout, 1)
+	dur(pos, errs, "dtu.write_timeout", &d.WriteTimeout, DefaultWriteTimeout, 1)
+	dur(pos, errs, "dtu.refuse_log_interval", &d.RefuseLogInterval, DefaultRefuseLogInterval, 1)
+	str(pos, errs, "dtu.unknown_ids", &d.UnknownIDs, "refuse", "refuse", "provision")
+	if d.UnknownIDs == "provision" && d.ProvisionTemplate == "" {
+		errs.Addf(pos, "dtu.provision_template", "must name a template when unknown_ids is \"provision\"")
+	}
+	d.Registration.check(pos, errs)
+	d.Heartbeat.check(pos, errs)
+}
+
+func (r *Registration) check(pos *conf.Positions, errs *conf.Errors) {
+	const p = "dtu.registration."
+	str(pos, errs, p+"mode", &r.Mode, "terminator", "terminator", "fixed")
+	switch r.Mode {
+	case "fixed":
+		if !pos.Defined(p + "length") {
+			errs.Addf(pos, p+"length", "must be set in fixed mode (1..256)")
+		} else if r.Length < 1 || r.Length > 256 {
+			errs.Addf(pos, p+"length", "%d is out of range (1..256)", r.Length)
+		}
+		for _, k := range []string{"terminator", "terminator_hex", "max_length"} {
+			if pos.Defined(p + k) {
+				errs.Add(pos.KeyErrorf(p+k, "only used in terminator mode"))
+			}
+		}
+	case "terminator":
+		if pos.Defined(p + "length") {
+			errs.Add(pos.KeyErrorf(p+"length", "only used in fixed mode"))
+		}
+		num(pos, errs, p+"max_length", &r.MaxLength, DefaultMaxLength, 1, 256)
+		r.TerminatorBytes = textOrHex(pos, errs, p+"terminator", p+"terminator_hex", r.Terminator, r.TerminatorHex, DefaultTerminator, 16)
+		if !pos.Defined(p+"terminator") && !pos.Defined(p+"terminator_hex") {
+			r.Terminator = DefaultTerminator
+		}
+	}
+	str(pos, errs, p+"encoding", &r.Encoding, "text", "text", "hex", "decimal")
+	if r.Encoding == "decimal" && (r.Mode != "fixed" || r.Length > 8) {
+		errs.Addf(pos, p+"encoding", "decimal needs fixed mode with a length of at most 8 bytes")
+	}
+	str(pos, errs, p+"pattern", &r.Pattern, DefaultPattern)
+	if r.Pattern == "" {
+		errs.Addf(pos, p+"pattern", "must not be empty")
+		return
+	}
+	re, err := regexp.Compile(r.Pattern)
+	if err != nil {
+		errs.Addf(pos, p+"pattern", "bad regular expression: %v", err)
+	}
+	r.Regexp = re
+}
+
+func (h *Heartbeat) check(pos *conf.Positions, errs *conf.Errors) {
+	const p = "dtu.heartbeat."
+	h.Bytes = textOrHex(pos, errs, p+"text", p+"hex", h.Text, h.Hex, DefaultHeartbeat, 256)
+	if !pos.Defined(p+"text") && !pos.Defined(p+"hex") {
+		h.Text = DefaultHeartbeat
+	}
+	dur(pos, errs, p+"timeout", &h.Timeout, DefaultHeartbeatTimeout, 0)
+}
+
+// textOrHex resolves a byte string given either as text or as hex (exactly
+// one of them), with a default when neither is set.
+func textOrHex(pos *conf.Positions, errs *conf.Errors, textKey, hexKey, text, hx, def string, maxLen int) []byte {
+	hasText, hasHex := pos.Defined(textKey), pos.Defined(hexKey)
+	var b []byte
+	switch {
+	case hasText && hasHex:
+		errs.Add(pos.KeyErrorf(hexKey, "set either %s or %s, not both", lastKey(textKey), lastKey(hexKey)))
+		return nil
+	case hasHex:
+		var err error
+		if b, err = hex.DecodeString(strings.ReplaceAll(hx, " ", "")); err != nil {
+			errs.Addf(pos, hexKey, "bad hex %q: %v", hx, err)
+			return nil
+		}
+		if len(b) == 0 {
+			errs.Addf(pos, hexKey, "must not be empty")
+			return nil
+		}
+	case hasText:
+		if text == "" {
+			errs.Addf(pos, textKey, "must not be empty")
+			return nil
+		}
+		b = []byte(text)
+	default:
+		b = []byte(def)
+	}
+	if len(b) > maxLen {
+		key := textKey
+		if hasHex {
+			key = hexKey
+		}
+		errs.Addf(pos, key, "%d bytes is too long (at most %d)", len(b), maxLen)
+	}
+	return b
+}
+
+func lastKey(k string) string { return k[strings.LastIndexByte(k, '.')+1:] }
+
+func (m *Modbus) check(pos *conf.Positions, errs *conf.Errors) {
+	dur(pos, errs, "modbus.request_timeout", &m.RequestTimeout, DefaultRequestTimeout, 1)
+	num(pos, errs, "modbus.retries", &m.Retries, DefaultRetries, 0, 5)
+	dur(pos, errs, "modbus.flush_delay", &m.FlushDelay, DefaultFlushDelay, 0)
+}
+
+func (r *Redis) check(pos *conf.Positions, errs *conf.Errors) {
+	num(pos, errs, "redis.writers", &r.Writers, DefaultWriters, 1, 64)
+	num(pos, errs, "redis.batch_points", &r.BatchPoints, DefaultBatchPoints, 16, 8192)
+	dur(pos, errs, "redis.flush_interval", &r.FlushInterval, DefaultFlushInterval, 1)
+}
+
+// resolveGlobs returns the files the patterns select, relative to dir,
+// sorted and without duplicates. A pattern without wildcards must name an
+// existing file; one with wildcards may select nothing.
+func resolveGlobs(pos *conf.Positions, key, dir string, globs []string, errs *conf.Errors) []string {
+	var files []string
+	for i, g := range globs {
+		pat := g
+		if !filepath.IsAbs(pat) {
+			pat = filepath.Join(dir, pat)
+		}
+		m, err := filepath.Glob(pat)
+		if err != nil {
+			errs.Addf(pos, fmt.Sprintf("%s[%d]", key, i), "bad pattern %q: %v", g, err)
+			continue
+		}
+		if len(m) == 0 && !strings.ContainsAny(g, `*?[\`) {
+			errs.Addf(pos, fmt.Sprintf("%s[%d]", key, i), "file %s does not exist", pat)
+		}
+		files = append(files, m...)
+	}
+	slices.Sort(files)
+	return slices.Compact(files)
+}
+
+// Function returns the Modbus read function that serves an area (1..4), or
+// 0 for an unknown area.
+func Function(area string) uint8 {
+	switch area {
+	case "coil":
+		return 1
+	case "discrete":
+		return 2
+	case "holding":
+		return 3
+	case "input":
+		return 4
+	}
+	return 0
+}
+
+// typeWidth is the number of registers of each point type.
+var typeWidth = map[string]int{
+	"bool": 1, "int16": 1, "uint16": 1,
+	"int32": 2, "uint32": 2, "float32": 2,
+	"int64": 4, "uint64": 4, "float64": 4,
+}
+
+const typeNames = "bool, int16, uint16, int32, uint32, float32, int64, uint64, float64"
+
+// order64 maps the 4-letter byte orders to their 64-bit forms.
+var order64 = map[string]string{
+	"ABCD": "ABCDEFGH", "CDAB": "GHEFCDAB", "BADC": "BADCFEHG", "DCBA": "HGFEDCBA",
+	"ABCDEFGH": "ABCDEFGH", "GHEFCDAB": "GHEFCDAB", "BADCFEHG": "BADCFEHG", "HGFEDCBA": "HGFEDCBA",
+}
+
+// Registers is the number of 16-bit registers the point occupies, or 1 (one
+// bit) in the coil and discrete areas.
+func (p *Point) Registers() int {
+	if p.Area == "coil" || p.Area == "discrete" {
+		return 1
+	}
+	return typeWidth[p.Type]
+}
+
+// Function is the Modbus read function of the point's area.
+func (p *Point) Function() uint8 { return Function(p.Area) }
+
+// IsRegisterArea reports whether the point is in the holding or input area.
+func (p *Point) IsRegisterArea() bool { return p.Area == "holding" || p.Area == "input" }
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

@@ -1,0 +1,148 @@
+// Package config loads comsrv's configuration: the server file (listen
+// address, Redis, timeouts, limits, log) and the data definitions it points
+// to (device templates and channel lists), each in its own TOML files.
+package config
+
+import (
+	"regexp"
+
+	"github.com/voltedge/voltedge/internal/conf"
+)
+
+// Config is comsrv.toml plus the templates and channels it references, resolved and validated.
+type Config struct {
+	// RedisURL is the Redis to write to, e.g. "redis://127.0.0.1:6379/0".
+	RedisURL string `toml:"redis_url"`
+	// LogFile is where logs go; empty means standard error.
+	LogFile string `toml:"log_file"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	// Templates and Channels are glob patterns, relative to the directory of comsrv.toml.
+	Templates []string `toml:"templates"`
+	Channels  []string `toml:"channels"`
+
+	DTU    DTU    `toml:"dtu"`
+	Modbus Modbus `toml:"modbus"`
+	Redis  Redis  `toml:"redis"`
+
+	// Resolved after loading.
+	File         string               `toml:"-"` // path of comsrv.toml
+	TemplateByID map[string]*Template `toml:"-"`
+	ChannelList  []*Channel           `toml:"-"` // sorted by ID, ranges expanded
+
+	pos *conf.Positions // where comsrv.toml's keys are, for errors found after Load
+}
+
+// DTU configures the TCP server that DTUs connect in to.
+type DTU struct {
+	Listen              string        `toml:"listen"`               // default ":22334"
+	MaxConnections      int           `toml:"max_connections"`      // default 12000; beyond it new sockets are closed at once
+	RegistrationTimeout conf.Duration `toml:"registration_timeout"` // default 10s
+	WriteTimeout        conf.Duration `toml:"write_timeout"`        // default 5s
+	RefuseLogInterval   conf.Duration `toml:"refuse_log_interval"`  // default 10s: refusals are logged once per interval with a count
+	UnknownIDs          string        `toml:"unknown_ids"`          // "refuse" (default) or "provision"
+	ProvisionTemplate   string        `toml:"provision_template"`   // template for provisioned ids; channel id = registration id
+	Registration        Registration  `toml:"registration"`
+	Heartbeat           Heartbeat     `toml:"heartbeat"`
+}
+
+// Registration describes the registration packet a DTU sends first.
+type Registration struct {
+	Mode          string `toml:"mode"`           // "terminator" (default) or "fixed"
+	Length        int    `toml:"length"`         // fixed mode: exact length in bytes (1..256)
+	Terminator    string `toml:"terminator"`     // terminator mode, as text (default "\n"); a trailing "\r" is also removed
+	TerminatorHex string `toml:"terminator_hex"` // or as hex, e.g. "0d0a"
+	MaxLength     int    `toml:"max_length"`     // terminator mode: bytes before the terminator (default 64, at most 256)
+	Encoding      string `toml:"encoding"`       // how the id is rendered: "text" (default), "hex" or "decimal" (big-endian unsigned, ≤ 8 bytes)
+	Pattern       string `toml:"pattern"`        // the rendered id must match; default ^[A-Za-z0-9_.-]{1,64}$
+
+	TerminatorBytes []byte         `toml:"-"`
+	Regexp          *regexp.Regexp `toml:"-"`
+}
+
+// Heartbeat describes the heartbeat packet a DTU sends while connected.
+type Heartbeat struct {
+	Text    string        `toml:"text"`    // exact bytes as text (default "www.usr.cn")
+	Hex     string        `toml:"hex"`     // or as hex; exactly one of text/hex is used
+	Timeout conf.Duration `toml:"timeout"` // no heartbeat (and no other byte) within it → offline; default 90s; "0s" disables
+
+	Bytes []byte `toml:"-"`
+}
+
+// Modbus configures the RTU master that polls through each DTU link.
+type Modbus struct {
+	RequestTimeout conf.Duration `toml:"request_timeout"` // default 1s
+	Retries        int           `toml:"retries"`         // extra attempts after a timeout or CRC error, default 1 (0..5)
+	FlushDelay     conf.Duration `toml:"flush_delay"`     // after a timeout, bytes arriving within this quiet time are discarded before the next request; default 50ms
+}
+
+// Redis tunes how comsrv writes to Redis.
+type Redis struct {
+	Writers       int           `toml:"writers"`        // concurrent batch writers, default 4
+	BatchPoints   int           `toml:"batch_points"`   // points per FCALL at most, default 512
+	FlushInterval conf.Duration `toml:"flush_interval"` // status hash refresh, default 5s
+}
+
+// Template describes one device type: what to poll and how to decode it.
+// It is one file in the templates directory; its name is the file's base name unless set.
+type Template struct {
+	Name   string  `toml:"name"`
+	Tasks  []Task  `toml:"task"`
+	Points []Point `toml:"point"`
+
+	File string `toml:"-"`
+}
+
+// Task is one Modbus read request issued by comsrv.
+type Task struct {
+	Name     string        `toml:"name"`
+	Slave    uint8         `toml:"slave"`    // default 1 (1..247)
+	Function uint8         `toml:"function"` // 1, 2, 3 or 4
+	Start    uint16        `toml:"start"`
+	Count    uint16        `toml:"count"`    // ≤ 125 for FC 3/4, ≤ 2000 for FC 1/2
+	Interval conf.Duration `toml:"interval"` // timer tasks, default 1s
+	Trigger  string        `toml:"trigger"`  // "timer" (default), "heartbeat" or "connect"
+}
+
+// Point is one value decoded from a task's response.
+type Point struct {
+	ID       string  `toml:"id"`   // number or token without ':'; unique in the template
+	Name     string  `toml:"name"` // human name
+	Slave    uint8   `toml:"slave"`
+	Area     string  `toml:"area"` // "holding" (FC 3, default), "input" (FC 4), "coil" (FC 1), "discrete" (FC 2)
+	Address  uint16  `toml:"address"`
+	Type     string  `toml:"type"`  // bool, int16, uint16 (default), int32, uint32, float32, int64, uint64, float64
+	Bit      int     `toml:"bit"`   // for type bool in a register area: bit 0..15; default -1 (unset)
+	Order    string  `toml:"order"` // ABCD (default), CDAB, BADC, DCBA; 64-bit: ABCDEFGH, GHEFCDAB, BADCFEHG, HGFEDCBA (or the 4-letter names, which Load turns into these)
+	Scale    float64 `toml:"scale"` // default 1
+	Offset   float64 `toml:"offset"`
+	Decimals *int    `toml:"decimals"` // digits after the point; default derived from scale and offset
+}
+
+// Channel binds a DTU registration id to a template.
+type Channel struct {
+	ID           string `toml:"id"`           // channel id used in Redis keys; no ':'
+	Registration string `toml:"registration"` // the DTU's registration id (rendered per dtu.registration.encoding)
+	Template     string `toml:"template"`
+	Name         string `toml:"name"`
+
+	T *Template `toml:"-"`
+}
+
+// ChannelFile is one file of the channels directory.
+type ChannelFile struct {
+	Channels []Channel      `toml:"channel"`
+	Ranges   []ChannelRange `toml:"range"`
+}
+
+// ChannelRange declares many identical channels in one line:
+// {n} in ID, Registration and Name is replaced by each number from First to Last;
+// {n:0W} pads it with zeros to width W.
+type ChannelRange struct {
+	First        int    `toml:"first"`
+	Last         int    `toml:"last"`
+	ID           string `toml:"id"`
+	Registration string `toml:"registration"`
+	Template     string `toml:"template"`
+	Name         string `toml:"name"`
+}

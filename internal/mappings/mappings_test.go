@@ -1,0 +1,286 @@
+package mappings
+
+import (
+	"context"
+	"maps"
+	"strings"
+	"testing"
+
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/redistest"
+)
+
+const demoFile = "../../config/mappings/demo.toml"
+
+func TestLoadDemo(t *testing.T) {
+	s, err := Load(demoFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]string{
+		"1001:10001": "power_meter:voltage",
+		"1001:10002": "power_meter:current",
+		"1001:10003": "power_meter:power",
+		"1002:10001": "power_meter_2:voltage",
+		"1003:10005": "power_meter_3:energy",
+	}
+	for k, v := range checks {
+		if s.Forward[k] != v {
+			t.Errorf("Forward[%s] = %q, want %q", k, s.Forward[k], v)
+		}
+	}
+	if s.Reverse["power_meter:setpoint"] != "1001:40001" || s.Reverse["power_meter:switch"] != "1001:30001" {
+		t.Errorf("Reverse = %v", s.Reverse)
+	}
+	if s.Thresholds["power_meter:voltage"] != 250 || s.Thresholds["power_meter:current"] != 100 ||
+		s.Low["power_meter:voltage"] != 200 || s.Hysteresis["power_meter:voltage"] != 2 {
+		t.Errorf("limits %v %v %v", s.Thresholds, s.Low, s.Hysteresis)
+	}
+}
+
+// TestDemoMatchesComsrvConfig checks that every channel point the demo
+// mapping names exists in the demo channels' templates.
+func TestDemoMatchesComsrvConfig(t *testing.T) {
+	s, err := Load(demoFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load("../../config/comsrv.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	points := map[string]bool{}
+	for _, ch := range cfg.ChannelList {
+		for _, p := range ch.T.Points {
+			points[keys.PointRef(ch.ID, p.ID)] = true
+		}
+	}
+	for src := range s.Forward {
+		if !points[src] {
+			t.Errorf("forward mapping of %s: no such channel point", src)
+		}
+	}
+	for ctl, dst := range s.Reverse {
+		if !points[dst] {
+			t.Errorf("control %s targets %s: no such channel point", ctl, dst)
+		}
+	}
+}
+
+func TestRanges(t *testing.T) {
+	s, err := Parse("r.toml", []byte(`
+[[map_range]]
+first = 1
+last = 1500
+channel = "{n}"
+model = "meter{n:04}"
+points = { "10001" = "voltage", "10002" = "current" }
+
+[[control_range]]
+first = 1
+last = 3
+model = "meter{n:04}"
+control = "setpoint"
+channel = "{n}"
+point = "40001"
+
+[[map]]
+channel = "{n}"
+model = "literal"
+points = { "p" = "q" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Forward) != 3001 || s.Forward["7:10002"] != "meter0007:current" || s.Forward["1500:10001"] != "meter1500:voltage" || s.Forward["{n}:p"] != "literal:q" {
+		t.Fatalf("forward: %d entries, 7:10002 → %q", len(s.Forward), s.Forward["7:10002"])
+	}
+	want := map[string]string{"meter0001:setpoint": "1:40001", "meter0002:setpoint": "2:40001", "meter0003:setpoint": "3:40001"}
+	if !maps.Equal(s.Reverse, want) {
+		t.Fatalf("reverse: %v", s.Reverse)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"unknown key", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\npoint = { a = \"b\" }\n",
+			`e.toml:4:1: key "map[0].point": unknown key (did you mean "points"?)`},
+		{"missing model", "[[map]]\nchannel = \"1\"\npoints = { a = \"b\" }\n",
+			`e.toml:1:3: key "map[0].model": must be set`},
+		{"no points", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\n",
+			`e.toml:1:3: key "map[0].points": must list at least one point`},
+		{"bad channel", "[[map]]\nchannel = \"1:2\"\nmodel = \"m\"\npoints = { a = \"b\" }\n",
+			`e.toml:2:11: key "map[0].channel": "1:2" is not a valid id`},
+		{"bad point name", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\npoints = { a = \"b\", c = \"d e\" }\n",
+			`e.toml:4:25: key "map[0].points.c": "d e" is not a valid id`},
+		{"bad point id", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\n[map.points]\n\"x y\" = \"v\"\n",
+			`e.toml:5:9: key "map[0].points.\"x y\"": "x y" is not a valid id`},
+		{"duplicate", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\npoints = { a = \"b\" }\n[[map]]\nchannel = \"1\"\nmodel = \"n\"\npoints = { a = \"c\" }\n",
+			`e.toml:8:12: key "map[1].points.a": channel point "1:a" is already mapped at e.toml:1:3`},
+		{"range without n", "[[map_range]]\nfirst = 1\nlast = 2\nchannel = \"c\"\nmodel = \"m{n}\"\npoints = { a = \"b\" }\n",
+			`e.toml:4:11: key "map_range[0].channel": must contain {n} or {n:0W}`},
+		{"range too big", "[[map_range]]\nfirst = 1\nlast = 200000\nchannel = \"{n}\"\nmodel = \"m\"\npoints = { a = \"b\" }\n",
+			`e.toml:3:8: key "map_range[0].last": range of 200000 entries exceeds the limit of 100000`},
+		{"range bad expansion", "[[map_range]]\nfirst = 1\nlast = 2\nchannel = \"{n}\"\nmodel = \"m:{n}\"\npoints = { a = \"b\" }\n",
+			`e.toml:5:9: key "map_range[0].model": expands to "m:1" for n=1, which is not a valid id`},
+		{"duplicate control", "[[control]]\nmodel = \"m\"\ncontrol = \"c\"\nchannel = \"1\"\npoint = \"2\"\n[[control]]\nmodel = \"m\"\ncontrol = \"c\"\nchannel = \"1\"\npoint = \"3\"\n",
+			`e.toml:8:11: key "control[1].control": control "m:c" is already mapped at e.toml:1:3`},
+		{"control missing point", "[[control]]\nmodel = \"m\"\ncontrol = \"c\"\nchannel = \"1\"\n",
+			`e.toml:1:3: key "control[0].point": must be set`},
+		{"threshold ref", "[thresholds]\n\"voltage\" = 3\n",
+			`e.toml:2:1: key "thresholds.voltage": "voltage" is not a "model:point" reference`},
+		{"threshold type", "[thresholds]\n\"m:v\" = \"high\"\n",
+			`e.toml:2:9: key "thresholds.\"m:v\"": expected a number, found a string`},
+		{"threshold nan", "[thresholds]\n\"m:v\" = nan\n",
+			`e.toml:2:9: key "thresholds.\"m:v\"": must be a finite number`},
+		{"low above high", "[thresholds]\n\"m:v\" = 3\n[low]\n\"m:v\" = 5\n",
+			`e.toml:4:9: key "low.\"m:v\"": low limit 5 is above the high limit 3`},
+		{"negative hysteresis", "[hysteresis]\n\"m:v\" = -1\n",
+			`e.toml:2:9: key "hysteresis.\"m:v\"": must not be negative`},
+		{"syntax", "[[map]\n",
+			`e.toml:2:6: expected end of table array name delimiter`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("e.toml", []byte(tc.doc))
+			if err == nil {
+				t.Fatalf("no error, want %s", tc.want)
+			}
+			for line := range strings.SplitSeq(err.Error(), "\n") {
+				if strings.HasPrefix(line, tc.want) {
+					return
+				}
+			}
+			t.Fatalf("got:\n%v\nwant a line starting with:\n%s", err, tc.want)
+		})
+	}
+}
+
+func hgetall(t *testing.T, c rueidis.Client, key string) map[string]string {
+	t.Helper()
+	m, err := redistest.Do(t, c, "HGETALL", key).AsStrMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestApply(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+
+	s, err := Load(demoFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A field someone else wrote, and one the demo also writes.
+	redistest.Do(t, c, "HSET", keys.Mapping, "9999:1", "other:x", "1001:10001", "old:value")
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, "other:x", "5")
+
+	a, err := s.Apply(ctx, c, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Forward != len(s.Forward) || a.Reverse != 2 || a.Thresholds != 2 || a.Low != 1 || a.Hysteresis != 1 {
+		t.Fatalf("applied %+v", a)
+	}
+	check := func(stale bool) {
+		t.Helper()
+		fwd := hgetall(t, c, keys.Mapping)
+		if fwd["1001:10001"] != "power_meter:voltage" || fwd["1003:10002"] != "power_meter_3:current" {
+			t.Fatalf("mapping %v", fwd)
+		}
+		if _, ok := fwd["9999:1"]; ok != stale {
+			t.Fatalf("stale field present=%v, want %v", ok, stale)
+		}
+		want := len(s.Forward)
+		if stale {
+			want++
+		}
+		if len(fwd) != want {
+			t.Fatalf("mapping has %d fields, want %d", len(fwd), want)
+		}
+		rev := hgetall(t, c, keys.MappingReverse)
+		if !maps.Equal(rev, map[string]string{"power_meter:setpoint": "1001:40001", "power_meter:switch": "1001:30001"}) {
+			t.Fatalf("reverse %v", rev)
+		}
+		th := hgetall(t, c, keys.AlarmThreshold)
+		if th["power_meter:voltage"] != "250" || th["power_meter:current"] != "100" {
+			t.Fatalf("thresholds %v", th)
+		}
+		if _, ok := th["other:x"]; ok != stale {
+			t.Fatalf("stale threshold present=%v", ok)
+		}
+		if low := hgetall(t, c, keys.AlarmLow); !maps.Equal(low, map[string]string{"power_meter:voltage": "200"}) {
+			t.Fatalf("low %v", low)
+		}
+		if h := hgetall(t, c, keys.AlarmHysteresis); !maps.Equal(h, map[string]string{"power_meter:voltage": "2"}) {
+			t.Fatalf("hysteresis %v", h)
+		}
+	}
+	check(true)
+
+	// Applying again changes nothing.
+	if _, err := s.Apply(ctx, c, false); err != nil {
+		t.Fatal(err)
+	}
+	check(true)
+
+	// Replace removes what the set does not name.
+	if _, err := s.Apply(ctx, c, true); err != nil {
+		t.Fatal(err)
+	}
+	check(false)
+	if _, err := s.Apply(ctx, c, true); err != nil {
+		t.Fatal(err)
+	}
+	check(false)
+}
+
+func TestApplyLargeAndFractions(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	s, err := Parse("big.toml", []byte(`
+[[map_range]]
+first = 1
+last = 1200
+channel = "{n}"
+model = "m{n}"
+points = { "1" = "a", "2" = "b" }
+[thresholds]
+"m1:a" = 0.1
+"m1:b" = 1e21
+"m2:a" = -3.25
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(context.Background(), c, true); err != nil {
+		t.Fatal(err)
+	}
+	n, err := redistest.Do(t, c, "HLEN", keys.Mapping).AsInt64()
+	if err != nil || n != 2400 {
+		t.Fatalf("HLEN = %d %v", n, err)
+	}
+	th := hgetall(t, c, keys.AlarmThreshold)
+	if !maps.Equal(th, map[string]string{"m1:a": "0.1", "m1:b": "1000000000000000000000", "m2:a": "-3.25"}) {
+		t.Fatalf("thresholds %v", th)
+	}
+	// An empty set with replace clears the hashes.
+	empty, err := Parse("empty.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := empty.Apply(context.Background(), c, true); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := redistest.Do(t, c, "EXISTS", keys.Mapping, keys.AlarmThreshold).AsInt64(); n != 0 {
+		t.Fatalf("%d hashes left", n)
+	}
+}
