@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/mappings"
+	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/tools/dtusim/fleet"
+)
+
+// TestEndToEnd runs the demo configuration: three simulated DTUs connect to
+// comsrv, values land in comsrv:*:m, the Lua library maps them into
+// modsrv:power_meter and publishes update:power_meter, and a voltage above
+// the threshold raises an alarm that clears when the voltage comes back.
+func TestEndToEnd(t *testing.T) {
+	rs := redistest.Start(t)
+	rc := rs.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	cfg, err := config.Load("../config/comsrv.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RedisURL = rs.URL()
+	cfg.DTU.Listen = freeAddr(t)
+	cfg.Redis.FlushInterval.Duration = 200 * time.Millisecond
+	set, err := mappings.Load("../config/mappings/demo.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := set.Apply(ctx, rc, true); err != nil {
+		t.Fatal(err)
+	}
+
+	// Subscriber on the model's update channel.
+	updates := make(chan string, 64)
+	sub := rs.Client(t)
+	go func() {
+		_ = sub.Receive(ctx, sub.B().Subscribe().Channel(keys.ModelUpdates("power_meter")).Build(), func(m rueidis.PubSubMessage) {
+			select {
+			case updates <- m.Message:
+			default:
+			}
+		})
+	}()
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, cfg, log) }()
+
+	maps := map[string]*fleet.RegisterMap{}
+	for _, id := range []string{"DTU1001", "DTU1002", "DTU1003"} {
+		m := fleet.DefaultMap()
+		m.SetRegister(fleet.HoldingRegisters, 2000, 2300) // 230.0 V
+		maps[id] = m
+		dc := fleet.DeviceConfig{
+			Addr: cfg.DTU.Listen, ID: []byte(id + "\n"), Heartbeat: []byte("www.usr.cn"),
+			HeartbeatInterval: 500 * time.Millisecond, Map: m,
+		}
+		go func() {
+			for ctx.Err() == nil {
+				_ = fleet.RunDevice(ctx, dc, &fleet.Stats{})
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+
+	hget := func(key, field string) string {
+		v, _ := rc.Do(context.Background(), rc.B().Hget().Key(key).Field(field).Build()).ToString()
+		return v
+	}
+	eventually(t, "channel value comsrv:1001:m 10001 = 230", func() bool { return hget(keys.ChannelValues("1001"), "10001") == "230" })
+	eventually(t, "model value modsrv:power_meter voltage = 230", func() bool { return hget(keys.ModelValues("power_meter"), "voltage") == "230" })
+	eventually(t, "model value modsrv:power_meter_3 voltage", func() bool { return hget(keys.ModelValues("power_meter_3"), "voltage") == "230" })
+	eventually(t, "status online", func() bool { return hget(keys.ChannelStatus("1002"), "online") == "1" })
+
+	// Each response publishes the points it carried; wait for one with the voltage.
+	timeout := time.After(5 * time.Second)
+	for got := false; !got; {
+		select {
+		case msg := <-updates:
+			var u struct {
+				Model  string             `json:"model"`
+				TS     int64              `json:"ts"`
+				Values map[string]float64 `json:"values"`
+			}
+			if err := json.Unmarshal([]byte(msg), &u); err != nil {
+				t.Fatalf("update payload %q: %v", msg, err)
+			}
+			if u.Model != "power_meter" || u.TS == 0 || len(u.Values) == 0 {
+				t.Fatalf("update payload %q", msg)
+			}
+			if v, ok := u.Values["voltage"]; ok {
+				if v != 230 {
+					t.Fatalf("update payload %q: voltage %v, want 230", msg, v)
+				}
+				got = true
+			}
+		case <-timeout:
+			t.Fatal("no message with the voltage on update:power_meter")
+		}
+	}
+
+	// Over the threshold (250): one raise event.
+	maps["DTU1001"].SetRegister(fleet.HoldingRegisters, 2000, 2612)
+	eventually(t, "alarm raised", func() bool { return hget(keys.AlarmActive, "power_meter:voltage") != "" })
+	events := func() []map[string]string {
+		r, err := rc.Do(ctx, rc.B().Xrange().Key(keys.AlarmEvents).Start("-").End("+").Build()).AsXRange()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []map[string]string
+		for _, e := range r {
+			out = append(out, e.FieldValues)
+		}
+		return out
+	}
+	time.Sleep(1500 * time.Millisecond) // more samples above the limit: still one event
+	ev := events()
+	if len(ev) != 1 || ev[0]["type"] != "raise" || ev[0]["kind"] != "high" || ev[0]["value"] != "261.2" || ev[0]["point"] != "voltage" {
+		t.Fatalf("alarm events after raise: %v", ev)
+	}
+	// Back to normal: cleared.
+	maps["DTU1001"].SetRegister(fleet.HoldingRegisters, 2000, 2300)
+	eventually(t, "alarm cleared", func() bool { return hget(keys.AlarmActive, "power_meter:voltage") == "" })
+	ev = events()
+	if len(ev) != 2 || ev[1]["type"] != "clear" {
+		t.Fatalf("alarm events after clear: %v", ev)
+	}
+
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("comsrv did not stop")
+	}
+	if v := hget(keys.ChannelStatus("1001"), "online"); v != "0" {
+		t.Fatalf("after shutdown channel 1001 online = %q, want 0", v)
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

@@ -1,0 +1,109 @@
+// Command comsrv is VoltEdge's communication service: it runs the DTU TCP
+// server, polls the Modbus devices behind each link and writes their values
+// into Redis through the Lua library.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/dtu"
+	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/logging"
+	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/redisconn"
+)
+
+func main() {
+	cfgPath := flag.String("config", "config/comsrv.toml", "comsrv configuration file")
+	check := flag.Bool("check", false, "validate the configuration and exit")
+	redisURL := flag.String("redis", "", "Redis URL, overriding redis_url of the configuration")
+	flag.Parse()
+	if err := run(*cfgPath, *redisURL, *check); err != nil {
+		fmt.Fprintln(os.Stderr, "comsrv:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfgPath, redisURL string, check bool) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	if redisURL != "" {
+		cfg.RedisURL = redisURL
+	}
+	if check {
+		fmt.Printf("%s: ok (%d templates, %d channels)\n", cfgPath, len(cfg.TemplateByID), len(cfg.ChannelList))
+		return nil
+	}
+	log, closer, err := logging.New("comsrv", cfg.LogFile, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	return serve(ctx, cfg, log)
+}
+
+// serve runs comsrv until ctx is cancelled.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	client, err := redisconn.New(cfg.RedisURL, redisconn.Options{ClientName: "comsrv", Connections: 2})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	info, err := lualib.Ensure(ctx, client)
+	if err != nil {
+		return fmt.Errorf("lua library: %w", err)
+	}
+	log.Info("lua library", "name", info.Name, "loaded", info.Loaded, "embedded", info.Embedded, "action", info.Action)
+
+	ids := make([]string, 0, len(cfg.ChannelList))
+	for _, ch := range cfg.ChannelList {
+		ids = append(ids, ch.ID)
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		if err := client.Do(ctx, client.B().Sadd().Key(keys.Channels).Member(ids[:n]...).Build()).Error(); err != nil {
+			return fmt.Errorf("register channels in %s: %w", keys.Channels, err)
+		}
+		ids = ids[n:]
+	}
+
+	var srv *dtu.Server
+	sk := sink.New(client, lualib.NewCaller(client, log), sink.Options{
+		Writers:       cfg.Redis.Writers,
+		BatchPoints:   cfg.Redis.BatchPoints,
+		FlushInterval: cfg.Redis.FlushInterval.Duration,
+	}, log, func() map[string]int64 {
+		return map[string]int64{"connections": srv.Connections(), "online": int64(srv.Online())}
+	})
+	srv, err = dtu.New(cfg, sk, log)
+	if err != nil {
+		return err
+	}
+	sinkCtx, stopSink := context.WithCancel(context.Background())
+	sinkDone := make(chan struct{})
+	go func() {
+		defer close(sinkDone)
+		sk.Run(sinkCtx)
+	}()
+	log.Info("comsrv starting", "channels", len(cfg.ChannelList), "templates", len(cfg.TemplateByID), "redis", cfg.RedisURL)
+	err = srv.ListenAndServe(ctx)
+	// Links have written their offline status into the queue: drain it, then stop.
+	stopSink()
+	<-sinkDone
+	log.Info("comsrv stopped")
+	return err
+}

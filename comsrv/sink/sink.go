@@ -1,0 +1,317 @@
+// Package sink writes what comsrv reads into Redis: decoded poll responses go
+// through the Lua library's sync_batch function, several responses per call,
+// and link status updates are pipelined. Nothing here blocks a device link:
+// when Redis cannot keep up, the queue is bounded and excess samples are
+// dropped and counted.
+package sink
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/lualib"
+)
+
+// Sample is one decoded poll response of one channel.
+type Sample struct {
+	Channel  string
+	Received time.Time // when the response's last byte arrived
+	Pairs    []string  // point id, value, point id, value, …
+}
+
+// Options tunes the sink.
+type Options struct {
+	Writers       int           // concurrent writers (FCALLs in flight), default 4
+	BatchPoints   int           // points per FCALL at most, default 512
+	Queue         int           // queued items at most, default 16384
+	FlushInterval time.Duration // how often comsrv:stats is written, default 5s
+}
+
+// Sink is the bounded queue in front of Redis plus its writers.
+type Sink struct {
+	client rueidis.Client
+	caller *lualib.Caller
+	log    *slog.Logger
+	opt    Options
+	in     chan *Sample
+	cmds   chan rueidis.Completed
+	pool   sync.Pool
+
+	responses, points, mapped, syncErrors, dropped, calls, failures, alarmEvents atomic.Uint64
+	lat                                                                          *Histogram
+	gauges                                                                       func() map[string]int64
+}
+
+// New creates a sink. gauges, if not nil, is called at every stats flush and
+// its values are written next to the sink's counters (e.g. connections).
+func New(c rueidis.Client, caller *lualib.Caller, opt Options, log *slog.Logger, gauges func() map[string]int64) *Sink {
+	if opt.Writers <= 0 {
+		opt.Writers = 4
+	}
+	if opt.BatchPoints <= 0 {
+		opt.BatchPoints = 512
+	}
+	if opt.Queue <= 0 {
+		opt.Queue = 16384
+	}
+	if opt.FlushInterval <= 0 {
+		opt.FlushInterval = 5 * time.Second
+	}
+	s := &Sink{client: c, caller: caller, log: log, opt: opt, in: make(chan *Sample, opt.Queue), cmds: make(chan rueidis.Completed, opt.Queue), lat: NewHistogram(), gauges: gauges}
+	s.pool.New = func() any { return &Sample{Pairs: make([]string, 0, 64)} }
+	return s
+}
+
+// NewSample returns an empty sample from the pool.
+func (s *Sink) NewSample() *Sample {
+	smp := s.pool.Get().(*Sample)
+	smp.Pairs = smp.Pairs[:0]
+	return smp
+}
+
+// Put queues a sample; it never blocks. It reports false, and recycles the
+// sample, when the queue is full. An empty sample is recycled at once.
+func (s *Sink) Put(smp *Sample) bool {
+	if len(smp.Pairs) == 0 {
+		s.release(smp)
+		return true
+	}
+	select {
+	case s.in <- smp:
+		return true
+	default:
+		s.dropped.Add(1)
+		s.release(smp)
+		return false
+	}
+}
+
+// Do queues a command (status updates); it never blocks and reports false
+// when the queue is full. Commands run in the order they were queued.
+func (s *Sink) Do(cmd rueidis.Completed) bool {
+	select {
+	case s.cmds <- cmd:
+		return true
+	default:
+		s.dropped.Add(1)
+		return false
+	}
+}
+
+// B is the client's command builder.
+func (s *Sink) B() rueidis.Builder { return s.client.B() }
+
+func (s *Sink) release(smp *Sample) {
+	clear(smp.Pairs)
+	smp.Pairs = smp.Pairs[:0]
+	s.pool.Put(smp)
+}
+
+// Run writes until ctx is cancelled, then drains what is queued (for at most
+// a few seconds) and returns.
+func (s *Sink) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := 0; i < s.opt.Writers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.sampleWriter(stop)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.commandWriter(stop)
+	}()
+	t := time.NewTicker(s.opt.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			close(stop)
+			wg.Wait()
+			s.flushStats(context.Background())
+			return
+		case <-t.C:
+			s.flushStats(ctx)
+		}
+	}
+}
+
+const drainTime = 3 * time.Second
+
+func (s *Sink) sampleWriter(stop <-chan struct{}) {
+	var (
+		batch []*Sample
+		args  []string
+	)
+	ctx := context.Background()
+	var drainUntil time.Time
+	for {
+		var first *Sample
+		select {
+		case first = <-s.in:
+		case <-stop:
+			if drainUntil.IsZero() {
+				drainUntil = time.Now().Add(drainTime)
+			}
+			select {
+			case first = <-s.in:
+			default:
+				return
+			}
+		}
+		if !drainUntil.IsZero() && time.Now().After(drainUntil) {
+			return
+		}
+		batch = append(batch[:0], first)
+		points := len(first.Pairs) / 2
+	collect:
+		for points < s.opt.BatchPoints {
+			select {
+			case smp := <-s.in:
+				batch = append(batch, smp)
+				points += len(smp.Pairs) / 2
+			default:
+				break collect
+			}
+		}
+		args = s.writeSamples(ctx, batch, args)
+		clear(batch)
+	}
+}
+
+func (s *Sink) writeSamples(ctx context.Context, batch []*Sample, args []string) []string {
+	args = args[:0]
+	for _, smp := range batch {
+		args = append(args, smp.Channel, strconv.FormatInt(smp.Received.UnixMilli(), 10), strconv.Itoa(len(smp.Pairs)/2))
+		args = append(args, smp.Pairs...)
+	}
+	res := s.caller.Fcall(ctx, "sync_batch", args)
+	now := time.Now()
+	s.calls.Add(1)
+	if err := res.Error(); err != nil {
+		s.failures.Add(1)
+		s.log.Warn("sync_batch failed", "responses", len(batch), "err", err)
+	} else {
+		s.account(res, len(batch))
+		for _, smp := range batch {
+			s.lat.Observe(now.Sub(smp.Received))
+		}
+	}
+	for _, smp := range batch {
+		s.release(smp)
+	}
+	clear(args)
+	return args
+}
+
+// commandWriter runs queued commands in order, pipelining what has accumulated.
+func (s *Sink) commandWriter(stop <-chan struct{}) {
+	ctx := context.Background()
+	var batch []rueidis.Completed
+	for {
+		var first rueidis.Completed
+		select {
+		case first = <-s.cmds:
+		case <-stop:
+			select {
+			case first = <-s.cmds:
+			default:
+				return
+			}
+		}
+		batch = append(batch[:0], first)
+	collect:
+		for len(batch) < 256 {
+			select {
+			case c := <-s.cmds:
+				batch = append(batch, c)
+			default:
+				break collect
+			}
+		}
+		for _, r := range s.client.DoMulti(ctx, batch...) {
+			if err := r.Error(); err != nil {
+				s.failures.Add(1)
+				s.log.Warn("status update failed", "err", err)
+				break
+			}
+		}
+		clear(batch)
+	}
+}
+
+// account adds sync_batch's reply {written, mapped, errors, alarm_events, first_error} to the counters.
+func (s *Sink) account(res rueidis.RedisResult, responses int) {
+	s.responses.Add(uint64(responses))
+	arr, err := res.ToArray()
+	if err != nil || len(arr) < 5 {
+		return
+	}
+	if v, err := arr[0].AsInt64(); err == nil {
+		s.points.Add(uint64(v))
+	}
+	if v, err := arr[1].AsInt64(); err == nil {
+		s.mapped.Add(uint64(v))
+	}
+	if v, err := arr[2].AsInt64(); err == nil && v > 0 {
+		s.syncErrors.Add(uint64(v))
+		if msg, err := arr[4].ToString(); err == nil {
+			s.log.Debug("sync_batch reported errors", "count", v, "first", msg)
+		}
+	}
+	if v, err := arr[3].AsInt64(); err == nil {
+		s.alarmEvents.Add(uint64(v))
+	}
+}
+
+// Stats is a snapshot of the sink's counters.
+type Stats struct {
+	Responses, Points, Mapped, SyncErrors, Dropped, Calls, Failures, AlarmEvents uint64
+}
+
+// Stats returns the counters since start.
+func (s *Sink) Stats() Stats {
+	return Stats{
+		Responses: s.responses.Load(), Points: s.points.Load(), Mapped: s.mapped.Load(),
+		SyncErrors: s.syncErrors.Load(), Dropped: s.dropped.Load(), Calls: s.calls.Load(),
+		Failures: s.failures.Load(), AlarmEvents: s.alarmEvents.Load(),
+	}
+}
+
+func (s *Sink) flushStats(ctx context.Context) {
+	st := s.Stats()
+	p50, p99, n := s.lat.TakeQuantiles(0.5, 0.99)
+	f := s.client.B().Hset().Key(keys.ComsrvStats).FieldValue().
+		FieldValue("responses", u(st.Responses)).
+		FieldValue("points", u(st.Points)).
+		FieldValue("mapped", u(st.Mapped)).
+		FieldValue("sync_errors", u(st.SyncErrors)).
+		FieldValue("dropped", u(st.Dropped)).
+		FieldValue("calls", u(st.Calls)).
+		FieldValue("failures", u(st.Failures)).
+		FieldValue("alarm_events", u(st.AlarmEvents)).
+		FieldValue("latency_p50_us", strconv.FormatInt(p50.Microseconds(), 10)).
+		FieldValue("latency_p99_us", strconv.FormatInt(p99.Microseconds(), 10)).
+		FieldValue("latency_samples", u(n)).
+		FieldValue("updated_at", strconv.FormatInt(time.Now().UnixMilli(), 10))
+	if s.gauges != nil {
+		for k, v := range s.gauges() {
+			f = f.FieldValue(k, strconv.FormatInt(v, 10))
+		}
+	}
+	if err := s.client.Do(ctx, f.Build()).Error(); err != nil {
+		s.log.Warn("write stats", "key", keys.ComsrvStats, "err", err)
+	}
+}
+
+func u(v uint64) string { return strconv.FormatUint(v, 10) }

@@ -1,0 +1,74 @@
+// Package svc runs the common part of a VoltEdge service process: flags,
+// configuration, logging, the Redis client, the Lua library check and
+// shutdown on SIGINT/SIGTERM.
+package svc
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/internal/conf"
+	"github.com/voltedge/voltedge/internal/logging"
+	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/redisconn"
+)
+
+// Env is what a service's serve function gets.
+type Env struct {
+	Name   string
+	Config *conf.ServiceConfig
+	Log    *slog.Logger
+	Redis  rueidis.Client
+}
+
+// Main parses the standard flags (-config, -redis), sets everything up and
+// calls serve until a signal arrives. It exits the process on error.
+func Main(name string, serve func(ctx context.Context, env *Env) error) {
+	fs := flag.NewFlagSet(name, flag.ExitOnError)
+	cfgPath := fs.String("config", "config/"+name+".toml", name+" configuration file")
+	redisURL := fs.String("redis", "", "Redis URL, overriding redis_url of the configuration")
+	_ = fs.Parse(os.Args[1:])
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, name, *cfgPath, *redisURL, serve)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, name, cfgPath, redisURL string, serve func(context.Context, *Env) error) error {
+	cfg, err := conf.LoadService(cfgPath)
+	if err != nil {
+		return err
+	}
+	if redisURL != "" {
+		cfg.RedisURL = redisURL
+	}
+	log, closer, err := logging.New(name, cfg.LogFile, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	client, err := redisconn.New(cfg.RedisURL, redisconn.Options{ClientName: name})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	info, err := lualib.Ensure(ctx, client)
+	if err != nil {
+		return fmt.Errorf("lua library: %w", err)
+	}
+	log.Info("lua library", "name", info.Name, "loaded", info.Loaded, "embedded", info.Embedded, "action", info.Action)
+	log.Info(name+" started", "redis", cfg.RedisURL)
+	err = serve(ctx, &Env{Name: name, Config: cfg, Log: log, Redis: client})
+	log.Info(name + " stopped")
+	return err
+}

@@ -1,0 +1,18 @@
+// Command netsrv uploads VoltEdge values and events to MySQL with store-and-forward.
+//
+// This build starts, connects to Redis, makes sure the Lua library is
+// loaded and waits for a stop signal.
+package main
+
+import (
+	"context"
+
+	"github.com/voltedge/voltedge/internal/svc"
+)
+
+func main() {
+	svc.Main("netsrv", func(ctx context.Context, env *svc.Env) error {
+		<-ctx.Done()
+		return nil
+	})
+}
