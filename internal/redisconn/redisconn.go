@@ -11,8 +11,8 @@ import (
 
 // Options tunes the client. Zero values give the lean defaults.
 type Options struct {
-	// Connections is the number of pipelined connections (PipelineMultiplex as 2^n is not used; this is 1..8 → multiplex 0..3).
-	Multiplex int
+	// Connections is the number of pipelined connections: 1 (default), 2, 4 or 8.
+	Connections int
 	// BufferBytes is the read and write buffer per connection (default 64 KiB).
 	BufferBytes int
 	// BlockingPool is the number of connections kept for blocking commands (default 2).
@@ -30,9 +30,16 @@ func New(url string, o Options) (rueidis.Client, error) {
 		return nil, err
 	}
 	opt.DisableCache = true
-	opt.PipelineMultiplex = o.Multiplex
-	if opt.PipelineMultiplex < 0 {
-		opt.PipelineMultiplex = 0
+	// rueidis opens 2^PipelineMultiplex connections; a negative value means one.
+	switch {
+	case o.Connections >= 8:
+		opt.PipelineMultiplex = 3
+	case o.Connections >= 4:
+		opt.PipelineMultiplex = 2
+	case o.Connections >= 2:
+		opt.PipelineMultiplex = 1
+	default:
+		opt.PipelineMultiplex = -1
 	}
 	buf := o.BufferBytes
 	if buf <= 0 {
