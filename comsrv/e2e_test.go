@@ -36,6 +36,7 @@ func TestEndToEnd(t *testing.T) {
 	cfg.RedisURL = rs.URL()
 	cfg.DTU.Listen = freeAddr(t)
 	cfg.Redis.FlushInterval.Duration = 200 * time.Millisecond
+	cfg.DTU.StatusInterval.Duration = 200 * time.Millisecond
 	set, err := mappings.Load("../config/mappings/demo.toml")
 	if err != nil {
 		t.Fatal(err)

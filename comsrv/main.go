@@ -25,7 +25,11 @@ func main() {
 	cfgPath := flag.String("config", "config/comsrv.toml", "comsrv configuration file")
 	check := flag.Bool("check", false, "validate the configuration and exit")
 	redisURL := flag.String("redis", "", "Redis URL, overriding redis_url of the configuration")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off by default")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go servePprof(*pprofAddr)
+	}
 	if err := run(*cfgPath, *redisURL, *check); err != nil {
 		fmt.Fprintln(os.Stderr, "comsrv:", err)
 		os.Exit(1)

@@ -20,6 +20,7 @@ const (
 	DefaultRegistrationTimeout = 10 * time.Second
 	DefaultWriteTimeout        = 5 * time.Second
 	DefaultRefuseLogInterval   = 10 * time.Second
+	DefaultStatusInterval      = 5 * time.Second
 	DefaultTerminator          = "\n"
 	DefaultMaxLength           = 64
 	DefaultPattern             = `^[A-Za-z0-9_.-]{1,64}$`
@@ -185,6 +186,7 @@ func (d *DTU) check(pos *conf.Positions, errs *conf.Errors) {
 	dur(pos, errs, "dtu.registration_timeout", &d.RegistrationTimeout, DefaultRegistrationTimeout, 1)
 	dur(pos, errs, "dtu.write_timeout", &d.WriteTimeout, DefaultWriteTimeout, 1)
 	dur(pos, errs, "dtu.refuse_log_interval", &d.RefuseLogInterval, DefaultRefuseLogInterval, 1)
+	dur(pos, errs, "dtu.status_interval", &d.StatusInterval, DefaultStatusInterval, 1)
 	str(pos, errs, "dtu.unknown_ids", &d.UnknownIDs, "refuse", "refuse", "provision")
 	if d.UnknownIDs == "provision" && d.ProvisionTemplate == "" {
 		errs.Addf(pos, "dtu.provision_template", "must name a template when unknown_ids is \"provision\"")

@@ -40,6 +40,7 @@ type DTU struct {
 	RegistrationTimeout conf.Duration `toml:"registration_timeout"` // default 10s
 	WriteTimeout        conf.Duration `toml:"write_timeout"`        // default 5s
 	RefuseLogInterval   conf.Duration `toml:"refuse_log_interval"`  // default 10s: refusals are logged once per interval with a count
+	StatusInterval      conf.Duration `toml:"status_interval"`      // default 5s: how often each channel's status hash is refreshed
 	UnknownIDs          string        `toml:"unknown_ids"`          // "refuse" (default) or "provision"
 	ProvisionTemplate   string        `toml:"provision_template"`   // template for provisioned ids; channel id = registration id
 	Registration        Registration  `toml:"registration"`
@@ -80,7 +81,7 @@ type Modbus struct {
 type Redis struct {
 	Writers       int           `toml:"writers"`        // concurrent batch writers, default 4
 	BatchPoints   int           `toml:"batch_points"`   // points per FCALL at most, default 512
-	FlushInterval conf.Duration `toml:"flush_interval"` // status hash refresh, default 5s
+	FlushInterval conf.Duration `toml:"flush_interval"` // how often comsrv:stats is written, default 5s
 }
 
 // Template describes one device type: what to poll and how to decode it.

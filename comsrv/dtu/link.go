@@ -74,7 +74,7 @@ func (l *link) run(ctx context.Context) string {
 	l.srv.log.Info("dtu online", "channel", l.ch.ID, "registration", quoteID(l.regID), "remote", l.remote)
 
 	hbTimeout := cfg.DTU.Heartbeat.Timeout.Duration
-	statusEvery := cfg.Redis.FlushInterval.Duration
+	statusEvery := cfg.DTU.StatusInterval.Duration
 	if statusEvery <= 0 {
 		statusEvery = 5 * time.Second
 	}

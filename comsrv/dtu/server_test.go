@@ -86,6 +86,7 @@ func newBed(t *testing.T, dtuExtra string) *bed {
 [dtu]
 listen = "127.0.0.1:0"
 registration_timeout = "300ms"
+status_interval = "100ms"
 `+dtuExtra+`
 [modbus]
 request_timeout = "200ms"

@@ -30,7 +30,7 @@ type Sample struct {
 type Options struct {
 	Writers       int           // concurrent writers (FCALLs in flight), default 4
 	BatchPoints   int           // points per FCALL at most, default 512
-	Queue         int           // queued items at most, default 16384
+	Queue         int           // queued samples (and, separately, commands) at most, default 4096
 	FlushInterval time.Duration // how often comsrv:stats is written, default 5s
 }
 
@@ -59,7 +59,7 @@ func New(c rueidis.Client, caller *lualib.Caller, opt Options, log *slog.Logger,
 		opt.BatchPoints = 512
 	}
 	if opt.Queue <= 0 {
-		opt.Queue = 16384
+		opt.Queue = 4096
 	}
 	if opt.FlushInterval <= 0 {
 		opt.FlushInterval = 5 * time.Second
