@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/voltedge/voltedge/comsrv/config"
@@ -20,6 +21,9 @@ import (
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redisconn"
 )
+
+// defaultMemoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT is set.
+const defaultMemoryLimit = 128 << 20
 
 func main() {
 	cfgPath := flag.String("config", "config/comsrv.toml", "comsrv configuration file")
@@ -53,6 +57,11 @@ func run(cfgPath, redisURL string, check bool) error {
 		return err
 	}
 	defer closer.Close()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit: the GC works harder before the heap doubles. The
+		// edge plan budgets 256 MB for comsrv; GOMEMLIMIT overrides this.
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

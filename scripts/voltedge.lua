@@ -41,6 +41,7 @@ FCALL sync_batch 0 <channel> <ts_ms> <n> <p1> <v1> ... <pn> <vn> [<channel> <ts_
   Per group:
     HSET comsrv:{channel}:m p1 v1 ... pn vn        (one command)
     HSET comsrv:{channel}:t p1 ts ... pn ts        (one command)
+  Then for all groups together:
     HMGET mapping "{channel}:{p1}" ...             (one command)
   Then per model touched by the call (values of all groups merged; a point
   given twice keeps its last value):
@@ -237,8 +238,10 @@ end
 -- split_ref splits "{owner}:{name}" at its ':'; both parts must be valid ids
 -- (so the reference holds exactly one ':').
 local function split_ref(ref)
-  local owner, name = match(ref, REF_PATTERN)
-  if not owner or #owner > MAX_ID or #name > MAX_ID then return nil end
+  local i = find(ref, ':', 1, true)
+  if not i or i == 1 or i == #ref or i > MAX_ID + 1 or #ref - i > MAX_ID then return nil end
+  local owner, name = sub(ref, 1, i - 1), sub(ref, i + 1)
+  if find(owner, BAD_ID_BYTES) or find(name, BAD_ID_BYTES) then return nil end
   return owner, name
 end
 
@@ -290,7 +293,7 @@ local function map_point(st, ch, point, value, ts, tsn, entry)
   end
   local md = st.models[model]
   if not md then
-    md = { names = {}, index = {}, values = {}, tss = {}, chs = {}, points = {}, ts = ts, tsn = tsn }
+    md = { names = {}, index = {}, values = {}, tss = {}, chs = {}, points = {}, refs = {}, ts = ts, tsn = tsn }
     st.models[model] = md
     st.model_order[#st.model_order + 1] = model
   elseif tsn > md.tsn then
@@ -307,6 +310,7 @@ local function map_point(st, ch, point, value, ts, tsn, entry)
   md.tss[x] = ts
   md.chs[x] = ch
   md.points[x] = point
+  md.refs[x] = entry
   st.mapped = st.mapped + 1
   return true
 end
@@ -337,13 +341,40 @@ local function limit_value(st, md, x, ref, hash, s)
   return false
 end
 
+-- NONE stands for an HMGET reply of nothing but nils.
+local NONE = {}
+
+-- hmget looks fields up in chunks, so that no call exceeds Lua's stack for unpack.
+local UNPACK_CHUNK = 4000
+local function hmget(key, fields)
+  local n = #fields
+  if n <= UNPACK_CHUNK then return call('HMGET', key, unpack(fields)) end
+  local out = {}
+  for first = 1, n, UNPACK_CHUNK do
+    local last = first + UNPACK_CHUNK - 1
+    if last > n then last = n end
+    local part = call('HMGET', key, unpack(fields, first, last))
+    for i = 1, #part do out[first + i - 1] = part[i] end
+  end
+  return out
+end
+
+-- hmget_if_any is hmget, or nil without a lookup when the hash is empty
+-- (the common case for alarm:low and alarm:active).
+local function hmget_if_any(key, fields)
+  if call('HLEN', key) == 0 then return nil end
+  return hmget(key, fields)
+end
+
 -- check_alarms runs the alarm check over the points forwarded in this call.
 local function check_alarms(st, item_md, item_x, refs)
   local n = #refs
   if n == 0 then return end
-  local highs = call('HMGET', KEY_ALARM_THRESHOLD, unpack(refs))
-  local lows = call('HMGET', KEY_ALARM_LOW, unpack(refs))
-  local actives = call('HMGET', KEY_ALARM_ACTIVE, unpack(refs))
+  local highs = hmget_if_any(KEY_ALARM_THRESHOLD, refs)
+  local lows = hmget_if_any(KEY_ALARM_LOW, refs)
+  local actives = hmget_if_any(KEY_ALARM_ACTIVE, refs)
+  if not (highs or lows or actives) then return end
+  highs, lows, actives = highs or NONE, lows or NONE, actives or NONE
   local hyst_refs, hyst_at, hysts = nil, nil, nil
   for i = 1, n do
     if actives[i] then
@@ -433,7 +464,7 @@ local function flush_models(st)
       ht[2 * x] = md.tss[x]
       parts[x] = json_string(name) .. ':' .. value
       local i = #refs + 1
-      refs[i] = model .. ':' .. name
+      refs[i] = md.refs[x]
       item_md[i] = md
       item_x[i] = x
     end
@@ -515,11 +546,16 @@ local function sync_batch(_, args)
 
   local st = new_state(fn)
   local written = 0
+  -- Channel hashes per group; mapping references collected for one lookup.
+  local refs, rch, rpt, rval, rts, rtsn = {}, {}, {}, {}, {}, {}
+  local nref = 0
   for g = 1, #starts do
     local base = starts[g]
     local ch, ts, n = args[base], args[base + 1], tonumber(args[base + 2])
-    local mf, tf, refs = {}, {}, {}
+    local mf, tf = {}, {}
     local k = 0
+    local tsn = tonumber(ts)
+    local prefix = ch .. ':'
     for j = 1, n do
       local point, value = args[base + 1 + 2 * j], args[base + 2 + 2 * j]
       local p = id_problem(point)
@@ -534,18 +570,21 @@ local function sync_batch(_, args)
         mf[2 * k] = value
         tf[2 * k - 1] = point
         tf[2 * k] = ts
-        refs[k] = ch .. ':' .. point
+        nref = nref + 1
+        refs[nref] = prefix .. point
+        rch[nref], rpt[nref], rval[nref], rts[nref], rtsn[nref] = ch, point, value, ts, tsn
       end
     end
     if k > 0 then
       call('HSET', key_channel_values(ch), unpack(mf))
       call('HSET', key_channel_timestamps(ch), unpack(tf))
       written = written + k
-      local entries = call('HMGET', KEY_MAPPING, unpack(refs))
-      local tsn = tonumber(ts)
-      for j = 1, k do
-        map_point(st, ch, mf[2 * j - 1], mf[2 * j], ts, tsn, entries[j])
-      end
+    end
+  end
+  if nref > 0 then
+    local entries = hmget(KEY_MAPPING, refs)
+    for r = 1, nref do
+      map_point(st, rch[r], rpt[r], rval[r], rts[r], rtsn[r], entries[r])
     end
   end
   flush_models(st)

@@ -38,6 +38,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "measurement window")
 	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "time between all links online and the window")
 	flag.IntVar(&o.ramp, "ramp", 2000, "simulator connections per second")
+	flag.StringVar(&o.pprof, "pprof", "", "pass -pprof ADDR to comsrv (profiling while the benchmark runs)")
 	flag.StringVar(&o.keep, "workdir", "", "keep configs and logs in this directory (default: a temporary one, removed)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -47,7 +48,7 @@ func main() {
 }
 
 type options struct {
-	bin, templates, template, keep string
+	bin, templates, template, keep, pprof string
 	n, ramp                        int
 	duration, warmup               time.Duration
 }
@@ -97,7 +98,11 @@ func run(o options) error {
 		return err
 	}
 
-	comsrv := exec.Command(filepath.Join(o.bin, "comsrv"), "-config", filepath.Join(dir, "comsrv.toml"))
+	comsrvArgs := []string{"-config", filepath.Join(dir, "comsrv.toml")}
+	if o.pprof != "" {
+		comsrvArgs = append(comsrvArgs, "-pprof", o.pprof)
+	}
+	comsrv := exec.Command(filepath.Join(o.bin, "comsrv"), comsrvArgs...)
 	comsrv.Stderr, _ = os.Create(filepath.Join(dir, "comsrv.stderr"))
 	if err := comsrv.Start(); err != nil {
 		return fmt.Errorf("start comsrv: %w", err)
@@ -166,6 +171,16 @@ func run(o options) error {
 	fmt.Printf("| comsrv RSS (now / peak) | %.0f MB / %.0f MB |\n", rss, hwm)
 	fmt.Printf("| Redis CPU | %.0f %% of one core |\n", cpu("redis"))
 	fmt.Printf("| dtusim CPU / RSS | %.0f %% / %.0f MB |\n", cpu("dtusim"), simRSS)
+	if info, err := client.Do(ctx, client.B().Info().Section("commandstats").Build()).ToString(); err == nil {
+		fmt.Printf("\nRedis command stats (whole run):\n")
+		for _, line := range strings.Split(info, "\n") {
+			for _, c := range []string{"cmdstat_fcall:", "cmdstat_hset:", "cmdstat_publish:"} {
+				if strings.HasPrefix(line, c) {
+					fmt.Println("  " + strings.TrimSpace(line))
+				}
+			}
+		}
+	}
 	if st1["failures"] > st0["failures"] {
 		fmt.Printf("\nwarning: %d failed Redis calls during the window\n", st1["failures"]-st0["failures"])
 	}
