@@ -65,7 +65,7 @@ type Registration struct {
 type Heartbeat struct {
 	Text    string        `toml:"text"`    // exact bytes as text (default "www.usr.cn")
 	Hex     string        `toml:"hex"`     // or as hex; exactly one of text/hex is used
-	Timeout conf.Duration `toml:"timeout"` // no heartbeat (and no other byte) within it → offline; default 90s; "0s" disables
+	Timeout conf.Duration `toml:"timeout"` // no heartbeat within it → offline, socket closed; default 90s; "0s" disables
 
 	Bytes []byte `toml:"-"`
 }

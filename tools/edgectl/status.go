@@ -47,11 +47,14 @@ type statusSummary struct {
 	Offline  int `json:"offline"`
 }
 
+// listAllUpTo is the number of channels up to which status lists them all.
+const listAllUpTo = 50
+
 func runStatus(ctx context.Context, a *app, args []string) error {
 	fs := a.flags("status", "[-all] [-json] [-sort id|online] [CHANNEL...]",
 		"Shows the link state and counters of comsrv's channels (the set "+keys.Channels+"),\n"+
-			"or of the CHANNELs given. Without -all or CHANNELs only channels that are not\n"+
-			"online are listed; the summary line always counts every channel.")
+			"or of the CHANNELs given. Up to "+strconv.Itoa(listAllUpTo)+" channels are all listed; beyond that only those\n"+
+			"that are not online, unless -all. The summary line always counts every channel.")
 	all := fs.Bool("all", false, "list every channel, online ones too")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	sortBy := fs.String("sort", "id", "order of the list: id (natural order) or online (online first, then id)")
@@ -104,7 +107,7 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 		return naturalCompare(x.Channel, y.Channel)
 	})
 	shown := st
-	if !*all && len(pos) == 0 {
+	if !*all && len(pos) == 0 && len(st) > listAllUpTo {
 		shown = slices.DeleteFunc(slices.Clone(st), func(s channelStatus) bool { return s.Online })
 	}
 	if *asJSON {

@@ -47,12 +47,28 @@ ch1      never    -             -               -                               
 		t.Errorf("status -all:\n%s\nwant:\n%s", out, want)
 	}
 
-	// Default: only channels that are not online.
+	// Default with few channels: all of them.
+	if out := mustCLI(t, srv.URL(), "status"); out != want {
+		t.Errorf("status:\n%s\nwant:\n%s", out, want)
+	}
+
+	// With more than listAllUpTo channels: only those that are not online.
+	c := srv.Client(t)
+	for i := 0; i < listAllUpTo; i++ {
+		id := "x" + strconv.Itoa(i)
+		redistest.Do(t, c, "SADD", keys.Channels, id)
+		redistest.Do(t, c, "HSET", keys.ChannelStatus(id), "online", "1", "registration", "X"+id)
+	}
 	out = mustCLI(t, srv.URL(), "status")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 4 || !strings.HasPrefix(lines[1], "10 ") || !strings.HasPrefix(lines[2], "ch1 ") ||
-		lines[3] != "4 channels, 2 online, 2 offline" {
+		lines[3] != "54 channels, 52 online, 2 offline" {
 		t.Errorf("status:\n%s", out)
+	}
+	for i := 0; i < listAllUpTo; i++ {
+		id := "x" + strconv.Itoa(i)
+		redistest.Do(t, c, "SREM", keys.Channels, id)
+		redistest.Do(t, c, "DEL", keys.ChannelStatus(id))
 	}
 
 	// Online first.
