@@ -49,8 +49,8 @@ func main() {
 
 type options struct {
 	bin, templates, template, keep, pprof string
-	n, ramp                        int
-	duration, warmup               time.Duration
+	n, ramp                               int
+	duration, warmup                      time.Duration
 }
 
 func run(o options) error {
