@@ -19,7 +19,7 @@ import (
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/lualib"
-	"github.com/voltedge/voltedge/internal/redisconn"
+	"github.com/voltedge/voltedge/internal/svc"
 )
 
 // defaultMemoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT is set.
@@ -70,17 +70,11 @@ func run(cfgPath, redisURL string, check bool) error {
 
 // serve runs comsrv until ctx is cancelled.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	client, err := redisconn.New(cfg.RedisURL, redisconn.Options{ClientName: "comsrv", Connections: 2})
+	client, err := svc.ConnectRedis(ctx, "comsrv", cfg.RedisURL, 2, log)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-
-	info, err := lualib.Ensure(ctx, client)
-	if err != nil {
-		return fmt.Errorf("lua library: %w", err)
-	}
-	log.Info("lua library", "name", info.Name, "loaded", info.Loaded, "embedded", info.Embedded, "action", info.Action)
 
 	ids := make([]string, 0, len(cfg.ChannelList))
 	for _, ch := range cfg.ChannelList {

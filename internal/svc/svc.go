@@ -57,18 +57,30 @@ func run(ctx context.Context, name, cfgPath, redisURL string, serve func(context
 		return err
 	}
 	defer closer.Close()
-	client, err := redisconn.New(cfg.RedisURL, redisconn.Options{ClientName: name})
+	client, err := ConnectRedis(ctx, name, cfg.RedisURL, 1, log)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	info, err := lualib.Ensure(ctx, client)
-	if err != nil {
-		return fmt.Errorf("lua library: %w", err)
-	}
-	log.Info("lua library", "name", info.Name, "loaded", info.Loaded, "embedded", info.Embedded, "action", info.Action)
 	log.Info(name+" started", "redis", cfg.RedisURL)
 	err = serve(ctx, &Env{Name: name, Config: cfg, Log: log, Redis: client})
 	log.Info(name + " stopped")
 	return err
+}
+
+// ConnectRedis opens the service's lean Redis client (conns pipelined
+// connections) and makes sure the Lua library is loaded, logging the
+// version in use.
+func ConnectRedis(ctx context.Context, name, url string, conns int, log *slog.Logger) (rueidis.Client, error) {
+	client, err := redisconn.New(url, redisconn.Options{ClientName: name, Connections: conns})
+	if err != nil {
+		return nil, err
+	}
+	info, err := lualib.Ensure(ctx, client)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("lua library: %w", err)
+	}
+	log.Info("lua library", "name", info.Name, "loaded", info.Loaded, "embedded", info.Embedded, "action", info.Action)
+	return client, nil
 }
