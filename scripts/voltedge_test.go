@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net"
 	"regexp"
@@ -698,6 +699,134 @@ func TestAlarmBadLimits(t *testing.T) {
 	}
 	if st := hgetall(t, c, keys.ChannelStatus("1")); st["sync_errors"] != "4" {
 		t.Errorf("status = %v", st)
+	}
+}
+
+// TestSyncBatchModelBuffers checks the update payload and the model hash
+// while a model gets fewer, then more, then reordered points from call to call.
+func TestSyncBatchModelBuffers(t *testing.T) {
+	srv, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.Mapping, "1:1", "m:a", "1:2", "m:b", "1:3", "m:c")
+	sub := subscribe(t, srv, keys.ModelUpdates("m"))
+	calls := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"1", "10", "3", "1", "1", "2", "2", "3", "3"}, `{"model":"m","ts":10,"values":{"a":1,"b":2,"c":3}}`},
+		{[]string{"1", "11", "2", "1", "4", "2", "5"}, `{"model":"m","ts":11,"values":{"a":4,"b":5}}`},
+		{[]string{"1", "12", "3", "1", "6", "2", "7", "3", "8"}, `{"model":"m","ts":12,"values":{"a":6,"b":7,"c":8}}`},
+		{[]string{"1", "13", "2", "3", "9", "1", "10"}, `{"model":"m","ts":13,"values":{"c":9,"a":10}}`},
+		{[]string{"1", "14", "1", "2", "11"}, `{"model":"m","ts":14,"values":{"b":11}}`},
+		{[]string{"1", "15", "3", "1", "12", "2", "13", "3", "14"}, `{"model":"m","ts":15,"values":{"a":12,"b":13,"c":14}}`},
+	}
+	for i, call := range calls {
+		if r := batch(t, c, call.args...); r.mapped != int64(len(call.args)-3)/2 || r.errors != 0 {
+			t.Fatalf("call %d: result %+v", i, r)
+		}
+		msgs := sub.drain(t, keys.ModelUpdates("m"))
+		if len(msgs) != 1 || msgs[0].Message != call.want {
+			t.Errorf("call %d: updates %v, want %s", i, msgs, call.want)
+		}
+	}
+	if got := hgetall(t, c, keys.ModelValues("m")); len(got) != 3 || got["a"] != "12" || got["c"] != "14" {
+		t.Errorf("model values = %v", got)
+	}
+	if got := hgetall(t, c, keys.ModelTimestamps("m")); got["a"] != "15" || got["b"] != "15" {
+		t.Errorf("model timestamps = %v", got)
+	}
+}
+
+// TestSyncBatchLargeCall runs one scenario with a few points and with enough
+// points for the mapping and the alarm hashes to be read whole: points of
+// three models interleaved, a point given twice, a malformed and a missing
+// mapping entry, alarms raised and cleared in model order, a mapping change.
+func TestSyncBatchLargeCall(t *testing.T) {
+	for _, n := range []int{6, 40} {
+		t.Run("points="+strconv.Itoa(n), func(t *testing.T) { testLargeCall(t, n) })
+	}
+}
+
+func testLargeCall(t *testing.T, n int) {
+	srv, c := setup(t)
+	model := func(i int) string { return "m" + strconv.Itoa(i%3) }
+	mapping := []string{keys.PointRef("1", strconv.Itoa(n-1)), "broken"} // point n: unmapped
+	for i := 1; i <= n-2; i++ {
+		mapping = append(mapping, keys.PointRef("1", strconv.Itoa(i)), keys.PointRef(model(i), "p"+strconv.Itoa(i)))
+	}
+	redistest.Do(t, c, append([]string{"HSET", keys.Mapping}, mapping...)...)
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, "m1:p1", "100", "m2:p2", "100", "m0:p3", "100", "m1:p4", "100")
+	sub := subscribe(t, srv, keys.ModelUpdates("m0"), keys.ModelUpdates("m1"), keys.ModelUpdates("m2"))
+
+	group := func(ts, value string) []string {
+		args := []string{"1", ts, strconv.Itoa(n)}
+		for i := 1; i <= n; i++ {
+			args = append(args, strconv.Itoa(i), value)
+		}
+		return args
+	}
+	// Point 1 is given again, below its limit, by a later group: its last value counts.
+	r := batch(t, c, append(group("1000", "200"), "1", "2000", "1", "1", "5")...)
+	if r.written != int64(n+1) || r.mapped != int64(n-1) || r.errors != 1 || r.events != 3 {
+		t.Errorf("result = %+v", r)
+	}
+	want := fmt.Sprintf(`sync_batch channel=1 point=%d: mapping "1:%d" holds "broken", want "{model}:{point_name}" with valid ids`, n-1, n-1)
+	if r.first != want {
+		t.Errorf("first error = %q, want %q", r.first, want)
+	}
+	ev := alarmEvents(t, c)
+	var got []string
+	for _, e := range ev {
+		got = append(got, e["type"]+" "+e["model"]+":"+e["point"]+"="+e["value"])
+	}
+	if strings.Join(got, ",") != "raise m1:p4=200,raise m2:p2=200,raise m0:p3=200" {
+		t.Errorf("events = %v", got)
+	}
+	msgs := sub.drain(t, keys.ModelUpdates("m1"))
+	if len(msgs) != 3 {
+		t.Fatalf("got %d updates, want one per model: %v", len(msgs), msgs)
+	}
+	for _, m := range msgs {
+		u := decodeUpdate(t, m.Message)
+		wantTS := int64(1000)
+		if u.Model == "m1" {
+			wantTS = 2000 // the largest ts of the model's points
+		}
+		if u.TS != wantTS || len(u.Values) == 0 {
+			t.Errorf("update %s", m.Message)
+		}
+		if u.Model == "m1" && (string(u.Values["p1"]) != "5" || !strings.HasPrefix(m.Message, `{"model":"m1","ts":2000,"values":{"p1":5,"p4":200`)) {
+			t.Errorf("m1 update %s", m.Message)
+		}
+	}
+	if v, ts := hget(t, c, keys.ModelValues("m1"), "p1"), hget(t, c, keys.ModelTimestamps("m1"), "p1"); v != "5" || ts != "2000" {
+		t.Errorf("m1.p1 = %q at %q", v, ts)
+	}
+	if exists(t, c, keys.ModelValues("m"+strconv.Itoa(n%3))) && hget(t, c, keys.ModelValues("m"+strconv.Itoa(n%3)), "p"+strconv.Itoa(n)) != "" {
+		t.Error("the unmapped point was forwarded")
+	}
+
+	// A mapping change applies on the next call; active alarms clear in model order.
+	redistest.Do(t, c, "HSET", keys.Mapping, "1:4", "m9:q")
+	r = batch(t, c, group("3000", "50")...)
+	if r.mapped != int64(n-2) || r.errors != 1 || r.events != 2 {
+		t.Errorf("second result = %+v", r)
+	}
+	if v := hget(t, c, keys.ModelValues("m9"), "q"); v != "50" {
+		t.Errorf("m9.q = %q after the mapping change", v)
+	}
+	if v := hget(t, c, keys.ModelValues("m1"), "p4"); v != "200" {
+		t.Errorf("m1.p4 = %q, want it left alone after the mapping change", v)
+	}
+	ev = alarmEvents(t, c)
+	got = got[:0]
+	for _, e := range ev[3:] {
+		got = append(got, e["type"]+" "+e["model"]+":"+e["point"]+"="+e["value"])
+	}
+	if strings.Join(got, ",") != "clear m2:p2=50,clear m0:p3=50" {
+		t.Errorf("events = %v", got)
+	}
+	if act := hgetall(t, c, keys.AlarmActive); len(act) != 1 || act["m1:p4"] == "" {
+		t.Errorf("active = %v, want only m1:p4 (no longer mapped)", act)
 	}
 }
 
