@@ -171,6 +171,15 @@ func run(o options) error {
 	fmt.Printf("| comsrv RSS (now / peak) | %.0f MB / %.0f MB |\n", rss, hwm)
 	fmt.Printf("| Redis CPU | %.0f %% of one core |\n", cpu("redis"))
 	fmt.Printf("| dtusim CPU / RSS | %.0f %% / %.0f MB |\n", cpu("dtusim"), simRSS)
+	if info, err := client.Do(ctx, client.B().Info().Section("memory").Build()).ToString(); err == nil {
+		for _, line := range strings.Split(info, "\n") {
+			for _, c := range []string{"used_memory_human:", "used_memory_vm_functions:"} {
+				if strings.HasPrefix(line, c) {
+					fmt.Println("Redis " + strings.TrimSpace(line))
+				}
+			}
+		}
+	}
 	if info, err := client.Do(ctx, client.B().Info().Section("commandstats").Build()).ToString(); err == nil {
 		fmt.Printf("\nRedis command stats (whole run):\n")
 		for _, line := range strings.Split(info, "\n") {
