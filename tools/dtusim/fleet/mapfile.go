@@ -103,6 +103,88 @@ gen = "ramp"
 value = 1000000
 rate = 25
 
+[[point]] # power factor ×1000
+address = 2005
+type = "int16"
+gen = "walk"
+value = 960
+min = 920
+max = 990
+step = 3
+every = "2s"
+
+[[point]] # phase voltages ×10, around 230 V
+address = 2006
+gen = "sine"
+min = 2250
+max = 2350
+period = "90s"
+
+[[point]]
+address = 2007
+gen = "sine"
+min = 2250
+max = 2350
+period = "90s"
+phase = "30s"
+
+[[point]]
+address = 2008
+gen = "sine"
+min = 2250
+max = 2350
+period = "90s"
+phase = "60s"
+
+[[point]] # reactive power, kvar
+address = 2012
+type = "float32"
+gen = "sine"
+min = 5.0
+max = 60.0
+period = "75s"
+
+[[point]] # apparent power, kVA
+address = 2014
+type = "float32"
+gen = "sine"
+min = 10.0
+max = 260.0
+period = "60s"
+phase = "5s"
+
+[[point]] # reactive energy ×100, kvarh
+address = 2016
+type = "uint32"
+gen = "ramp"
+value = 4200000
+rate = 3
+
+[[point]] # cabinet temperature ×10, °C
+address = 2018
+type = "int16"
+gen = "walk"
+value = 350
+min = 280
+max = 450
+step = 2
+every = "3s"
+
+[[point]] # setpoint ×10 (writable)
+address = 2020
+value = 500
+
+[[point]] # switch: bit 0 (writable)
+address = 2021
+value = 1
+
+[[point]] # run hours
+address = 2030
+type = "uint64"
+gen = "ramp"
+value = 12000
+rate = 0.001
+
 [[point]] # run state: 1 = running
 address = 2200
 value = 1
@@ -111,13 +193,19 @@ value = 1
 address = 2201
 value = 0x0005
 
-[[point]] # fault code
+[[point]] # internal temperature ×10, °C
 address = 2202
-value = 0
+type = "int16"
+value = 412
 
 [[point]] # firmware version
 address = 2203
 value = 230
+
+[[point]] # maximum demand, kW
+address = 2204
+type = "float32"
+value = 180.5
 
 [[point]] # discrete input 0 toggles every 10 s
 area = "discrete"

@@ -35,7 +35,7 @@ func TestDefaultMap(t *testing.T) {
 		t.Fatalf("slaves %v", s)
 	}
 	// Fill: address mod 100 where no point is defined.
-	for _, a := range []uint16{2005, 2050, 2099, 2204, 2214} {
+	for _, a := range []uint16{2009, 2050, 2099, 2206 + 4, 2214} {
 		if v, ok := m.Register(HoldingRegisters, a); !ok || v != a%100 {
 			t.Errorf("holding %d = %d, %v", a, v, ok)
 		}
@@ -77,7 +77,7 @@ func TestDefaultMap(t *testing.T) {
 	if !above || !below {
 		t.Fatal("voltage does not cross 2500 both ways")
 	}
-	if st := readRegs(t, m, HoldingRegisters, 2200, 4); st[0] != 1 || st[1] != 5 || st[2] != 0 || st[3] != 230 {
+	if st := readRegs(t, m, HoldingRegisters, 2200, 4); st[0] != 1 || st[1] != 5 || st[2] != 412 || st[3] != 230 {
 		t.Fatalf("status %v", st)
 	}
 	frozen(m, 0)
