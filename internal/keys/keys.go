@@ -2,7 +2,7 @@
 //
 // No other Go package spells a key; the Lua library in scripts/ necessarily
 // names the same keys, and a test in this package checks that it agrees.
-// The README's key table is generated from the same list (see Table).
+// The README's key table lists the same names (see Table); a test keeps the two identical.
 package keys
 
 import "strings"
