@@ -231,7 +231,8 @@ func (b *bed) hash(t *testing.T, key string) map[string]string {
 
 func TestPollWritesValues(t *testing.T) {
 	b := newBed(t, "")
-	d := dial(t, b.addr, "DTU1\n")
+	// A heartbeat glued to the registration in one write is kept and counted.
+	d := dial(t, b.addr, "DTU1\nwww.usr.cn")
 	r := d.mustRequest()
 	if r.Slave != 1 || r.Function != rtu.ReadHoldingRegisters || r.Address != 0 || r.Quantity != 4 {
 		t.Fatalf("unexpected request %+v", r)
@@ -254,7 +255,7 @@ func TestPollWritesValues(t *testing.T) {
 	}
 	waitFor(t, "status with heartbeats", func() bool {
 		st := b.hash(t, keys.ChannelStatus("c1"))
-		return st["online"] == "1" && st["heartbeats"] == "2" && st["polls_ok"] == "1" && st["registration"] == "DTU1"
+		return st["online"] == "1" && st["heartbeats"] == "3" && st["polls_ok"] == "1" && st["registration"] == "DTU1"
 	})
 }
 
