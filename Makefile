@@ -16,9 +16,11 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./,$(SERVICES)) $(addprefix ./tools/,$(TOOLS))
 
-## test: everything CI runs — formatting, vet, every test (real Redis, started privately per test).
+## test: everything CI runs — formatting, vet, every test (real Redis, started privately per test),
+## and the concurrent packages again under the race detector.
 test: fmt-check vet
 	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 10m ./comsrv/... ./internal/lualib ./internal/svc ./tools/dtusim/...
 
 vet:
 	$(GO) vet ./...

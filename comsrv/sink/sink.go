@@ -46,6 +46,8 @@ type Sink struct {
 
 	responses, points, mapped, syncErrors, dropped, calls, failures, alarmEvents atomic.Uint64
 	lat                                                                          *Histogram
+	lastFailLog                                                                  atomic.Int64 // Unix ns of the last failure logged
+	failsUnlogged                                                                atomic.Uint64
 	gauges                                                                       func() map[string]int64
 }
 
@@ -200,7 +202,7 @@ func (s *Sink) writeSamples(ctx context.Context, batch []*Sample, args []string)
 	s.calls.Add(1)
 	if err := res.Error(); err != nil {
 		s.failures.Add(1)
-		s.log.Warn("sync_batch failed", "responses", len(batch), "err", err)
+		s.logFailure("sync_batch failed", err, "responses", len(batch))
 	} else {
 		s.account(res, len(batch))
 		for _, smp := range batch {
@@ -242,12 +244,27 @@ func (s *Sink) commandWriter(stop <-chan struct{}) {
 		for _, r := range s.client.DoMulti(ctx, batch...) {
 			if err := r.Error(); err != nil {
 				s.failures.Add(1)
-				s.log.Warn("status update failed", "err", err)
+				s.logFailure("status update failed", err)
 				break
 			}
 		}
 		clear(batch)
 	}
+}
+
+// failLogInterval bounds how often Redis failures are logged: while Redis is
+// down every batch fails, and one line per interval (with a count) is enough.
+const failLogInterval = 10 * time.Second
+
+func (s *Sink) logFailure(msg string, err error, attrs ...any) {
+	now := time.Now().UnixNano()
+	last := s.lastFailLog.Load()
+	if now-last < int64(failLogInterval) || !s.lastFailLog.CompareAndSwap(last, now) {
+		s.failsUnlogged.Add(1)
+		return
+	}
+	attrs = append(attrs, "err", err, "failures_not_logged", s.failsUnlogged.Swap(0))
+	s.log.Warn(msg, attrs...)
 }
 
 // account adds sync_batch's reply {written, mapped, errors, alarm_events, first_error} to the counters.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -70,8 +71,26 @@ func run(ctx context.Context, name, cfgPath, redisURL string, serve func(context
 
 // ConnectRedis opens the service's lean Redis client (conns pipelined
 // connections) and makes sure the Lua library is loaded, logging the
-// version in use.
+// version in use. While Redis cannot be reached (a box whose Redis starts
+// later, or restarts), it retries with back-off until ctx is cancelled.
 func ConnectRedis(ctx context.Context, name, url string, conns int, log *slog.Logger) (rueidis.Client, error) {
+	backoff := 500 * time.Millisecond
+	for {
+		client, err := connectOnce(ctx, name, url, conns, log)
+		if err == nil {
+			return client, nil
+		}
+		log.Warn("redis not ready, retrying", "redis", url, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func connectOnce(ctx context.Context, name, url string, conns int, log *slog.Logger) (rueidis.Client, error) {
 	client, err := redisconn.New(url, redisconn.Options{ClientName: name, Connections: conns})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,67 @@
+package svc
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/voltedge/voltedge/internal/lualib"
+)
+
+// TestConnectRedisWaitsForRedis starts the service side first and Redis a
+// second later, as on a box whose Redis comes up after the services.
+func TestConnectRedisWaitsForRedis(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not installed")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	redis := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
+	started := make(chan struct{})
+	time.AfterFunc(time.Second, func() {
+		defer close(started)
+		_ = redis.Start()
+	})
+	t.Cleanup(func() {
+		<-started
+		if redis.Process != nil {
+			_ = redis.Process.Kill()
+			_ = redis.Wait()
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c, err := ConnectRedis(ctx, "test", "redis://127.0.0.1:"+strconv.Itoa(port), 1, log)
+	if err != nil {
+		t.Fatalf("ConnectRedis: %v", err)
+	}
+	defer c.Close()
+	info, err := lualib.Status(ctx, c)
+	if err != nil || info.Loaded == 0 {
+		t.Fatalf("library not loaded after connect: %+v %v", info, err)
+	}
+}
+
+func TestConnectRedisGivesUpWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, err := ConnectRedis(ctx, "test", "redis://127.0.0.1:1", 1, log); err == nil {
+		t.Fatal("connected to nothing")
+	}
+}
