@@ -6,24 +6,19 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
+
+	"github.com/voltedge/voltedge/internal/conf"
 )
 
 // New returns a text logger writing to file (standard error when empty) at
-// level (debug, info, warn, error). The returned closer closes the file.
+// level (debug, info, warn, error; empty means info). The returned closer closes the file.
 func New(service, file, level string) (*slog.Logger, io.Closer, error) {
-	var lv slog.Level
-	switch strings.ToLower(level) {
-	case "", "info":
-		lv = slog.LevelInfo
-	case "debug":
-		lv = slog.LevelDebug
-	case "warn", "warning":
-		lv = slog.LevelWarn
-	case "error":
-		lv = slog.LevelError
-	default:
-		return nil, nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	if level == "" {
+		level = "info"
+	}
+	lv, err := conf.ParseLogLevel(level)
+	if err != nil {
+		return nil, nil, err
 	}
 	var w io.Writer = os.Stderr
 	var closer io.Closer = io.NopCloser(nil)
