@@ -25,6 +25,13 @@ const (
 	FnSyncBatch = "sync_batch"
 	// FnSendControl queues a control command: model, control, value [, ttl_ms].
 	FnSendControl = "send_control"
+	// FnTakeControls pops queued commands of a channel: channel, max. It
+	// removes the channel from cmd:pending when its queue is empty.
+	FnTakeControls = "take_controls"
+	// FnControlResult records a command's outcome: id, status, code, message, channel, point, value, model, control, ttl_ms, maxlen.
+	FnControlResult = "control_result"
+	// FnSetQuality marks channel points stale or good: channel, "stale"|"good", point, ...
+	FnSetQuality = "set_quality"
 	// FnVersion returns the library version (read-only, FCALL_RO).
 	FnVersion = "voltedge_version"
 )

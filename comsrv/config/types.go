@@ -21,9 +21,15 @@ type Config struct {
 	Templates []string `toml:"templates"`
 	Channels  []string `toml:"channels"`
 
-	DTU    DTU    `toml:"dtu"`
-	Modbus Modbus `toml:"modbus"`
-	Redis  Redis  `toml:"redis"`
+	DTU DTU `toml:"dtu"`
+	// Listeners are further DTU servers, each on its own address and usually
+	// with another profile ([[listener]]); [dtu] is always the first.
+	Listeners []DTU   `toml:"listener"`
+	Modbus    Modbus  `toml:"modbus"`
+	Redis     Redis   `toml:"redis"`
+	Control   Control `toml:"control"`
+	Frames    Frames  `toml:"frames"`
+	Events    Events  `toml:"events"`
 
 	// Resolved after loading.
 	File         string               `toml:"-"` // path of comsrv.toml
@@ -33,8 +39,10 @@ type Config struct {
 	pos *conf.Positions // where comsrv.toml's keys are, for errors found after Load
 }
 
-// DTU configures the TCP server that DTUs connect in to.
+// DTU configures a TCP server that DTUs connect in to.
 type DTU struct {
+	Name                string        `toml:"name"`                 // listener name for logs and events; "dtu" for [dtu]
+	Profile             string        `toml:"profile"`              // "transparent" (default), "line" or "tlv"
 	Listen              string        `toml:"listen"`               // default ":22334"
 	MaxConnections      int           `toml:"max_connections"`      // default 12000; beyond it new sockets are closed at once
 	RegistrationTimeout conf.Duration `toml:"registration_timeout"` // default 10s
@@ -43,8 +51,17 @@ type DTU struct {
 	StatusInterval      conf.Duration `toml:"status_interval"`      // default 5s: how often each channel's status hash is refreshed
 	UnknownIDs          string        `toml:"unknown_ids"`          // "refuse" (default) or "provision"
 	ProvisionTemplate   string        `toml:"provision_template"`   // template for provisioned ids; channel id = registration id
-	Registration        Registration  `toml:"registration"`
+	Registration        Registration  `toml:"registration"`         // transparent profile only
 	Heartbeat           Heartbeat     `toml:"heartbeat"`
+	Line                Line          `toml:"line"` // line profile only
+}
+
+// Line configures the line profile: devices send their id as an ASCII line
+// as registration and heartbeat, and comsrv forwards the messages of a Redis
+// pub/sub channel to them.
+type Line struct {
+	ResultChannel string `toml:"result_channel"`  // pub/sub channel of "command,device_id,data" messages; default "result"
+	MaxLineLength int    `toml:"max_line_length"` // bytes per line without the newline, default 256 (16..4096)
 }
 
 // Registration describes the registration packet a DTU sends first.
@@ -65,7 +82,9 @@ type Registration struct {
 type Heartbeat struct {
 	Text    string        `toml:"text"`    // exact bytes as text (default "www.usr.cn")
 	Hex     string        `toml:"hex"`     // or as hex; exactly one of text/hex is used
-	Timeout conf.Duration `toml:"timeout"` // no heartbeat within it → offline, socket closed; default 90s; "0s" disables
+	Timeout conf.Duration `toml:"timeout"` // no heartbeat within timeout × max_missed → offline, socket closed; default 90s (line 1s, tlv 60s); "0s" disables
+	// MaxMissed is how many heartbeat periods may pass without one; default 1 (tlv 3).
+	MaxMissed int `toml:"max_missed"`
 
 	Bytes []byte `toml:"-"`
 }
@@ -75,6 +94,34 @@ type Modbus struct {
 	RequestTimeout conf.Duration `toml:"request_timeout"` // default 1s
 	Retries        int           `toml:"retries"`         // extra attempts after a timeout or CRC error, default 1 (0..5)
 	FlushDelay     conf.Duration `toml:"flush_delay"`     // after a timeout, bytes arriving within this quiet time are discarded before the next request; default 50ms
+	// BackoffAfter consecutive timeouts of one slave make comsrv skip that
+	// slave for BackoffCooldown; its values are marked stale. Default 3 (1..100).
+	BackoffAfter    int           `toml:"backoff_after"`
+	BackoffCooldown conf.Duration `toml:"backoff_cooldown"` // default 30s
+	// ReconnectMin and ReconnectMax bound the back-off between connection
+	// attempts of Modbus TCP and serial channels (doubling from min to max); defaults 1s and 60s.
+	ReconnectMin conf.Duration `toml:"reconnect_min"`
+	ReconnectMax conf.Duration `toml:"reconnect_max"`
+}
+
+// Control configures how comsrv executes the control commands queued by send_control.
+type Control struct {
+	StartupGrace  conf.Duration `toml:"startup_grace"`   // after start, wait this long for DTUs to reconnect before answering "offline"; default 5s
+	SweepInterval conf.Duration `toml:"sweep_interval"`  // how often cmd:pending is scanned besides pub/sub wake-ups; default 1s
+	ResultTTL     conf.Duration `toml:"result_ttl"`      // how long cmd:result:{id} is kept; default 1h
+	ResultsMaxLen int           `toml:"results_max_len"` // approximate cap of the cmd:results stream; default 10000
+}
+
+// Frames configures the per-channel frame log (comsrv:{channel}:frames).
+type Frames struct {
+	Keep  int           `toml:"keep"`  // frames kept per channel, default 100; 0 disables the log (0..10000)
+	Flush conf.Duration `toml:"flush"` // new frames are written at most this often per channel, default 1s
+}
+
+// Events configures the connection event stream (comsrv:events).
+type Events struct {
+	MaxLen         int `toml:"max_len"`          // approximate cap of the stream, default 10000
+	RefusalsPerSec int `toml:"refusals_per_sec"` // refused connections recorded per second at most, default 20; the rest are counted
 }
 
 // Redis tunes how comsrv writes to Redis.
@@ -90,8 +137,22 @@ type Template struct {
 	Name   string  `toml:"name"`
 	Tasks  []Task  `toml:"task"`
 	Points []Point `toml:"point"`
+	// Plan says how points that no [[task]] covers become requests.
+	Plan Plan `toml:"plan"`
 
 	File string `toml:"-"`
+}
+
+// Plan configures the automatic request planning of a template: points that
+// no explicit [[task]] covers are coalesced into read requests per slave and
+// function.
+type Plan struct {
+	Interval     conf.Duration `toml:"interval"`      // poll period of planned requests, default 1s
+	MaxGap       int           `toml:"max_gap"`       // unused registers (or bits) allowed inside one request, default 10
+	MaxRegisters int           `toml:"max_registers"` // registers per request at most, default 125 (1..125)
+	MaxBits      int           `toml:"max_bits"`      // bits per request at most, default 2000 (1..2000)
+	// OnePerPoint makes one request per point, for devices that reject ranges.
+	OnePerPoint bool `toml:"one_request_per_point"`
 }
 
 // Task is one Modbus read request issued by comsrv.
@@ -120,12 +181,24 @@ type Point struct {
 	Decimals *int    `toml:"decimals"` // digits after the point; default derived from scale and offset
 }
 
-// Channel binds a DTU registration id to a template.
+// Channel is one link to devices: a DTU bound by its registration id, or,
+// when URL is set, a Modbus TCP device or serial line that comsrv polls.
 type Channel struct {
 	ID           string `toml:"id"`           // channel id used in Redis keys; no ':'
-	Registration string `toml:"registration"` // the DTU's registration id (rendered per dtu.registration.encoding)
-	Template     string `toml:"template"`
+	Registration string `toml:"registration"` // DTU channels: the DTU's registration id (rendered per dtu.registration.encoding)
+	Template     string `toml:"template"`     // required, except for line-profile DTUs, which are not polled
 	Name         string `toml:"name"`
+
+	// URL makes this a Modbus channel: "tcp://host:502", "rtuovertcp://host:port"
+	// or "rtu:///dev/ttyUSB0". Registration must then be empty.
+	URL      string        `toml:"url"`
+	Baud     int           `toml:"baud"`      // rtu: default 9600
+	DataBits int           `toml:"data_bits"` // rtu: default 8
+	Parity   string        `toml:"parity"`    // rtu: "none" (default), "even" or "odd"
+	StopBits int           `toml:"stop_bits"` // rtu: 1 (default) or 2
+	Timeout  conf.Duration `toml:"timeout"`   // request timeout; default modbus.request_timeout
+	// OnePerPoint overrides the template's plan.one_request_per_point for this device.
+	OnePerPoint *bool `toml:"one_request_per_point"`
 
 	T *Template `toml:"-"`
 }

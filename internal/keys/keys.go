@@ -36,6 +36,19 @@ const (
 	CommandSeq = "cmd:seq"
 	// CommandPending is the set of channel ids that have queued control commands.
 	CommandPending = "cmd:pending"
+	// CommandResults is the stream of control outcomes, one entry per command.
+	CommandResults = "cmd:results"
+	// CommandPattern is the pub/sub pattern comsrv listens on for new controls (matches Command).
+	CommandPattern = "cmd:*"
+	// ConnectionEvents is the stream of link events: online, offline, replaced, refused.
+	ConnectionEvents = "comsrv:events"
+	// Reload is the pub/sub channel on which edgectl asks comsrv to reload its channel and template files.
+	Reload = "comsrv:reload"
+	// ReloadResult is the pub/sub channel on which comsrv answers a reload request.
+	ReloadResult = "comsrv:reload:result"
+	// DefaultLineResults is the default pub/sub channel whose "command,device_id,data"
+	// messages comsrv forwards to line-profile devices.
+	DefaultLineResults = "result"
 )
 
 // ChannelValues is the hash of a channel's latest values: point id → decimal string.
@@ -62,6 +75,28 @@ func Command(channel string) string { return "cmd:" + channel }
 
 // CommandQueue is the durable list of queued control commands of a channel (LPUSH by Lua, RPOP by comsrv).
 func CommandQueue(channel string) string { return "cmd:" + channel + ":queue" }
+
+// CommandResult is the hash holding the outcome of one control command (kept for control.result_ttl).
+func CommandResult(id string) string { return "cmd:result:" + id }
+
+// ChannelQuality is the hash of a channel's points whose values are not good:
+// point id → "stale". A point that is absent is good.
+func ChannelQuality(channel string) string { return "comsrv:" + channel + ":q" }
+
+// ModelQuality is the hash of a model's points whose values are not good:
+// point name → "stale". A point that is absent is good.
+func ModelQuality(model string) string { return "modsrv:" + model + ":q" }
+
+// ChannelFrames is the capped list of a channel's last raw frames, newest first (JSON entries).
+func ChannelFrames(channel string) string { return "comsrv:" + channel + ":frames" }
+
+// ChannelData is the pub/sub channel on which a DTU's own messages are
+// published: lines of line-profile devices, data frames of tlv devices.
+func ChannelData(channel string) string { return "comsrv:" + channel + ":data" }
+
+// LineOutcomes is the pub/sub channel on which comsrv reports what became of
+// each message of a line-profile result channel (forwarded, unknown, offline, invalid).
+func LineOutcomes(resultChannel string) string { return resultChannel + ":outcome" }
 
 // PointRef joins a channel and point id, or a model and point name, as stored in the mapping hashes.
 func PointRef(owner, point string) string { return owner + Separator + point }
@@ -104,13 +139,18 @@ func Table() []Entry {
 		{ChannelValues("{channel}"), "hash", "Lua (from comsrv)", "point id → latest value as a plain decimal string"},
 		{ChannelTimestamps("{channel}"), "hash", "Lua (from comsrv)", "point id → sample time, Unix ms"},
 		{ChannelStatus("{channel}"), "hash", "comsrv, Lua", "online, registration id, remote address, connected_at, last_heartbeat, counters"},
+		{ChannelQuality("{channel}"), "hash", "Lua (from comsrv)", "point id → \"stale\" while its slave or link is unreachable; absent = good"},
+		{ChannelFrames("{channel}"), "list", "comsrv", "last raw frames, newest first: JSON {ts, dir, kind, hex}"},
+		{ChannelData("{channel}"), "pub/sub", "comsrv", "a device's own lines (line profile) and data frames (tlv)"},
+		{ConnectionEvents, "stream", "comsrv", "link events: event, channel, listener, registration, remote, reason, ts"},
 		{Channels, "set", "comsrv", "channel ids comsrv serves"},
 		{ComsrvStats, "hash", "comsrv", "process-wide counters and sync latency (p50/p99, µs)"},
 		{Mapping, "hash", "edgectl, redis-cli", "\"{channel}:{point}\" → \"{model}:{point_name}\""},
 		{MappingReverse, "hash", "edgectl, redis-cli", "\"{model}:{control}\" → \"{channel}:{point}\""},
 		{ModelValues("{model}"), "hash", "Lua", "point name → latest value"},
 		{ModelTimestamps("{model}"), "hash", "Lua", "point name → sample time, Unix ms"},
-		{ModelUpdates("{model}"), "pub/sub", "Lua", "JSON {model, ts, values} once per model per batch"},
+		{ModelQuality("{model}"), "hash", "Lua (from comsrv)", "point name → \"stale\" while unreachable; absent = good"},
+		{ModelUpdates("{model}"), "pub/sub", "Lua", "JSON {model, ts, values} once per model per batch; {model, ts, quality} on quality changes"},
 		{AlarmThreshold, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → high limit (alarm when value > limit)"},
 		{AlarmLow, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → low limit (alarm when value < limit)"},
 		{AlarmHysteresis, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → hysteresis for clearing (default 0)"},
@@ -120,5 +160,11 @@ func Table() []Entry {
 		{CommandQueue("{channel}"), "list", "Lua → comsrv", "durable control queue, JSON {id, channel, point, value, model, control, ts}"},
 		{CommandPending, "set", "Lua → comsrv", "channel ids with queued commands"},
 		{CommandSeq, "string", "Lua", "control command id counter"},
+		{CommandResult("{id}"), "hash", "Lua (from comsrv)", "outcome of command {id}: status, code, message, channel, point, value, ts (expires)"},
+		{CommandResults, "stream", "Lua (from comsrv)", "every control outcome: id, status, code, message, channel, point, value, model, control, ts"},
+		{DefaultLineResults, "pub/sub", "other systems → comsrv", "\"command,device_id,data\" forwarded as a line to line-profile device device_id (configurable)"},
+		{LineOutcomes(DefaultLineResults), "pub/sub", "comsrv", "JSON {device, status, message, ts} for each forwarded message"},
+		{Reload, "pub/sub", "edgectl → comsrv", "reload request (message: request id)"},
+		{ReloadResult, "pub/sub", "comsrv → edgectl", "JSON {id, ok, message, added, changed, removed}"},
 	}
 }
