@@ -3,7 +3,11 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/voltedge/voltedge/internal/conf"
 	"github.com/voltedge/voltedge/internal/keys"
@@ -23,6 +27,8 @@ func LoadChannels(cfg *Config) ([]*Channel, error) {
 		errs:  &errs,
 		byID:  make(map[string]int32),
 		byReg: make(map[string]int32),
+
+		bySerial: make(map[string]int32),
 	}
 	for _, f := range files {
 		cl.file(f)
@@ -67,7 +73,9 @@ type channelLoader struct {
 	list  []*Channel
 	byID  map[string]int32 // channel id → index into where
 	byReg map[string]int32
-	where []string // "file:line:col" of each channel or range
+	// bySerial is serial device → index into where: one port serves one channel.
+	bySerial map[string]int32
+	where    []string // "file:line:col" of each channel or range
 }
 
 func (cl *channelLoader) file(f string) {
@@ -92,11 +100,23 @@ func (cl *channelLoader) file(f string) {
 			cl.errs.Addf(pos, k+"id", "%q is not a valid channel id (no ':', spaces, '*', '?', '[' or ']'; 1..128 bytes)", c.ID)
 			ok = false
 		}
-		if !cl.checkRegistration(pos, k+"registration", c.Registration) {
-			ok = false
+		var t *Template
+		if pos.Defined(k + "url") {
+			if !cl.checkModbus(pos, k, &c) {
+				ok = false
+			}
+			t = cl.template(pos, k+"template", c.Template)
+		} else {
+			if !cl.checkDTU(pos, k, &c) {
+				ok = false
+			}
+			t = cl.optionalTemplate(pos, k+"template", c.Template)
+			if t == nil && c.Template != "" {
+				ok = false
+			}
 		}
-		t := cl.template(pos, k+"template", c.Template)
-		if !ok || t == nil {
+		dur(pos, cl.errs, k+"timeout", &c.Timeout, cl.cfg.Modbus.RequestTimeout.Duration, 1)
+		if !ok || (t == nil && c.URL != "") {
 			continue
 		}
 		c.T = t
@@ -115,23 +135,167 @@ func (cl *channelLoader) source(w string) int32 {
 	return int32(len(cl.where) - 1)
 }
 
-// add records a channel's id and registration, refusing duplicates.
+// add records a channel's id and registration (or serial device), refusing duplicates.
 func (cl *channelLoader) add(pos *conf.Positions, k string, c *Channel, src int32) bool {
 	if prev, dup := cl.byID[c.ID]; dup {
 		cl.errs.Addf(pos, k+"id", "channel id %q is already defined at %s", c.ID, cl.where[prev])
 		return false
 	}
-	if prev, dup := cl.byReg[c.Registration]; dup {
-		cl.errs.Addf(pos, k+"registration", "registration %q is already used at %s", c.Registration, cl.where[prev])
-		return false
+	if c.Registration != "" {
+		if prev, dup := cl.byReg[c.Registration]; dup {
+			cl.errs.Addf(pos, k+"registration", "registration %q is already used at %s", c.Registration, cl.where[prev])
+			return false
+		}
+	}
+	dev, serial := SerialDevice(c.URL)
+	if serial {
+		if prev, dup := cl.bySerial[dev]; dup {
+			cl.errs.Addf(pos, k+"url", "serial device %s is already used at %s", dev, cl.where[prev])
+			return false
+		}
 	}
 	if len(cl.list) >= MaxChannels {
 		cl.errs.Addf(pos, k+"id", "more than %d channels", MaxChannels)
 		return false
 	}
 	cl.byID[c.ID] = src
-	cl.byReg[c.Registration] = src
+	if c.Registration != "" {
+		cl.byReg[c.Registration] = src
+	}
+	if serial {
+		cl.bySerial[dev] = src
+	}
 	return true
+}
+
+// serialKeys are the channel keys that only an rtu:// channel uses.
+var serialKeys = []string{"baud", "data_bits", "parity", "stop_bits"}
+
+// checkDTU validates a channel without url: a DTU bound by its registration.
+func (cl *channelLoader) checkDTU(pos *conf.Positions, k string, c *Channel) bool {
+	ok := cl.checkRegistration(pos, k+"registration", c.Registration)
+	for _, f := range serialKeys {
+		if pos.Defined(k + f) {
+			cl.errs.Add(pos.KeyErrorf(k+f, "only used by Modbus channels with an rtu:// url"))
+			ok = false
+		}
+	}
+	return ok
+}
+
+// Modbus URL schemes.
+const (
+	SchemeTCP        = "tcp"        // Modbus TCP (MBAP framing)
+	SchemeRTUOverTCP = "rtuovertcp" // RTU frames through a TCP socket (serial server, gateway in transparent mode)
+	SchemeRTU        = "rtu"        // RTU on a local serial line
+)
+
+// Defaults of the [modbus] keys that Modbus TCP and serial channels use.
+const (
+	DefaultBackoffAfter    = 3
+	DefaultBackoffCooldown = 30 * time.Second
+	DefaultReconnectMin    = time.Second
+	DefaultReconnectMax    = 60 * time.Second
+)
+
+// Serial line defaults of rtu:// channels.
+const (
+	DefaultBaud     = 9600
+	DefaultDataBits = 8
+	DefaultParity   = "none"
+	DefaultStopBits = 1
+)
+
+// baudRates are the serial speeds accepted for rtu:// channels.
+var baudRates = []int{
+	300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400, 57600, 115200,
+	230400, 460800, 500000, 576000, 921600, 1000000, 1152000, 1500000,
+	2000000, 2500000, 3000000, 3500000, 4000000,
+}
+
+// ParseURL splits a Modbus channel URL into its scheme and address (host:port
+// or serial device), checking that the scheme is tcp, rtuovertcp or rtu and
+// that the address suits it.
+func ParseURL(u string) (scheme, addr string, err error) {
+	scheme, addr, found := strings.Cut(u, "://")
+	if !found {
+		return "", "", fmt.Errorf("%q is not a Modbus URL (want tcp://host:port, rtuovertcp://host:port or rtu:///dev/ttyX)", u)
+	}
+	if strings.ContainsFunc(addr, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", "", fmt.Errorf("%q: the address contains spaces or control characters", u)
+	}
+	switch scheme {
+	case SchemeTCP, SchemeRTUOverTCP:
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return "", "", fmt.Errorf("%q: want %s://host:port (e.g. %s://192.168.1.20:502): %v", u, scheme, scheme, err)
+		}
+		if host == "" {
+			return "", "", fmt.Errorf("%q: the host is missing", u)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return "", "", fmt.Errorf("%q: port %q is not a number in 1..65535", u, port)
+		}
+	case SchemeRTU:
+		if addr == "" {
+			return "", "", fmt.Errorf("%q: the serial device is missing (e.g. rtu:///dev/ttyUSB0)", u)
+		}
+	default:
+		return "", "", fmt.Errorf("%q: unknown scheme %q (want tcp, rtuovertcp or rtu)", u, scheme)
+	}
+	return scheme, addr, nil
+}
+
+// SerialDevice returns the device of an rtu:// URL; ok is false for other URLs.
+func SerialDevice(u string) (dev string, ok bool) {
+	scheme, addr, err := ParseURL(u)
+	if err != nil || scheme != SchemeRTU {
+		return "", false
+	}
+	return addr, true
+}
+
+// checkModbus validates a channel with url (a Modbus TCP device or serial
+// line) and applies the serial defaults.
+func (cl *channelLoader) checkModbus(pos *conf.Positions, k string, c *Channel) bool {
+	before := cl.errs.Len()
+	if pos.Defined(k + "registration") {
+		cl.errs.Add(pos.KeyErrorf(k+"registration", "must not be set for a Modbus channel (url); registration is for DTUs"))
+	}
+	scheme, _, err := ParseURL(c.URL)
+	if err != nil {
+		cl.errs.Addf(pos, k+"url", "%v", err)
+		return false
+	}
+	if scheme != SchemeRTU {
+		for _, f := range serialKeys {
+			if pos.Defined(k + f) {
+				cl.errs.Add(pos.KeyErrorf(k+f, "only used with an rtu:// url, not %s://", scheme))
+			}
+		}
+		return cl.errs.Len() == before
+	}
+	if !pos.Defined(k + "baud") {
+		c.Baud = DefaultBaud
+	} else if !slices.Contains(baudRates, c.Baud) {
+		cl.errs.Addf(pos, k+"baud", "unsupported baud rate %d (want one of %s)", c.Baud, intList(baudRates))
+	}
+	num(pos, cl.errs, k+"data_bits", &c.DataBits, DefaultDataBits, 5, 8)
+	str(pos, cl.errs, k+"parity", &c.Parity, DefaultParity, "none", "even", "odd")
+	if !pos.Defined(k + "stop_bits") {
+		c.StopBits = DefaultStopBits
+	} else if c.StopBits != 1 && c.StopBits != 2 {
+		cl.errs.Addf(pos, k+"stop_bits", "%d is not 1 or 2", c.StopBits)
+	}
+	return cl.errs.Len() == before
+}
+
+func intList(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }
 
 func (cl *channelLoader) checkRegistration(pos *conf.Positions, key, reg string) bool {
@@ -146,9 +310,19 @@ func (cl *channelLoader) checkRegistration(pos *conf.Positions, key, reg string)
 	return false
 }
 
+// template resolves a required template name.
 func (cl *channelLoader) template(pos *conf.Positions, key, name string) *Template {
 	if name == "" {
 		cl.errs.Addf(pos, key, "must be set")
+		return nil
+	}
+	return cl.optionalTemplate(pos, key, name)
+}
+
+// optionalTemplate resolves a template name that may be empty (a DTU that
+// is not polled, such as a line-profile device); it returns nil for "".
+func (cl *channelLoader) optionalTemplate(pos *conf.Positions, key, name string) *Template {
+	if name == "" {
 		return nil
 	}
 	t := cl.cfg.TemplateByID[name]
@@ -185,14 +359,15 @@ func (cl *channelLoader) rangeEntries(pos *conf.Positions, k string, r *ChannelR
 	idP := pattern("id", r.ID, true)
 	regP := pattern("registration", r.Registration, true)
 	nameP := pattern("name", r.Name, false)
-	t := cl.template(pos, k+"template", r.Template)
+	t := cl.optionalTemplate(pos, k+"template", r.Template)
 	if cl.errs.Len() > before {
 		return
 	}
 	src := cl.source(pos.Where(k + "id"))
 	hasName := pos.Defined(k + "name")
+	timeout := cl.cfg.Modbus.RequestTimeout
 	for n := r.First; n <= r.Last; n++ {
-		c := &Channel{ID: idP.Expand(n), Registration: regP.Expand(n), Template: r.Template, T: t}
+		c := &Channel{ID: idP.Expand(n), Registration: regP.Expand(n), Template: r.Template, T: t, Timeout: timeout}
 		if hasName {
 			c.Name = nameP.Expand(n)
 		} else {

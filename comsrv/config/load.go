@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/voltedge/voltedge/internal/conf"
+	"github.com/voltedge/voltedge/internal/keys"
 )
 
 // Defaults of comsrv.toml (see the field comments in types.go).
@@ -71,11 +72,20 @@ func Load(path string) (*Config, error) {
 	if cfg.TemplateByID, err = LoadTemplates(cfg); err != nil {
 		return nil, err
 	}
-	if cfg.DTU.UnknownIDs == "provision" {
-		if _, ok := cfg.TemplateByID[cfg.DTU.ProvisionTemplate]; !ok {
-			errs.Addf(pos, "dtu.provision_template", "template %q does not exist", cfg.DTU.ProvisionTemplate)
-			return nil, errs.Err()
+	for i, l := range cfg.AllListeners() {
+		key := "dtu.provision_template"
+		if i > 0 {
+			key = fmt.Sprintf("listener[%d].provision_template", i-1)
 		}
+		if l.UnknownIDs != "provision" || l.ProvisionTemplate == "" {
+			continue
+		}
+		if _, ok := cfg.TemplateByID[l.ProvisionTemplate]; !ok {
+			errs.Addf(pos, key, "template %q does not exist", l.ProvisionTemplate)
+		}
+	}
+	if errs.Len() > 0 {
+		return nil, errs.Err()
 	}
 	if cfg.ChannelList, err = LoadChannels(cfg); err != nil {
 		return nil, err
@@ -117,9 +127,69 @@ func (c *Config) check(pos *conf.Positions, errs *conf.Errors) {
 	}
 	checkGlobs(pos, "templates", c.Templates, errs)
 	checkGlobs(pos, "channels", c.Channels, errs)
-	c.DTU.check(pos, errs)
+	c.DTU.check(pos, errs, "dtu.", "dtu")
+	names := map[string]string{c.DTU.Name: "dtu"}
+	addrs := map[string]string{c.DTU.Listen: "dtu"}
+	for i := range c.Listeners {
+		p := fmt.Sprintf("listener[%d].", i)
+		l := &c.Listeners[i]
+		l.check(pos, errs, p, fmt.Sprintf("listener%d", i+1))
+		if prev, dup := names[l.Name]; dup {
+			errs.Addf(pos, p+"name", "listener name %q is already used by %s", l.Name, prev)
+		}
+		names[l.Name] = strings.TrimSuffix(p, ".")
+		if prev, dup := addrs[l.Listen]; dup && l.Listen != "" && !strings.HasSuffix(l.Listen, ":0") {
+			errs.Addf(pos, p+"listen", "address %q is already used by %s", l.Listen, prev)
+		}
+		addrs[l.Listen] = strings.TrimSuffix(p, ".")
+	}
 	c.Modbus.check(pos, errs)
 	c.Redis.check(pos, errs)
+	c.Control.check(pos, errs)
+	c.Frames.check(pos, errs)
+	c.Events.check(pos, errs)
+}
+
+// AllListeners returns [dtu] followed by the [[listener]] entries.
+func (c *Config) AllListeners() []*DTU {
+	out := make([]*DTU, 0, 1+len(c.Listeners))
+	out = append(out, &c.DTU)
+	for i := range c.Listeners {
+		out = append(out, &c.Listeners[i])
+	}
+	return out
+}
+
+// Profiles of DTU listeners.
+const (
+	ProfileTransparent = "transparent"
+	ProfileLine        = "line"
+	ProfileTLV         = "tlv"
+)
+
+// Default heartbeat timeouts of the line and tlv profiles.
+const (
+	DefaultLineHeartbeatTimeout = time.Second
+	DefaultTLVHeartbeatTimeout  = 60 * time.Second
+	DefaultTLVMaxMissed         = 3
+	DefaultLineMaxLength        = 256
+)
+
+func (c *Control) check(pos *conf.Positions, errs *conf.Errors) {
+	dur(pos, errs, "control.startup_grace", &c.StartupGrace, 5*time.Second, 0)
+	dur(pos, errs, "control.sweep_interval", &c.SweepInterval, time.Second, 10*time.Millisecond)
+	dur(pos, errs, "control.result_ttl", &c.ResultTTL, time.Hour, time.Second)
+	num(pos, errs, "control.results_max_len", &c.ResultsMaxLen, 10000, 100, 10000000)
+}
+
+func (f *Frames) check(pos *conf.Positions, errs *conf.Errors) {
+	num(pos, errs, "frames.keep", &f.Keep, 100, 0, 10000)
+	dur(pos, errs, "frames.flush", &f.Flush, time.Second, 10*time.Millisecond)
+}
+
+func (e *Events) check(pos *conf.Positions, errs *conf.Errors) {
+	num(pos, errs, "events.max_len", &e.MaxLen, 10000, 100, 10000000)
+	num(pos, errs, "events.refusals_per_sec", &e.RefusalsPerSec, 20, 0, 100000)
 }
 
 func checkGlobs(pos *conf.Positions, key string, globs []string, errs *conf.Errors) {
@@ -177,26 +247,51 @@ func orList(s []string) string {
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
-func (d *DTU) check(pos *conf.Positions, errs *conf.Errors) {
-	str(pos, errs, "dtu.listen", &d.Listen, DefaultListen)
+// check applies the defaults of one DTU listener (keys under prefix p) and validates it.
+func (d *DTU) check(pos *conf.Positions, errs *conf.Errors, p, defName string) {
+	str(pos, errs, p+"name", &d.Name, defName)
+	if !keys.ValidID(d.Name) {
+		errs.Addf(pos, p+"name", "%q is not a valid listener name", d.Name)
+	}
+	str(pos, errs, p+"profile", &d.Profile, ProfileTransparent, ProfileTransparent, ProfileLine, ProfileTLV)
+	def := DefaultListen
+	if p != "dtu." {
+		def = ""
+	}
+	str(pos, errs, p+"listen", &d.Listen, def)
 	if d.Listen == "" {
-		errs.Addf(pos, "dtu.listen", "must not be empty")
+		errs.Addf(pos, p+"listen", "must not be empty")
 	}
-	num(pos, errs, "dtu.max_connections", &d.MaxConnections, DefaultMaxConnections, 1, 100000)
-	dur(pos, errs, "dtu.registration_timeout", &d.RegistrationTimeout, DefaultRegistrationTimeout, 1)
-	dur(pos, errs, "dtu.write_timeout", &d.WriteTimeout, DefaultWriteTimeout, 1)
-	dur(pos, errs, "dtu.refuse_log_interval", &d.RefuseLogInterval, DefaultRefuseLogInterval, 1)
-	dur(pos, errs, "dtu.status_interval", &d.StatusInterval, DefaultStatusInterval, 1)
-	str(pos, errs, "dtu.unknown_ids", &d.UnknownIDs, "refuse", "refuse", "provision")
-	if d.UnknownIDs == "provision" && d.ProvisionTemplate == "" {
-		errs.Addf(pos, "dtu.provision_template", "must name a template when unknown_ids is \"provision\"")
+	num(pos, errs, p+"max_connections", &d.MaxConnections, DefaultMaxConnections, 1, 100000)
+	dur(pos, errs, p+"registration_timeout", &d.RegistrationTimeout, DefaultRegistrationTimeout, 1)
+	dur(pos, errs, p+"write_timeout", &d.WriteTimeout, DefaultWriteTimeout, 1)
+	dur(pos, errs, p+"refuse_log_interval", &d.RefuseLogInterval, DefaultRefuseLogInterval, 1)
+	dur(pos, errs, p+"status_interval", &d.StatusInterval, DefaultStatusInterval, 1)
+	str(pos, errs, p+"unknown_ids", &d.UnknownIDs, "refuse", "refuse", "provision")
+	if d.UnknownIDs == "provision" && d.ProvisionTemplate == "" && d.Profile != ProfileLine {
+		errs.Addf(pos, p+"provision_template", "must name a template when unknown_ids is \"provision\"")
 	}
-	d.Registration.check(pos, errs)
-	d.Heartbeat.check(pos, errs)
+	d.Registration.check(pos, errs, p+"registration.")
+	if d.Profile != ProfileTransparent {
+		for _, k := range []string{"mode", "length", "terminator", "terminator_hex", "max_length", "encoding"} {
+			if pos.Defined(p + "registration." + k) {
+				errs.Add(pos.KeyErrorf(p+"registration."+k, "only used by the transparent profile (the %s profile defines its own registration)", d.Profile))
+			}
+		}
+	}
+	d.Heartbeat.check(pos, errs, p+"heartbeat.", d.Profile)
+	if d.Profile == ProfileLine {
+		str(pos, errs, p+"line.result_channel", &d.Line.ResultChannel, keys.DefaultLineResults)
+		if d.Line.ResultChannel == "" {
+			errs.Addf(pos, p+"line.result_channel", "must not be empty")
+		}
+		num(pos, errs, p+"line.max_line_length", &d.Line.MaxLineLength, DefaultLineMaxLength, 16, 4096)
+	} else if pos.Defined(p + "line") {
+		errs.Add(pos.KeyErrorf(p+"line", "only used by the line profile"))
+	}
 }
 
-func (r *Registration) check(pos *conf.Positions, errs *conf.Errors) {
-	const p = "dtu.registration."
+func (r *Registration) check(pos *conf.Positions, errs *conf.Errors, p string) {
 	str(pos, errs, p+"mode", &r.Mode, "terminator", "terminator", "fixed")
 	switch r.Mode {
 	case "fixed":
@@ -236,14 +331,32 @@ func (r *Registration) check(pos *conf.Positions, errs *conf.Errors) {
 	r.Regexp = re
 }
 
-func (h *Heartbeat) check(pos *conf.Positions, errs *conf.Errors) {
-	const p = "dtu.heartbeat."
-	h.Bytes = textOrHex(pos, errs, p+"text", p+"hex", h.Text, h.Hex, DefaultHeartbeat, 256)
-	if !pos.Defined(p+"text") && !pos.Defined(p+"hex") {
-		h.Text = DefaultHeartbeat
+func (h *Heartbeat) check(pos *conf.Positions, errs *conf.Errors, p, profile string) {
+	timeout, missed := DefaultHeartbeatTimeout, 1
+	switch profile {
+	case ProfileTransparent:
+		h.Bytes = textOrHex(pos, errs, p+"text", p+"hex", h.Text, h.Hex, DefaultHeartbeat, 256)
+		if !pos.Defined(p+"text") && !pos.Defined(p+"hex") {
+			h.Text = DefaultHeartbeat
+		}
+	case ProfileLine:
+		timeout = DefaultLineHeartbeatTimeout
+	case ProfileTLV:
+		timeout, missed = DefaultTLVHeartbeatTimeout, DefaultTLVMaxMissed
 	}
-	dur(pos, errs, p+"timeout", &h.Timeout, DefaultHeartbeatTimeout, 0)
+	if profile != ProfileTransparent {
+		for _, k := range []string{"text", "hex"} {
+			if pos.Defined(p + k) {
+				errs.Add(pos.KeyErrorf(p+k, "only used by the transparent profile (the %s profile defines its own heartbeat)", profile))
+			}
+		}
+	}
+	dur(pos, errs, p+"timeout", &h.Timeout, timeout, 0)
+	num(pos, errs, p+"max_missed", &h.MaxMissed, missed, 1, 100)
 }
+
+// Deadline is how long a link may stay without a heartbeat (timeout × max_missed); 0 disables the check.
+func (h *Heartbeat) Deadline() time.Duration { return h.Timeout.Duration * time.Duration(max(h.MaxMissed, 1)) }
 
 // textOrHex resolves a byte string given either as text or as hex (exactly
 // one of them), with a default when neither is set.
@@ -289,6 +402,17 @@ func (m *Modbus) check(pos *conf.Positions, errs *conf.Errors) {
 	dur(pos, errs, "modbus.request_timeout", &m.RequestTimeout, DefaultRequestTimeout, 1)
 	num(pos, errs, "modbus.retries", &m.Retries, DefaultRetries, 0, 5)
 	dur(pos, errs, "modbus.flush_delay", &m.FlushDelay, DefaultFlushDelay, 0)
+	num(pos, errs, "modbus.backoff_after", &m.BackoffAfter, DefaultBackoffAfter, 1, 100)
+	dur(pos, errs, "modbus.backoff_cooldown", &m.BackoffCooldown, DefaultBackoffCooldown, 1)
+	dur(pos, errs, "modbus.reconnect_min", &m.ReconnectMin, DefaultReconnectMin, 1)
+	dur(pos, errs, "modbus.reconnect_max", &m.ReconnectMax, DefaultReconnectMax, 1)
+	if m.ReconnectMin.Duration > 0 && m.ReconnectMax.Duration < m.ReconnectMin.Duration {
+		key := "modbus.reconnect_max"
+		if !pos.Defined(key) {
+			key = "modbus.reconnect_min"
+		}
+		errs.Addf(pos, key, "reconnect_max (%v) is below reconnect_min (%v)", m.ReconnectMax.Duration, m.ReconnectMin.Duration)
+	}
 }
 
 func (r *Redis) check(pos *conf.Positions, errs *conf.Errors) {

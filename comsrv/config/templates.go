@@ -58,11 +58,26 @@ func LoadTemplate(file string, errs *conf.Errors) (*Template, *conf.Positions) {
 	return t, pos
 }
 
+// Defaults and limits of a template's [plan].
+const (
+	DefaultPlanMaxGap       = 10
+	DefaultPlanMaxRegisters = 125
+	DefaultPlanMaxBits      = 2000
+	// MaxPlanGap bounds plan.max_gap.
+	MaxPlanGap = 2000
+	// AutoTaskPrefix starts the names of planned requests; explicit task
+	// names must not use it.
+	AutoTaskPrefix = "auto:"
+)
+
 func (t *Template) check(pos *conf.Positions, errs *conf.Errors) {
-	before := errs.Len()
-	if len(t.Tasks) == 0 {
-		errs.Addf(pos, "task", "a template needs at least one [[task]]")
+	if len(t.Tasks) == 0 && len(t.Points) == 0 {
+		errs.Addf(pos, "point", "a template needs at least one [[point]] (or a [[task]])")
 	}
+	before := errs.Len()
+	t.Plan.check(pos, errs)
+	planOK := errs.Len() == before
+	before = errs.Len()
 	names := make(map[string]int, len(t.Tasks))
 	for i := range t.Tasks {
 		t.Tasks[i].check(pos, errs, i, names)
@@ -80,21 +95,27 @@ func (t *Template) check(pos *conf.Positions, errs *conf.Errors) {
 			continue
 		}
 		ids[p.ID] = i
-		if tasksOK && !t.covers(p) {
-			unit := "register"
-			switch {
-			case !p.IsRegisterArea():
-				unit = "bit"
-			case p.Registers() > 1:
-				unit = "registers"
-			}
-			errs.Addf(pos, k+"address", "point %s (address %d, %d %s) is not covered by any task", p.ID, p.Address, p.Registers(), unit)
+		if n := p.Registers(); int(p.Address)+n > 65536 {
+			errs.Addf(pos, k+"address", "point %s at address %d needs %d registers and runs past address 65535", p.ID, p.Address, n)
+			continue
+		}
+		// A point no task covers is planned; it must fit one request.
+		if tasksOK && planOK && p.IsRegisterArea() && p.Registers() > t.Plan.MaxRegisters && !t.covers(p) {
+			errs.Addf(pos, "plan.max_registers", "%d is too small for point %s (%s, %d registers), which no [[task]] covers", t.Plan.MaxRegisters, p.ID, p.Type, p.Registers())
 		}
 	}
 }
 
-// covers reports whether a task of the point's slave and area reads all of
-// the point's registers (or its bit).
+// check applies the defaults of [plan] and validates it.
+func (pl *Plan) check(pos *conf.Positions, errs *conf.Errors) {
+	dur(pos, errs, "plan.interval", &pl.Interval, DefaultTaskInterval, MinTaskInterval)
+	num(pos, errs, "plan.max_gap", &pl.MaxGap, DefaultPlanMaxGap, 0, MaxPlanGap)
+	num(pos, errs, "plan.max_registers", &pl.MaxRegisters, DefaultPlanMaxRegisters, 1, DefaultPlanMaxRegisters)
+	num(pos, errs, "plan.max_bits", &pl.MaxBits, DefaultPlanMaxBits, 1, DefaultPlanMaxBits)
+}
+
+// covers reports whether an explicit task of the point's slave and area
+// reads all of the point's registers (or its bit).
 func (t *Template) covers(p *Point) bool {
 	fn, n := p.Function(), p.Registers()
 	for i := range t.Tasks {
@@ -113,6 +134,8 @@ func (tk *Task) check(pos *conf.Positions, errs *conf.Errors, i int, names map[s
 		tk.Name = fmt.Sprintf("task%d", i)
 	} else if tk.Name == "" {
 		errs.Addf(pos, k+"name", "must not be empty")
+	} else if strings.HasPrefix(tk.Name, AutoTaskPrefix) {
+		errs.Addf(pos, k+"name", "%q: names starting with %q are kept for planned requests", tk.Name, AutoTaskPrefix)
 	}
 	if j, dup := names[tk.Name]; dup {
 		errs.Addf(pos, k+"name", "task name %q is already used by task[%d]", tk.Name, j)

@@ -153,6 +153,9 @@ type Plan struct {
 	MaxBits      int           `toml:"max_bits"`      // bits per request at most, default 2000 (1..2000)
 	// OnePerPoint makes one request per point, for devices that reject ranges.
 	OnePerPoint bool `toml:"one_request_per_point"`
+	// WriteMultiple makes controls use FC 15/16 even for a single coil or
+	// register, for devices that lack FC 5/6.
+	WriteMultiple bool `toml:"write_multiple"`
 }
 
 // Task is one Modbus read request issued by comsrv.

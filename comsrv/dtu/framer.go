@@ -1,8 +1,7 @@
 package dtu
 
 import (
-	"bytes"
-
+	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/internal/rtu"
 )
 
@@ -13,25 +12,33 @@ const framerSize = 512
 type frameKind uint8
 
 const (
-	needMore  frameKind = iota // nothing complete yet
-	heartbeat                  // a heartbeat packet
-	response                   // a candidate response frame for the pending request
+	needMore   frameKind = iota // nothing complete yet
+	heartbeat                   // a heartbeat packet
+	response                    // a candidate response frame for the pending request
+	data                        // a message of the device itself (a line, a tlv data frame)
+	garbage                     // bytes that are none of these; skipped and counted
+	unexpected                  // a well-formed RTU frame while nothing is pending; skipped and counted
 )
 
-// framer splits the byte stream of a transparent DTU link into heartbeats and
-// Modbus RTU response frames. Heartbeats are recognised at frame boundaries
-// wherever they appear (alone, or glued before or after a response). Bytes
-// that are neither, and everything that arrives while no request is pending,
-// are discarded and counted.
+// framer buffers the byte stream of one DTU link and splits it, through the
+// profile's codec, into heartbeats, responses and device messages. Bytes
+// that are none of these, and everything that arrives while no request is
+// pending, are discarded and counted.
 type framer struct {
-	hb      []byte
+	c       codec
 	buf     []byte // buf[r:] is unconsumed
 	r       int
 	garbage uint64
 }
 
+// newFramer returns a framer for the transparent profile with heartbeat hb.
 func newFramer(hb []byte) *framer {
-	return &framer{hb: hb, buf: make([]byte, 0, framerSize)}
+	return newCodecFramer(&transparentCodec{reg: &config.Registration{}, hb: hb})
+}
+
+// newCodecFramer returns a framer that splits with c.
+func newCodecFramer(c codec) *framer {
+	return &framer{c: c, buf: make([]byte, 0, c.bufSize())}
 }
 
 // space returns the free tail of the buffer to read into, compacting first.
@@ -54,7 +61,7 @@ func (f *framer) space() []byte {
 // wrote records that n bytes were read into the slice space returned.
 func (f *framer) wrote(n int) { f.buf = f.buf[:len(f.buf)+n] }
 
-// push appends p (used for bytes that followed the registration, and by tests).
+// push appends p (used by tests to feed bytes).
 func (f *framer) push(p []byte) {
 	for len(p) > 0 {
 		sp := f.space()
@@ -74,54 +81,27 @@ func (f *framer) reset() {
 // buffered is the number of unconsumed bytes.
 func (f *framer) buffered() int { return len(f.buf) - f.r }
 
-// next returns the next complete item. req is the pending request or nil. A
-// returned frame is valid until the next call to space, push or reset.
+// next returns the next complete item: a heartbeat, a response candidate for
+// req (the pending request, or nil) or a device message. Garbage is skipped
+// and counted. A returned frame is valid until the next call to space, push
+// or reset.
 func (f *framer) next(req *rtu.Request) (frameKind, []byte) {
 	for {
 		d := f.buf[f.r:]
 		if len(d) == 0 {
 			return needMore, nil
 		}
-		if len(f.hb) > 0 {
-			if bytes.HasPrefix(d, f.hb) {
-				f.r += len(f.hb)
-				return heartbeat, nil
-			}
-			if len(d) < len(f.hb) && bytes.HasPrefix(f.hb, d) {
-				return needMore, nil
-			}
-		}
-		if req == nil {
-			drop := f.garbageRun(d)
-			f.r += drop
-			f.garbage += uint64(drop)
-			continue
-		}
-		n, ok := rtu.FrameLen(*req, d)
-		if !ok {
+		kind, n, frame := f.c.next(d, req)
+		switch kind {
+		case needMore:
 			return needMore, nil
-		}
-		if n < 0 {
-			f.r++
-			f.garbage++
+		case garbage, unexpected:
+			n = max(n, 1)
+			f.r += n
+			f.garbage += uint64(n)
 			continue
-		}
-		if len(d) < n {
-			return needMore, nil
 		}
 		f.r += n
-		return response, d[:n]
+		return kind, frame
 	}
-}
-
-// garbageRun is how many leading bytes of d cannot start a heartbeat.
-func (f *framer) garbageRun(d []byte) int {
-	if len(f.hb) == 0 {
-		return len(d)
-	}
-	i := bytes.IndexByte(d[1:], f.hb[0])
-	if i < 0 {
-		return len(d)
-	}
-	return i + 1
 }

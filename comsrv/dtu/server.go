@@ -1,6 +1,8 @@
 // Package dtu is comsrv's TCP server for DTUs that connect in: it reads each
-// DTU's registration packet, binds the link to its channel, strips heartbeats
-// and polls the Modbus RTU devices behind it, one request in flight per link.
+// DTU's registration, binds the link to its channel, answers heartbeats and
+// polls the Modbus RTU devices behind it, one request in flight per link.
+// How a vendor's DTU registers, beats and carries RTU frames is its profile
+// (a codec): transparent, line and tlv, each in its own file.
 //
 // Each connection costs one goroutine and a 512-byte buffer; timers are the
 // socket's read deadline, so an idle link costs no CPU.
@@ -12,59 +14,211 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/comsrv/sink"
 	"github.com/voltedge/voltedge/internal/keys"
 )
 
-// Server accepts DTU connections and runs one link per registered DTU.
-type Server struct {
-	cfg   *config.Config
-	plans map[string]*poll.Plan
-	byReg map[string]*config.Channel
-	sink  *sink.Sink
-	log   *slog.Logger
+// Controls is where links register for control commands and report their outcomes.
+type Controls interface {
+	control.Registry
+	control.Reporter
+}
 
-	conns    atomic.Int64
-	wg       sync.WaitGroup
-	refusals *rateLog
+// Option configures a Server.
+type Option func(*Server)
+
+// WithControls lets links execute control commands.
+func WithControls(c Controls) Option { return func(s *Server) { s.ctl = c } }
+
+// WithRedis gives the server a client for its subscriptions (the result
+// channels of line listeners).
+func WithRedis(c rueidis.Client) Option { return func(s *Server) { s.client = c } }
+
+// Server accepts DTU connections on every configured listener and runs one
+// link per registered DTU.
+type Server struct {
+	cfg       *config.Config // listener, Modbus and frame settings, fixed at start
+	listeners []*listener
+	sink      *sink.Sink
+	ctl       Controls
+	client    rueidis.Client
+	log       *slog.Logger
+
+	cat    atomic.Pointer[catalog]
+	conns  atomic.Int64
+	wg     sync.WaitGroup
+	events *budget
 
 	mu          sync.Mutex
 	links       map[string]*link     // channel id → active link
 	counters    map[string]*counters // channel id → counters, kept across reconnects
 	provisioned map[string]*config.Channel
+	provPlans   map[*config.Channel]*poll.Plan
 }
 
-// New prepares a server for cfg. Plans are compiled once per template.
-func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger) (*Server, error) {
+// listener is one DTU server address with its profile.
+type listener struct {
+	cfg      *config.DTU
+	conns    atomic.Int64
+	refusals *rateLog
+}
+
+// catalog is the channel set a reload swaps as a whole.
+type catalog struct {
+	byReg map[string]*config.Channel
+	byID  map[string]*config.Channel
+	plans map[*config.Channel]*poll.Plan
+}
+
+// New prepares a server for cfg. Plans are compiled once per channel setting.
+func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger, opts ...Option) (*Server, error) {
 	s := &Server{
 		cfg:         cfg,
-		plans:       make(map[string]*poll.Plan, len(cfg.TemplateByID)),
-		byReg:       make(map[string]*config.Channel, len(cfg.ChannelList)),
 		sink:        sk,
 		log:         log,
 		links:       make(map[string]*link),
 		counters:    make(map[string]*counters),
 		provisioned: make(map[string]*config.Channel),
+		provPlans:   make(map[*config.Channel]*poll.Plan),
+		events:      newBudget(cfg.Events.RefusalsPerSec),
 	}
-	s.refusals = newRateLog(log, cfg.DTU.RefuseLogInterval.Duration)
-	for name, t := range cfg.TemplateByID {
-		p, err := poll.Compile(t)
-		if err != nil {
-			return nil, fmt.Errorf("compile template %s: %w", name, err)
-		}
-		s.plans[name] = p
+	for _, o := range opts {
+		o(s)
 	}
-	for _, ch := range cfg.ChannelList {
-		s.byReg[ch.Registration] = ch
+	for _, l := range cfg.AllListeners() {
+		s.listeners = append(s.listeners, &listener{cfg: l, refusals: newRateLog(log, l.RefuseLogInterval.Duration)})
 	}
+	cat, err := newCatalog(cfg.ChannelList, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.cat.Store(cat)
 	return s, nil
+}
+
+// planCache shares compiled plans between channels of the same template and switch.
+type planCache map[planKey]*poll.Plan
+
+type planKey struct {
+	t           *config.Template
+	onePerPoint bool
+}
+
+// newCatalog indexes the DTU channels of list (those without a URL) and compiles their plans.
+func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
+	c := &catalog{
+		byReg: make(map[string]*config.Channel, len(list)),
+		byID:  make(map[string]*config.Channel, len(list)),
+		plans: make(map[*config.Channel]*poll.Plan, len(list)),
+	}
+	cache := planCache{}
+	for _, ch := range list {
+		if ch.URL != "" {
+			continue
+		}
+		if old != nil {
+			// An unchanged channel keeps its object, so that its link stays.
+			if prev := old.byID[ch.ID]; prev != nil && SameChannel(prev, ch) {
+				ch = prev
+				c.plans[ch] = old.plans[prev]
+				c.byReg[ch.Registration] = ch
+				c.byID[ch.ID] = ch
+				continue
+			}
+		}
+		c.byReg[ch.Registration] = ch
+		c.byID[ch.ID] = ch
+		if ch.T == nil {
+			continue
+		}
+		one := ch.T.Plan.OnePerPoint
+		if ch.OnePerPoint != nil {
+			one = *ch.OnePerPoint
+		}
+		k := planKey{ch.T, one}
+		p := cache[k]
+		if p == nil {
+			var err error
+			if p, err = poll.CompileFor(ch.T, one); err != nil {
+				return nil, fmt.Errorf("compile template %s for channel %s: %w", ch.T.Name, ch.ID, err)
+			}
+			cache[k] = p
+		}
+		c.plans[ch] = p
+	}
+	return c, nil
+}
+
+// SameChannel reports whether two channel definitions, templates included, are equal.
+func SameChannel(a, b *config.Channel) bool {
+	ac, bc := *a, *b
+	ac.T, bc.T = nil, nil
+	if !reflect.DeepEqual(ac, bc) {
+		return false
+	}
+	if (a.T == nil) != (b.T == nil) {
+		return false
+	}
+	if a.T == nil {
+		return true
+	}
+	at, bt := *a.T, *b.T
+	at.File, bt.File = "", ""
+	return reflect.DeepEqual(at, bt)
+}
+
+// Reload replaces the DTU channels with those of list. Links of unchanged
+// channels keep running; links of changed or removed channels are closed
+// (their DTUs reconnect and get the new definition). It returns the
+// numbers of DTU channels added, changed and removed.
+func (s *Server) Reload(list []*config.Channel) (added, changed, removed int, err error) {
+	old := s.cat.Load()
+	cat, err := newCatalog(list, old)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var drop []string
+	for id, ch := range old.byID {
+		nc, ok := cat.byID[id]
+		switch {
+		case !ok:
+			removed++
+			drop = append(drop, id)
+		case nc != ch:
+			changed++
+			drop = append(drop, id)
+		}
+	}
+	for id := range cat.byID {
+		if _, ok := old.byID[id]; !ok {
+			added++
+		}
+	}
+	s.cat.Store(cat)
+	s.mu.Lock()
+	var closing []*link
+	for _, id := range drop {
+		if l := s.links[id]; l != nil {
+			closing = append(closing, l)
+		}
+	}
+	s.mu.Unlock()
+	for _, l := range closing {
+		l.reloaded.Store(true)
+		_ = l.conn.Close()
+	}
+	return added, changed, removed, nil
 }
 
 // Online is the number of registered links.
@@ -77,36 +231,71 @@ func (s *Server) Online() int {
 // Connections is the number of open sockets, registered or not.
 func (s *Server) Connections() int64 { return s.conns.Load() }
 
-// ListenAndServe listens on the configured address and serves until ctx is cancelled.
+// ListenAndServe listens on every configured address and serves until ctx is cancelled.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.DTU.Listen)
-	if err != nil {
-		return fmt.Errorf("dtu listen %s: %w", s.cfg.DTU.Listen, err)
+	lns := make([]net.Listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		ln, err := lc.Listen(ctx, "tcp", l.cfg.Listen)
+		if err != nil {
+			for _, o := range lns {
+				_ = o.Close()
+			}
+			return fmt.Errorf("dtu listener %s: listen %s: %w", l.cfg.Name, l.cfg.Listen, err)
+		}
+		lns = append(lns, ln)
 	}
-	return s.Serve(ctx, ln)
+	return s.Serve(ctx, lns...)
 }
 
-// Serve accepts connections on ln until ctx is cancelled, then closes every
-// link and waits for them.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.log.Info("dtu server listening", "addr", ln.Addr().String(), "max_connections", s.cfg.DTU.MaxConnections)
+// Serve accepts connections until ctx is cancelled, then closes every link
+// and waits for them. lns[i] serves the i-th listener of the configuration
+// ([dtu] first, then each [[listener]]); listeners without one are not served.
+func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
+	if len(lns) > len(s.listeners) {
+		return fmt.Errorf("dtu serve: %d listeners given, %d configured", len(lns), len(s.listeners))
+	}
+	errc := make(chan error, len(lns))
+	var accept sync.WaitGroup
+	for i, ln := range lns {
+		accept.Add(1)
+		go func() {
+			defer accept.Done()
+			errc <- s.acceptLoop(ctx, s.listeners[i], ln)
+		}()
+	}
+	if s.client != nil {
+		s.startLineResults(ctx)
+	}
+	accept.Wait()
+	s.wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) acceptLoop(ctx context.Context, l *listener, ln net.Listener) error {
+	s.log.Info("dtu listener started", "listener", l.cfg.Name, "profile", l.cfg.Profile, "addr", ln.Addr().String(), "max_connections", l.cfg.MaxConnections)
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
 	var backoff time.Duration
-	max := int64(s.cfg.DTU.MaxConnections)
+	max := int64(l.cfg.MaxConnections)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				break
+				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("dtu accept: %w", err)
+				return fmt.Errorf("dtu listener %s: accept: %w", l.cfg.Name, err)
 			}
 			// Out of file descriptors and the like: back off, never spin.
 			backoff = min(max2(backoff*2, 5*time.Millisecond), time.Second)
-			s.log.Warn("dtu accept failed", "err", err, "retry_in", backoff)
+			s.log.Warn("dtu accept failed", "listener", l.cfg.Name, "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
@@ -114,17 +303,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if s.conns.Add(1) > max {
-			s.conns.Add(-1)
+		if l.conns.Add(1) > max {
+			l.conns.Add(-1)
 			_ = c.Close()
-			s.refusals.note("connection limit reached", "", c.RemoteAddr().String(), "")
+			s.refuse(l, "connection limit reached", "", c.RemoteAddr().String(), "")
 			continue
 		}
+		s.conns.Add(1)
 		s.wg.Add(1)
-		go s.handle(ctx, c)
+		go s.handle(ctx, l, c)
 	}
-	s.wg.Wait()
-	return nil
 }
 
 func max2(a, b time.Duration) time.Duration {
@@ -134,96 +322,126 @@ func max2(a, b time.Duration) time.Duration {
 	return b
 }
 
-func (s *Server) handle(ctx context.Context, c net.Conn) {
+// refuse logs (rate-limited) and records (within the event budget) a refused connection.
+func (s *Server) refuse(l *listener, reason, detail, remote, id string) {
+	l.refusals.note(reason, detail, remote, id)
+	if s.events.take(time.Now()) {
+		r := reason
+		if detail != "" {
+			r += ": " + detail
+		}
+		s.sink.Event(sink.Event{Type: sink.EventRefused, Listener: l.cfg.Name, Registration: id, Remote: remote, Reason: r, At: time.Now()}, s.cfg.Events.MaxLen)
+	}
+}
+
+func (s *Server) handle(ctx context.Context, l *listener, c net.Conn) {
 	defer s.wg.Done()
 	defer s.conns.Add(-1)
+	defer l.conns.Add(-1)
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 
 	remote := c.RemoteAddr().String()
-	f := newFramer(s.cfg.DTU.Heartbeat.Bytes)
-	id, err := s.readRegistration(c, f)
+	f := newCodecFramer(newCodec(l.cfg))
+	id, regBytes, err := s.readRegistration(l, c, f)
 	if err != nil {
-		s.refusals.note("bad registration", err.Error(), remote, "")
+		s.refuse(l, "bad registration", err.Error(), remote, "")
 		return
 	}
-	ch := s.channelFor(id)
+	ch, plan := s.channelFor(l, s.cat.Load(), id)
 	if ch == nil {
-		s.refusals.note("unknown registration id", "", remote, id)
+		s.refuse(l, "unknown registration id", "", remote, id)
 		return
 	}
-	plan := s.plans[ch.Template]
+	if !f.c.polls() {
+		plan = nil
+	}
 	if plan == nil {
-		s.log.Error("channel has no compiled template", "channel", ch.ID, "template", ch.Template)
-		return
+		plan = &poll.Plan{}
 	}
-	l := &link{
-		srv: s, conn: c, ch: ch, plan: plan, regID: id, remote: remote, f: f,
-		done: make(chan struct{}),
-	}
-	l.st = s.attach(l)
-	reason := l.run(ctx)
-	s.detach(l, reason)
+	lk := newLink(s, l, c, ch, plan, id, remote, f)
+	lk.regFrame = regBytes
+	lk.st = s.attach(lk)
+	reason := lk.run(ctx)
+	s.detach(lk, reason)
 }
 
-// readRegistration reads until a complete registration packet is buffered,
-// within the registration timeout. Bytes after it stay in f.
-func (s *Server) readRegistration(c net.Conn, f *framer) (string, error) {
-	deadline := time.Now().Add(s.cfg.DTU.RegistrationTimeout.Duration)
+// readRegistration reads until a complete registration is buffered, within
+// the registration timeout, and sends the profile's reply. Bytes after it
+// stay in f. It also returns the registration bytes for the frame log.
+func (s *Server) readRegistration(l *listener, c net.Conn, f *framer) (string, []byte, error) {
+	deadline := time.Now().Add(l.cfg.RegistrationTimeout.Duration)
 	if err := c.SetReadDeadline(deadline); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	reg := &s.cfg.DTU.Registration
 	for {
 		n, err := c.Read(f.space())
 		f.wrote(n)
 		if n > 0 {
-			id, used, perr := parseRegistration(f.buf[f.r:], reg)
+			id, used, reply, perr := f.c.register(f.buf[f.r:])
 			if perr == nil {
+				raw := append([]byte(nil), f.buf[f.r:f.r+used]...)
 				f.r += used
-				return id, nil
+				if len(reply) > 0 {
+					if err := c.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout.Duration)); err != nil {
+						return "", nil, err
+					}
+					if _, err := c.Write(reply); err != nil {
+						return "", nil, fmt.Errorf("answer registration: %w", err)
+					}
+				}
+				return id, raw, nil
 			}
 			if !errors.Is(perr, errNeedMore) {
-				return "", perr
+				return "", nil, perr
 			}
 			if f.buffered() >= maxRegistration {
-				return "", fmt.Errorf("no registration within %d bytes", maxRegistration)
+				return "", nil, fmt.Errorf("no registration within %d bytes", maxRegistration)
 			}
 		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return "", fmt.Errorf("no registration within %s", s.cfg.DTU.RegistrationTimeout.Duration)
+				return "", nil, fmt.Errorf("no registration within %s", l.cfg.RegistrationTimeout.Duration)
 			}
-			return "", fmt.Errorf("read registration: %w", err)
+			return "", nil, fmt.Errorf("read registration: %w", err)
 		}
 	}
 }
 
-// channelFor finds the channel for a registration id, provisioning one from
-// the configured template when that is allowed.
-func (s *Server) channelFor(id string) *config.Channel {
-	if ch, ok := s.byReg[id]; ok {
-		return ch
+// channelFor finds the channel and plan for a registration id,
+// provisioning a channel when the listener allows it.
+func (s *Server) channelFor(l *listener, cat *catalog, id string) (*config.Channel, *poll.Plan) {
+	if ch, ok := cat.byReg[id]; ok {
+		return ch, cat.plans[ch]
 	}
-	if s.cfg.DTU.UnknownIDs != "provision" || !keys.ValidID(id) {
-		return nil
+	if l.cfg.UnknownIDs != "provision" || !keys.ValidID(id) {
+		return nil, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ch, ok := s.provisioned[id]; ok {
-		return ch
+		return ch, s.provPlans[ch]
 	}
-	t := s.cfg.TemplateByID[s.cfg.DTU.ProvisionTemplate]
-	if t == nil {
-		return nil
+	ch := &config.Channel{ID: id, Registration: id, Name: id}
+	if l.cfg.ProvisionTemplate != "" {
+		t := s.cfg.TemplateByID[l.cfg.ProvisionTemplate]
+		if t == nil {
+			return nil, nil
+		}
+		ch.T, ch.Template = t, t.Name
+		p, err := poll.Compile(t)
+		if err != nil {
+			s.log.Error("provision: compile template", "template", t.Name, "err", err)
+			return nil, nil
+		}
+		s.provPlans[ch] = p
 	}
-	ch := &config.Channel{ID: id, Registration: id, Template: t.Name, Name: id, T: t}
 	s.provisioned[id] = ch
 	s.sink.Do(s.sink.B().Sadd().Key(keys.Channels).Member(id).Build())
-	s.log.Info("provisioned channel", "channel", id, "template", t.Name)
-	return ch
+	s.log.Info("provisioned channel", "channel", id, "listener", l.cfg.Name, "template", ch.Template)
+	return ch, s.provPlans[ch]
 }
 
 // attach makes l the channel's active link. An older link of the same channel
@@ -248,6 +466,10 @@ func (s *Server) attach(l *link) *counters {
 			s.log.Error("replaced link did not stop in time", "channel", l.ch.ID)
 		}
 		s.log.Info("dtu link replaced", "channel", l.ch.ID, "registration", quoteID(l.regID), "old_remote", old.remote, "new_remote", l.remote)
+		s.sink.Event(sink.Event{Type: sink.EventReplaced, Channel: l.ch.ID, Listener: l.lst.cfg.Name, Registration: l.regID, Remote: l.remote, Reason: "replaced " + old.remote, At: time.Now()}, s.cfg.Events.MaxLen)
+	}
+	if s.ctl != nil {
+		s.ctl.Attach(l.ch.ID, l.inbox)
 	}
 	return st
 }
@@ -260,11 +482,32 @@ func (s *Server) detach(l *link, reason string) {
 		delete(s.links, l.ch.ID)
 	}
 	s.mu.Unlock()
+	if s.ctl != nil {
+		s.ctl.Detach(l.ch.ID, l.inbox)
+		l.inbox.Drain(s.ctl, control.Outcome{Status: control.Offline, Message: "link closed: " + reason})
+	}
 	if mine {
-		l.writeStatus(time.Now(), false, reason)
+		now := time.Now()
+		l.writeStatus(now, false, reason)
+		l.markAllStale()
 		s.log.Info("dtu offline", "channel", l.ch.ID, "registration", quoteID(l.regID), "remote", l.remote, "reason", reason)
+		s.sink.Event(sink.Event{Type: sink.EventOffline, Channel: l.ch.ID, Listener: l.lst.cfg.Name, Registration: l.regID, Remote: l.remote, Reason: reason, At: now}, s.cfg.Events.MaxLen)
 	}
 	close(l.done)
+}
+
+// linkFor returns the active link of the channel registered as id, and whether such a channel exists.
+func (s *Server) linkFor(id string) (*link, bool) {
+	ch := s.cat.Load().byReg[id]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch == nil {
+		ch = s.provisioned[id]
+	}
+	if ch == nil {
+		return nil, false
+	}
+	return s.links[ch.ID], true
 }
 
 // rateLog logs refusals at most once per interval per reason, with a count.
@@ -307,4 +550,34 @@ func (r *rateLog) note(reason, detail, remote, id string) {
 		attrs = append(attrs, "similar_since_last_log", strconv.Itoa(suppressed))
 	}
 	r.log.Warn("dtu connection refused", attrs...)
+}
+
+// budget is a token bucket: at most rate events per second (burst rate).
+type budget struct {
+	mu     sync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func newBudget(perSec int) *budget {
+	return &budget{rate: float64(perSec), tokens: float64(perSec)}
+}
+
+// take reports whether one more event fits the budget at now.
+func (b *budget) take(now time.Time) bool {
+	if b == nil || b.rate <= 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }

@@ -60,9 +60,12 @@ registration = "DTU{n}"
 template = "meter"
 `
 
-// bed is a comsrv DTU server on a loopback port with its own Redis.
+// bed is a comsrv DTU server on loopback ports with its own Redis.
 type bed struct {
-	addr   string
+	addr   string   // [dtu]
+	addrs  []string // every listener, [dtu] first
+	dir    string
+	cfg    *config.Config
 	rc     rueidis.Client
 	srv    *Server
 	cancel context.CancelFunc
@@ -71,6 +74,21 @@ type bed struct {
 
 func newBed(t *testing.T, dtuExtra string) *bed {
 	t.Helper()
+	return newBedWith(t, bedOptions{dtu: dtuExtra})
+}
+
+// bedOptions adds to the bed's configuration.
+type bedOptions struct {
+	dtu       string            // lines in [dtu]
+	tail      string            // tables after the others, e.g. [[listener]]
+	files     map[string]string // more files: templates/x.toml, channels/y.toml
+	controls  Controls
+	withRedis bool // give the server a client (line result subscriptions)
+}
+
+func newBedWith(t *testing.T, o bedOptions) *bed {
+	t.Helper()
+	dtuExtra := o.dtu
 	rs := redistest.Start(t)
 	dir := t.TempDir()
 	write := func(name, text string) {
@@ -94,9 +112,14 @@ flush_delay = "50ms"
 retries = 0
 [redis]
 flush_interval = "100ms"
-`)
+[frames]
+flush = "50ms"
+`+o.tail)
 	write("templates/meter.toml", testTemplate)
 	write("channels/test.toml", testChannels)
+	for name, text := range o.files {
+		write(name, text)
+	}
 	cfg, err := config.Load(filepath.Join(dir, "comsrv.toml"))
 	if err != nil {
 		t.Fatal(err)
@@ -111,21 +134,34 @@ flush_interval = "100ms"
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	sk := sink.New(rc, lualib.NewCaller(rc, log), sink.Options{FlushInterval: 100 * time.Millisecond}, log, nil)
-	srv, err := New(cfg, sk, log)
+	var opts []Option
+	if o.controls != nil {
+		opts = append(opts, WithControls(o.controls))
+	}
+	if o.withRedis {
+		opts = append(opts, WithRedis(rc))
+	}
+	srv, err := New(cfg, sk, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	b := &bed{rc: rc, srv: srv, cfg: cfg, dir: dir, cancel: cancel, done: make(chan struct{})}
+	var lns []net.Listener
+	for range cfg.AllListeners() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		b.addrs = append(b.addrs, ln.Addr().String())
 	}
-	b := &bed{addr: ln.Addr().String(), rc: rc, srv: srv, cancel: cancel, done: make(chan struct{})}
+	b.addr = b.addrs[0]
 	sinkCtx, stopSink := context.WithCancel(context.Background())
 	sinkDone := make(chan struct{})
 	go func() { defer close(sinkDone); sk.Run(sinkCtx) }()
 	go func() {
 		defer close(b.done)
-		if err := srv.Serve(ctx, ln); err != nil {
+		if err := srv.Serve(ctx, lns...); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 		stopSink()

@@ -11,6 +11,7 @@ type slave struct {
 	id    uint8
 	fails int
 	until time.Time // cool-down end
+	down  bool      // went into cool-down and has not answered since
 	stale bool      // values are marked stale in Redis
 }
 
@@ -66,9 +67,10 @@ func (h *Slaves) Skip(id uint8, now time.Time) bool {
 func (h *Slaves) Timeout(id uint8, now time.Time) (becameStale bool) {
 	s := h.get(id)
 	s.fails++
-	if s.fails < h.after && !s.stale {
+	if s.fails < h.after && !s.down {
 		return false
 	}
+	s.down = true
 	s.until = now.Add(h.cooldown)
 	if s.stale {
 		return false
@@ -85,6 +87,7 @@ func (h *Slaves) OK(id uint8) (recovered bool) {
 			s := &h.s[i]
 			s.fails = 0
 			s.until = time.Time{}
+			s.down = false
 			if s.stale {
 				s.stale = false
 				return true

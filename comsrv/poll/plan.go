@@ -1,17 +1,16 @@
 // Package poll turns a device template into a polling plan: prebuilt Modbus
 // RTU requests per task, the points each response carries, and when each task
 // runs. The plan is computed once per template and shared, read-only, by every
-// link that uses the template.
+// link that uses the template. It also turns control values into write
+// requests (Plan.Write).
 package poll
 
 import (
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"strconv"
 	"time"
 
-	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/internal/point"
 	"github.com/voltedge/voltedge/internal/rtu"
 )
@@ -44,91 +43,44 @@ type Task struct {
 	Decoders []Decoder
 }
 
-// Plan is the compiled form of a template.
+// Plan is the compiled form of a template. It is read-only once compiled and
+// safe for concurrent use.
 type Plan struct {
 	Template string
-	Tasks    []Task
+	// Tasks are the template's explicit tasks in order, then the planned
+	// requests, sorted by slave, function and address.
+	Tasks []Task
 	// MaxPoints is the largest number of points any one task yields.
 	MaxPoints int
+	// Slaves are the distinct slave ids the tasks poll, ascending.
+	Slaves []uint8
+	// SlavePoints lists, per slave, the ids of the points its responses
+	// carry, sorted as config.CompareIDs orders them: the values to mark
+	// stale when the slave stops answering.
+	SlavePoints map[uint8][]string
+
+	// targets are every point of the template, for writes; index maps a
+	// point id to its position in targets.
+	targets       []target
+	index         map[string]int32
+	writeMultiple bool
 }
 
-// Compile builds the plan for a validated template.
-func Compile(t *config.Template) (*Plan, error) {
-	p := &Plan{Template: t.Name, Tasks: make([]Task, 0, len(t.Tasks))}
-	for i := range t.Tasks {
-		ct := &t.Tasks[i]
-		task := Task{Name: ct.Name, Interval: ct.Interval.Duration}
-		switch ct.Trigger {
-		case "", "timer":
-			task.Trigger = Timer
-		case "heartbeat":
-			task.Trigger = Heartbeat
-		case "connect":
-			task.Trigger = Connect
-		default:
-			return nil, fmt.Errorf("template %s task %s: unknown trigger %q", t.Name, ct.Name, ct.Trigger)
-		}
-		task.Req = rtu.Request{Slave: ct.Slave, Function: ct.Function, Address: ct.Start, Quantity: ct.Count}
-		adu, err := rtu.AppendRequest(nil, task.Req)
-		if err != nil {
-			return nil, fmt.Errorf("template %s task %s: %w", t.Name, ct.Name, err)
-		}
-		task.ADU = adu
-		for j := range t.Points {
-			d, ok, err := decoderFor(&t.Points[j], ct)
-			if err != nil {
-				return nil, fmt.Errorf("template %s point %s: %w", t.Name, t.Points[j].ID, err)
-			}
-			if ok {
-				task.Decoders = append(task.Decoders, d)
-			}
-		}
-		if len(task.Decoders) > p.MaxPoints {
-			p.MaxPoints = len(task.Decoders)
-		}
-		p.Tasks = append(p.Tasks, task)
-	}
-	return p, nil
+// target is where a point lives and how it is encoded.
+type target struct {
+	id    string
+	slave uint8
+	fn    uint8 // read function of the point's area (1..4)
+	addr  uint16
+	codec point.Codec
 }
 
-func areaFunction(area string) uint8 {
-	switch area {
-	case "input":
-		return rtu.ReadInputRegisters
-	case "coil":
-		return rtu.ReadCoils
-	case "discrete":
-		return rtu.ReadDiscreteInputs
-	default:
-		return rtu.ReadHoldingRegisters
+// width is the number of registers (or bits, in the bit areas) the point occupies.
+func (t *target) width() int {
+	if isBitFunction(t.fn) {
+		return 1
 	}
-}
-
-// decoderFor reports whether task ct's response covers point pt, and how to decode it.
-func decoderFor(pt *config.Point, ct *config.Task) (Decoder, bool, error) {
-	slave := pt.Slave
-	if slave == 0 {
-		slave = 1
-	}
-	if slave != ct.Slave || areaFunction(pt.Area) != ct.Function {
-		return Decoder{}, false, nil
-	}
-	codec, err := point.NewCodec(pt.Type, pt.Order, pt.Bit, pt.Scale, pt.Offset, pt.Decimals)
-	if err != nil {
-		return Decoder{}, false, err
-	}
-	start, end := int(ct.Start), int(ct.Start)+int(ct.Count)
-	addr := int(pt.Address)
-	if ct.Function == rtu.ReadCoils || ct.Function == rtu.ReadDiscreteInputs {
-		if addr < start || addr >= end {
-			return Decoder{}, false, nil
-		}
-		return Decoder{Point: pt.ID, Offset: addr - start, Bits: true, Codec: codec}, true, nil
-	}
-	if addr < start || addr+codec.Type.Registers() > end {
-		return Decoder{}, false, nil
-	}
-	return Decoder{Point: pt.ID, Offset: 2 * (addr - start), Codec: codec}, true, nil
+	return t.codec.Type.Registers()
 }
 
 // Decode appends "point, value" pairs for every point in payload to out, using

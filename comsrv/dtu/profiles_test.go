@@ -1,0 +1,430 @@
+package dtu
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/rtu"
+)
+
+const profileListeners = `
+[[listener]]
+name = "tlv"
+profile = "tlv"
+listen = "127.0.0.1:0"
+[listener.heartbeat]
+timeout = "300ms"
+max_missed = 3
+
+[[listener]]
+name = "line"
+profile = "line"
+listen = "127.0.0.1:0"
+status_interval = "100ms"
+`
+
+const profileChannels = `
+[[channel]]
+id = "t1"
+registration = "1001"
+template = "meter"
+
+[[channel]]
+id = "l1"
+registration = "DEV001"
+`
+
+// recorder plays the control dispatcher: it keeps the attached targets and the outcomes.
+type recorder struct {
+	mu       sync.Mutex
+	targets  map[string]control.Target
+	outcomes map[string]control.Outcome
+}
+
+func newRecorder() *recorder {
+	return &recorder{targets: map[string]control.Target{}, outcomes: map[string]control.Outcome{}}
+}
+
+func (r *recorder) Attach(ch string, t control.Target) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.targets[ch] = t
+}
+
+func (r *recorder) Detach(ch string, t control.Target) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.targets[ch] == t {
+		delete(r.targets, ch)
+	}
+}
+
+func (r *recorder) Report(c *control.Command, o control.Outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.outcomes[c.ID] = o
+}
+
+func (r *recorder) deliver(t *testing.T, c *control.Command) {
+	t.Helper()
+	var tg control.Target
+	waitFor(t, "link attached for "+c.Channel, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		tg = r.targets[c.Channel]
+		return tg != nil
+	})
+	if !tg.Deliver(c) {
+		t.Fatal("deliver refused")
+	}
+}
+
+func (r *recorder) outcome(t *testing.T, id string) control.Outcome {
+	t.Helper()
+	var o control.Outcome
+	waitFor(t, "outcome of command "+id, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var ok bool
+		o, ok = r.outcomes[id]
+		return ok
+	})
+	return o
+}
+
+func profileBed(t *testing.T, rec *recorder) *bed {
+	return newBedWith(t, bedOptions{
+		tail:      profileListeners,
+		files:     map[string]string{"channels/profiles.toml": profileChannels},
+		controls:  rec,
+		withRedis: true,
+	})
+}
+
+// subscribe collects the messages of a pub/sub channel.
+func subscribe(t *testing.T, rc rueidis.Client, channel string) func() []string {
+	t.Helper()
+	var mu sync.Mutex
+	var got []string
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	dc, release := rc.Dedicate()
+	wait := dc.SetPubSubHooks(rueidis.PubSubHooks{
+		OnMessage: func(m rueidis.PubSubMessage) {
+			mu.Lock()
+			got = append(got, m.Message)
+			mu.Unlock()
+		},
+		OnSubscription: func(rueidis.PubSubSubscription) { close(ready) },
+	})
+	if err := dc.Do(ctx, dc.B().Subscribe().Channel(channel).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	<-ready
+	t.Cleanup(func() {
+		cancel()
+		release()
+		<-wait
+	})
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
+	}
+}
+
+func readN(t *testing.T, d *device, n int) []byte {
+	t.Helper()
+	_ = d.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	b := make([]byte, n)
+	if _, err := io.ReadFull(d.c, b); err != nil {
+		t.Fatalf("read %d bytes: %v", n, err)
+	}
+	return b
+}
+
+func TestTLVProfile(t *testing.T) {
+	b := profileBed(t, newRecorder())
+	data := subscribe(t, b.rc, keys.ChannelData("t1"))
+	d := dial(t, b.addrs[1], "")
+	reg := binary.BigEndian.AppendUint32(nil, 1001)
+	d.send(reg)
+	if got := readN(t, d, 1); got[0] != 0x01 {
+		t.Fatalf("registration answered % x", got)
+	}
+	d.send([]byte{0x02, 0x00})
+	if got := readN(t, d, 1); got[0] != 0x02 {
+		t.Fatalf("heartbeat answered % x", got)
+	}
+	// The poll arrives wrapped in a 0x04 frame; the answer goes back the same way.
+	hdr := readN(t, d, 2)
+	if hdr[0] != 0x04 || hdr[1] != 8 {
+		t.Fatalf("request header % x", hdr)
+	}
+	r, _, err := rtu.ParseRequest(readN(t, d, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := rtu.AppendResponse(nil, r, regs)
+	d.send(append([]byte{0x04, byte(len(resp))}, resp...))
+	waitFor(t, "values of the tlv channel", func() bool { return b.hash(t, keys.ChannelValues("t1"))["1"] == "220.5" })
+
+	d.send([]byte{0x03, 0x03, 0xAA, 0xBB, 0xCC})
+	// The next bytes may be another poll; look for the 0x03 acknowledgement among them.
+	waitFor(t, "data frame published", func() bool { return len(data()) > 0 })
+	var m map[string]any
+	if err := json.Unmarshal([]byte(data()[0]), &m); err != nil || m["hex"] != "aabbcc" || m["kind"] != "data" {
+		t.Fatalf("data message %q: %v", data()[0], err)
+	}
+	waitFor(t, "frame log", func() bool {
+		l, _ := b.rc.Do(context.Background(), b.rc.B().Lrange().Key(keys.ChannelFrames("t1")).Start(0).Stop(-1).Build()).AsStrSlice()
+		s := strings.Join(l, "\n")
+		return strings.Contains(s, `"kind":"data","hex":"aabbcc"`) && strings.Contains(s, `"dir":"tx","kind":"rtu"`) && strings.Contains(s, `"kind":"registration","hex":"000003e9"`)
+	})
+	st := b.hash(t, keys.ChannelStatus("t1"))
+	if st["profile"] != "tlv" || st["listener"] != "tlv" || st["online"] != "1" {
+		t.Fatalf("status %v", st)
+	}
+	// Silence for timeout × max_missed (3 × 300 ms) closes the link.
+	start := time.Now()
+	if !d.closed(3 * time.Second) {
+		t.Fatal("silent tlv device was not closed")
+	}
+	if el := time.Since(start); el < 500*time.Millisecond {
+		t.Fatalf("closed after %v, before timeout × max_missed", el)
+	}
+	waitFor(t, "offline event", func() bool {
+		ev, _ := b.rc.Do(context.Background(), b.rc.B().Xrange().Key(keys.ConnectionEvents).Start("-").End("+").Build()).ToArray()
+		for _, e := range ev {
+			x, _ := e.AsXRangeEntry()
+			if x.FieldValues["event"] == "offline" && x.FieldValues["channel"] == "t1" && x.FieldValues["reason"] == "heartbeat timeout" && x.FieldValues["listener"] == "tlv" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestLineProfile(t *testing.T) {
+	b := profileBed(t, newRecorder())
+	outcomes := subscribe(t, b.rc, keys.LineOutcomes(keys.DefaultLineResults))
+	data := subscribe(t, b.rc, keys.ChannelData("l1"))
+	d := dial(t, b.addrs[2], "DEV001\n")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // heartbeat every 200 ms
+		defer wg.Done()
+		tk := time.NewTicker(200 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				_, _ = d.c.Write([]byte("DEV001\n"))
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, "line device online", func() bool { return b.hash(t, keys.ChannelStatus("l1"))["online"] == "1" })
+
+	publish := func(msg string) {
+		if err := b.rc.Do(context.Background(), b.rc.B().Publish().Channel(keys.DefaultLineResults).Message(msg).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("open,DEV001,valve=1")
+	_ = d.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	line := make([]byte, 0, 64)
+	one := make([]byte, 1)
+	for !bytes.HasSuffix(line, []byte("\n")) {
+		if _, err := d.c.Read(one); err != nil {
+			t.Fatalf("forwarded line: %v (got %q)", err, line)
+		}
+		line = append(line, one[0])
+	}
+	if string(line) != "open,DEV001,valve=1\n" {
+		t.Fatalf("forwarded %q", line)
+	}
+	publish("open,NOPE,1")
+	publish("open,DEV001,a\nsecond")
+	publish("garbage")
+	waitFor(t, "four outcomes", func() bool { return len(outcomes()) >= 4 })
+	var statuses []string
+	for _, o := range outcomes() {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(o), &m); err != nil {
+			t.Fatal(err)
+		}
+		statuses = append(statuses, m["status"].(string))
+	}
+	if strings.Join(statuses, ",") != "forwarded,unknown,invalid,invalid" {
+		t.Fatalf("outcomes %v", outcomes())
+	}
+	d.send([]byte("temp=<b>21</b>\n"))
+	waitFor(t, "device line published", func() bool { return len(data()) > 0 })
+	var m map[string]any
+	if err := json.Unmarshal([]byte(data()[0]), &m); err != nil || m["text"] != "temp=<b>21</b>" || m["kind"] != "line" {
+		t.Fatalf("line message %q", data()[0])
+	}
+	// The heartbeat keeps it online well beyond the 1 s timeout.
+	time.Sleep(1500 * time.Millisecond)
+	if st := b.hash(t, keys.ChannelStatus("l1")); st["online"] != "1" || st["forwarded"] == "0" {
+		t.Fatalf("status %v", st)
+	}
+}
+
+func TestLineTimeout(t *testing.T) {
+	b := profileBed(t, newRecorder())
+	d := dial(t, b.addrs[2], "DEV001\n")
+	start := time.Now()
+	if !d.closed(5 * time.Second) {
+		t.Fatal("silent line device was not closed")
+	}
+	if el := time.Since(start); el < 800*time.Millisecond {
+		t.Fatalf("closed after %v, before the 1 s heartbeat timeout", el)
+	}
+}
+
+func command(id, ch, point, value string, ttl time.Duration) *control.Command {
+	now := time.Now()
+	return &control.Command{ID: id, Channel: ch, Point: point, Value: value, Queued: now, Deadline: now.Add(ttl)}
+}
+
+// answerUntil answers read requests with regs until a write request arrives, and returns it.
+func answerUntil(t *testing.T, d *device, reply func(r rtu.Request) []byte) rtu.Request {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		_ = d.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 0, 64)
+		tmp := make([]byte, 64)
+		for {
+			r, n, err := rtu.ParseRequest(buf)
+			if err == nil && n > 0 {
+				if rtu.IsWrite(r.Function) {
+					d.send(reply(r))
+					return r
+				}
+				d.send(rtu.AppendResponse(nil, r, regs))
+				break
+			}
+			k, err := d.c.Read(tmp)
+			if err != nil {
+				t.Fatalf("waiting for a write: %v", err)
+			}
+			buf = append(buf, tmp[:k]...)
+		}
+	}
+	t.Fatal("no write request")
+	return rtu.Request{}
+}
+
+func TestControls(t *testing.T) {
+	rec := newRecorder()
+	b := profileBed(t, rec)
+	d := dial(t, b.addr, "DTU1\n")
+	d.mustRequest() // first poll, unanswered: a timeout
+
+	rec.deliver(t, command("1", "c1", "2", "513", 10*time.Second))
+	w := answerUntil(t, d, func(r rtu.Request) []byte { return rtu.AppendResponse(nil, r, nil) })
+	if w.Function != rtu.WriteSingleRegister || w.Address != 1 || !bytes.Equal(w.Data, []byte{0x02, 0x01}) {
+		t.Fatalf("write %+v", w)
+	}
+	if o := rec.outcome(t, "1"); o.Status != control.OK {
+		t.Fatalf("outcome %+v", o)
+	}
+
+	rec.deliver(t, command("2", "c1", "1", "12.3", 10*time.Second))
+	answerUntil(t, d, func(r rtu.Request) []byte { return rtu.AppendException(nil, r.Slave, r.Function, rtu.ExIllegalDataAddress) })
+	if o := rec.outcome(t, "2"); o.Status != control.Exception || o.Code != rtu.ExIllegalDataAddress {
+		t.Fatalf("outcome %+v", o)
+	}
+
+	rec.deliver(t, command("3", "c1", "1", "99999", 10*time.Second))
+	if o := rec.outcome(t, "3"); o.Status != control.Invalid {
+		t.Fatalf("out of range: %+v", o)
+	}
+	rec.deliver(t, command("4", "c1", "nope", "1", 10*time.Second))
+	if o := rec.outcome(t, "4"); o.Status != control.Invalid || !strings.Contains(o.Message, "nope") {
+		t.Fatalf("unknown point: %+v", o)
+	}
+	rec.deliver(t, command("5", "c1", "2", "1", -time.Second))
+	if o := rec.outcome(t, "5"); o.Status != control.Expired {
+		t.Fatalf("expired: %+v", o)
+	}
+
+	// No answer to the write: timeout (retries = 0).
+	rec.deliver(t, command("6", "c1", "2", "7", 10*time.Second))
+	answerUntil(t, d, func(rtu.Request) []byte { return nil })
+	if o := rec.outcome(t, "6"); o.Status != control.Timeout {
+		t.Fatalf("unanswered write: %+v", o)
+	}
+
+	// A command still queued when the link goes is answered offline.
+	d.c.Close()
+	waitFor(t, "offline", func() bool { return b.hash(t, keys.ChannelStatus("c1"))["online"] == "0" })
+	rec.mu.Lock()
+	_, attached := rec.targets["c1"]
+	rec.mu.Unlock()
+	if attached {
+		t.Fatal("link still attached after it ended")
+	}
+}
+
+func TestReloadKeepsUntouchedLinks(t *testing.T) {
+	b := newBed(t, "")
+	d1 := dial(t, b.addr, "DTU1\n")
+	d2 := dial(t, b.addr, "DTU2\n")
+	d1.mustRequest()
+	d2.mustRequest()
+	// DTU1's channel gets another template; DTU2's stays; DTU5's goes; a new one comes.
+	cfg, err := config.Load(b.cfg.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []*config.Channel
+	for _, ch := range cfg.ChannelList {
+		switch ch.ID {
+		case "c1":
+			c := *ch
+			c.Name = "renamed"
+			list = append(list, &c)
+		case "c5":
+		default:
+			list = append(list, ch)
+		}
+	}
+	list = append(list, &config.Channel{ID: "c9", Registration: "DTU9", Template: "meter", Name: "c9", T: cfg.TemplateByID["meter"]})
+	added, changed, removed, err := b.srv.Reload(list)
+	if err != nil || added != 1 || changed != 1 || removed != 1 {
+		t.Fatalf("reload: +%d ~%d -%d %v", added, changed, removed, err)
+	}
+	if !d1.closed(2 * time.Second) {
+		t.Fatal("the changed channel's link was not closed")
+	}
+	waitFor(t, "reload reason", func() bool {
+		return b.hash(t, keys.ChannelStatus("c1"))["disconnect_reason"] == "channel changed by reload"
+	})
+	for i := 0; i < 3; i++ {
+		r := d2.mustRequest()
+		d2.send(rtu.AppendResponse(nil, r, regs))
+	}
+	d9 := dial(t, b.addr, "DTU9\n")
+	d9.mustRequest()
+	if !dial(t, b.addr, "DTU5\n").closed(2 * time.Second) {
+		t.Fatal("removed channel still accepted")
+	}
+}
