@@ -96,8 +96,8 @@ func TestEndToEnd(t *testing.T) {
 		select {
 		case msg := <-updates:
 			var u struct {
-				Model  string             `json:"model"`
-				TS     int64              `json:"ts"`
+				Model   string             `json:"model"`
+				TS      int64              `json:"ts"`
 				Values  map[string]float64 `json:"values"`
 				Quality map[string]string  `json:"quality"`
 			}

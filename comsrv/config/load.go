@@ -356,7 +356,9 @@ func (h *Heartbeat) check(pos *conf.Positions, errs *conf.Errors, p, profile str
 }
 
 // Deadline is how long a link may stay without a heartbeat (timeout × max_missed); 0 disables the check.
-func (h *Heartbeat) Deadline() time.Duration { return h.Timeout.Duration * time.Duration(max(h.MaxMissed, 1)) }
+func (h *Heartbeat) Deadline() time.Duration {
+	return h.Timeout.Duration * time.Duration(max(h.MaxMissed, 1))
+}
 
 // textOrHex resolves a byte string given either as text or as hex (exactly
 // one of them), with a default when neither is set.

@@ -94,7 +94,7 @@ func (c *transparentCodec) garbageRun(d []byte) int {
 	return i + 1
 }
 
-func (c *transparentCodec) ack(frameKind) []byte     { return nil }
+func (c *transparentCodec) ack(frameKind) []byte        { return nil }
 func (c *transparentCodec) wrap(dst, adu []byte) []byte { return append(dst, adu...) }
 func (c *transparentCodec) polls() bool                 { return true }
 func (c *transparentCodec) bufSize() int                { return framerSize }

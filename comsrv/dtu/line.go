@@ -81,7 +81,7 @@ func (c *lineCodec) next(d []byte, _ *rtu.Request) (frameKind, int, []byte) {
 	return data, n, line
 }
 
-func (c *lineCodec) ack(frameKind) []byte     { return nil }
+func (c *lineCodec) ack(frameKind) []byte        { return nil }
 func (c *lineCodec) wrap(dst, adu []byte) []byte { return dst }
 func (c *lineCodec) polls() bool                 { return false }
 func (c *lineCodec) bufSize() int                { return max(framerSize, c.max+2) }

@@ -348,7 +348,9 @@ func TestControls(t *testing.T) {
 	}
 
 	rec.deliver(t, command("2", "c1", "1", "12.3", 10*time.Second))
-	answerUntil(t, d, func(r rtu.Request) []byte { return rtu.AppendException(nil, r.Slave, r.Function, rtu.ExIllegalDataAddress) })
+	answerUntil(t, d, func(r rtu.Request) []byte {
+		return rtu.AppendException(nil, r.Slave, r.Function, rtu.ExIllegalDataAddress)
+	})
 	if o := rec.outcome(t, "2"); o.Status != control.Exception || o.Code != rtu.ExIllegalDataAddress {
 		t.Fatalf("outcome %+v", o)
 	}

@@ -55,7 +55,7 @@ func (s *Sink) Frames(channel string, entries []string, keep int) bool {
 	if !s.Do(s.B().Lpush().Key(k).Element(entries...).Build()) {
 		return false
 	}
-	return s.Do(s.B().Ltrim().Key(k).Start(0).Stop(int64(keep-1)).Build())
+	return s.Do(s.B().Ltrim().Key(k).Start(0).Stop(int64(keep - 1)).Build())
 }
 
 // Quality queues a change of the quality of a channel's points: stale true
