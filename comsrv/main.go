@@ -11,10 +11,15 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 
+	"github.com/redis/rueidis"
+
 	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/dtu"
+	"github.com/voltedge/voltedge/comsrv/modbus"
 	"github.com/voltedge/voltedge/comsrv/sink"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/logging"
@@ -75,9 +80,65 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer client.Close()
+	if err := registerChannels(ctx, client, cfg.ChannelList, nil); err != nil {
+		return err
+	}
 
-	ids := make([]string, 0, len(cfg.ChannelList))
-	for _, ch := range cfg.ChannelList {
+	var srv *dtu.Server
+	var mset *modbus.Set
+	sk := sink.New(client, lualib.NewCaller(client, log), sink.Options{
+		Writers:       cfg.Redis.Writers,
+		BatchPoints:   cfg.Redis.BatchPoints,
+		FlushInterval: cfg.Redis.FlushInterval.Duration,
+	}, log, func() map[string]int64 {
+		return map[string]int64{
+			"connections":     srv.Connections(),
+			"online":          int64(srv.Online()),
+			"modbus_channels": int64(mset.Count()),
+			"modbus_online":   int64(mset.Online()),
+		}
+	})
+	disp := control.NewDispatcher(client, control.Options{
+		StartupGrace:  cfg.Control.StartupGrace.Duration,
+		SweepInterval: cfg.Control.SweepInterval.Duration,
+		ResultTTL:     cfg.Control.ResultTTL.Duration,
+		ResultsMaxLen: cfg.Control.ResultsMaxLen,
+	}, log)
+	srv, err = dtu.New(cfg, sk, log, dtu.WithControls(disp), dtu.WithRedis(client))
+	if err != nil {
+		return err
+	}
+	mset = modbus.NewSet(cfg, sk, disp, disp, log)
+
+	// The sink outlives the links (they write their offline status last);
+	// the dispatcher outlives them too, to record their last outcomes.
+	bgCtx, stopBg := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); sk.Run(bgCtx) }()
+	go func() { defer bg.Done(); disp.Run(bgCtx) }()
+	defer func() {
+		stopBg()
+		bg.Wait()
+		log.Info("comsrv stopped")
+	}()
+
+	if _, _, _, err := mset.Sync(ctx, cfg.ChannelList); err != nil {
+		return err
+	}
+	defer mset.Stop()
+	r := &reloader{cfg: cfg, client: client, dtu: srv, modbus: mset, log: log}
+	go r.run(ctx)
+
+	log.Info("comsrv starting", "channels", len(cfg.ChannelList), "templates", len(cfg.TemplateByID), "listeners", len(cfg.AllListeners()), "redis", cfg.RedisURL)
+	return srv.ListenAndServe(ctx)
+}
+
+// registerChannels keeps comsrv:channels in step with the configuration:
+// the ids of list are added, those of gone removed.
+func registerChannels(ctx context.Context, client rueidis.Client, list []*config.Channel, gone []string) error {
+	ids := make([]string, 0, len(list))
+	for _, ch := range list {
 		ids = append(ids, ch.ID)
 	}
 	for len(ids) > 0 {
@@ -87,30 +148,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		ids = ids[n:]
 	}
-
-	var srv *dtu.Server
-	sk := sink.New(client, lualib.NewCaller(client, log), sink.Options{
-		Writers:       cfg.Redis.Writers,
-		BatchPoints:   cfg.Redis.BatchPoints,
-		FlushInterval: cfg.Redis.FlushInterval.Duration,
-	}, log, func() map[string]int64 {
-		return map[string]int64{"connections": srv.Connections(), "online": int64(srv.Online())}
-	})
-	srv, err = dtu.New(cfg, sk, log)
-	if err != nil {
-		return err
+	for len(gone) > 0 {
+		n := min(len(gone), 1000)
+		if err := client.Do(ctx, client.B().Srem().Key(keys.Channels).Member(gone[:n]...).Build()).Error(); err != nil {
+			return fmt.Errorf("unregister channels in %s: %w", keys.Channels, err)
+		}
+		gone = gone[n:]
 	}
-	sinkCtx, stopSink := context.WithCancel(context.Background())
-	sinkDone := make(chan struct{})
-	go func() {
-		defer close(sinkDone)
-		sk.Run(sinkCtx)
-	}()
-	log.Info("comsrv starting", "channels", len(cfg.ChannelList), "templates", len(cfg.TemplateByID), "redis", cfg.RedisURL)
-	err = srv.ListenAndServe(ctx)
-	// Links have written their offline status into the queue: drain it, then stop.
-	stopSink()
-	<-sinkDone
-	log.Info("comsrv stopped")
-	return err
+	return nil
 }

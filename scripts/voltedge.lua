@@ -1,6 +1,6 @@
 #!lua name=voltedge
 -- VoltEdge data library: Redis Functions (Redis 7.0 or later, standalone).
-local VERSION = 3
+local VERSION = 4
 
 --[[
 Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl lua load)
@@ -108,6 +108,54 @@ FCALL send_control 0 <model> <control> <value> [ttl_ms]
   Errors:  bad arguments, missing or malformed mapping:reverse entry:
            error reply, nothing written.
 
+FCALL take_controls 0 <channel> <max>
+  Takes up to max (1..100) queued commands of a channel, oldest first
+  (send_control LPUSHes, so the oldest is at the tail), in one atomic step:
+    RPOP cmd:{channel}:queue <max>
+    SREM cmd:pending <channel>                (when the queue is then empty)
+  Returns: array of the commands as send_control queued them (JSON strings),
+           oldest first; an empty array when nothing is queued.
+  Errors:  wrong argument count, invalid channel id, max not a count from 1
+           to 100: error reply, nothing taken.
+
+FCALL control_result 0 <id> <status> <code> <message> <channel> <point> <value> <model> <control> <ttl_ms> <maxlen>
+  Records what became of command <id> (ts = the server clock):
+    HSET cmd:result:{id} status S code C message M channel CH point P value V
+                         model MO control CO ts T
+    PEXPIRE cmd:result:{id} <ttl_ms>
+    XADD cmd:results MAXLEN ~ <maxlen> * id ID status S code C message M
+                         channel CH point P value V model MO control CO ts T
+  id      the command number: 1..20 decimal digits
+  status  ok, exception, timeout, offline, expired, invalid or failed
+  code    0..255: the Modbus exception code for "exception", else 0
+  message at most 512 bytes of any content ("" for none)
+  channel an id; point, model, control: an id, or "" when not known
+  value   a number (see Values), or "" when not known
+  ttl_ms  1..999999999 (how long cmd:result:{id} is kept)
+  maxlen  1..999999999 (the approximate cap of cmd:results)
+  A second result for the same id replaces the hash and adds a stream entry.
+  Returns: status "OK".
+  Errors:  wrong argument count or an argument out of its range: error
+           reply naming the argument, nothing written.
+
+FCALL set_quality 0 <channel> <stale|good> <point> [<point> ...]
+  Marks channel points stale (their slave or link is unreachable) or good:
+    stale: HSET comsrv:{channel}:q p1 stale ...   good: HDEL comsrv:{channel}:q p1 ...
+    HMGET mapping "{channel}:{p1}" ...            (one lookup for all points)
+  Then per model with mapped points:
+    HMGET modsrv:{model}:q name ...               (which of them change)
+    stale: HSET modsrv:{model}:q name stale ...   good: HDEL modsrv:{model}:q name ...
+    PUBLISH update:{model} <quality payload>      (only when some point changed)
+  Unmapped points, and points whose mapping entry is malformed, change only
+  the channel hash. Lookups go in chunks of 4000 fields.
+  Quality payload, JSON, with the model's points whose quality changed:
+    {"model":"power_meter","ts":1732212345678,"quality":{"voltage":"stale","current":"stale"}}
+  ts is the server clock.
+  Returns: the number of model points whose quality changed (integer).
+  Errors:  fewer than 3 arguments, an invalid channel or point id (named by
+           its argument position), a quality other than stale or good:
+           error reply, nothing written.
+
 FCALL_RO voltedge_version 0
   Returns: VERSION (integer).
 
@@ -137,6 +185,7 @@ local KEY_ALARM_ACTIVE = 'alarm:active'
 local KEY_ALARM_EVENTS = 'alarm:events'
 local KEY_COMMAND_SEQ = 'cmd:seq'
 local KEY_COMMAND_PENDING = 'cmd:pending'
+local KEY_COMMAND_RESULTS = 'cmd:results'
 
 local function key_channel_values(ch) return 'comsrv:' .. ch .. ':m' end
 local function key_channel_timestamps(ch) return 'comsrv:' .. ch .. ':t' end
@@ -146,6 +195,9 @@ local function key_model_timestamps(model) return 'modsrv:' .. model .. ':t' end
 local function key_model_updates(model) return 'update:' .. model end
 local function key_command(ch) return 'cmd:' .. ch end
 local function key_command_queue(ch) return 'cmd:' .. ch .. ':queue' end
+local function key_command_result(id) return 'cmd:result:' .. id end
+local function key_channel_quality(ch) return 'comsrv:' .. ch .. ':q' end
+local function key_model_quality(model) return 'modsrv:' .. model .. ':q' end
 
 -- Limits.
 local MAX_ID = 128             -- bytes in an id
@@ -157,6 +209,11 @@ local ALARM_EVENTS_MAXLEN = '10000'
 local COMMAND_QUEUE_LAST = '999'
 local DEFAULT_TTL_MS = '30000'
 local MAX_TTL_DIGITS = 9
+local MAX_TAKE = 100           -- commands taken by one take_controls call
+local MAX_ID_DIGITS = 20       -- digits in a command id
+local MAX_MESSAGE = 512        -- bytes in an outcome message
+local MAX_CODE = 255           -- largest exception code
+local QUALITY_STALE = 'stale'
 
 -- Bytes an id must not contain: NUL, control bytes and space, ':', DEL, glob characters.
 local BAD_ID_BYTES = '[%z\1- :\127%*%?%[%]]'
@@ -358,6 +415,34 @@ local function hmget(key, fields)
     for i = 1, #part do out[first + i - 1] = part[i] end
   end
   return out
+end
+
+-- hset_all sets each of fields to value, in chunks; it returns the number of fields added.
+local function hset_all(key, fields, value)
+  local n, added, step = #fields, 0, UNPACK_CHUNK / 2
+  for first = 1, n, step do
+    local last = first + step - 1
+    if last > n then last = n end
+    local fv, k = {}, 0
+    for i = first, last do
+      fv[k + 1] = fields[i]
+      fv[k + 2] = value
+      k = k + 2
+    end
+    added = added + call('HSET', key, unpack(fv))
+  end
+  return added
+end
+
+-- hdel_all deletes fields, in chunks; it returns the number of fields removed.
+local function hdel_all(key, fields)
+  local n, removed = #fields, 0
+  for first = 1, n, UNPACK_CHUNK do
+    local last = first + UNPACK_CHUNK - 1
+    if last > n then last = n end
+    removed = removed + call('HDEL', key, unpack(fields, first, last))
+  end
+  return removed
 end
 
 -- hmget_if_any is hmget, or nil without a lookup when the hash is empty
@@ -635,6 +720,175 @@ local function send_control(_, args)
   return id
 end
 
+-- is_count reports whether s is a positive integer of at most digits digits, without leading zeros.
+local function is_count(s, digits)
+  return #s <= digits and find(s, '^[1-9]%d*$') ~= nil
+end
+
+local function take_controls(_, args)
+  local fn = 'take_controls'
+  local nargs = #args
+  if nargs ~= 2 then
+    return fail(fn .. ': want <channel> <max>, got ' .. nargs .. ' argument(s)')
+  end
+  local ch, max = args[1], args[2]
+  local ctx = fn .. ' channel=' .. show(ch)
+  local p = id_problem(ch)
+  if p then return fail(ctx .. ': channel id ' .. p) end
+  if not is_count(max, 3) or tonumber(max) > MAX_TAKE then
+    return fail(ctx .. ': max ' .. quote(max) .. ' is not a count from 1 to ' .. MAX_TAKE)
+  end
+  local queue = key_command_queue(ch)
+  local taken = call('RPOP', queue, max)
+  if call('LLEN', queue) == 0 then
+    call('SREM', KEY_COMMAND_PENDING, ch)
+  end
+  return taken or {}
+end
+
+-- Outcomes control_result accepts (comsrv/control.Status).
+local RESULT_STATUSES = {
+  ok = true, exception = true, timeout = true, offline = true, expired = true, invalid = true, failed = true,
+}
+local RESULT_STATUS_LIST = 'ok, exception, timeout, offline, expired, invalid, failed'
+
+local function control_result(_, args)
+  local fn = 'control_result'
+  local nargs = #args
+  if nargs ~= 11 then
+    return fail(fn .. ': want <id> <status> <code> <message> <channel> <point> <value> <model> <control>'
+      .. ' <ttl_ms> <maxlen>, got ' .. nargs .. ' argument(s)')
+  end
+  local id, status, code, message, ch, point, value, model, control, ttl, maxlen = unpack(args, 1, 11)
+  if #id == 0 or #id > MAX_ID_DIGITS or not find(id, '^%d+$') then
+    return fail(fn .. ' id=' .. quote(id) .. ': id is not a command number (1 to ' .. MAX_ID_DIGITS .. ' digits)')
+  end
+  local ctx = fn .. ' id=' .. id
+  if not RESULT_STATUSES[status] then
+    return fail(ctx .. ': status ' .. quote(status) .. ' is not one of ' .. RESULT_STATUS_LIST)
+  end
+  ctx = ctx .. ' status=' .. status
+  if not (code == '0' or (is_count(code, 3) and tonumber(code) <= MAX_CODE)) then
+    return fail(ctx .. ': code ' .. quote(code) .. ' is not an exception code from 0 to ' .. MAX_CODE)
+  end
+  if #message > MAX_MESSAGE then
+    return fail(ctx .. ': message of ' .. #message .. ' bytes ' .. quote(message) .. ' is longer than '
+      .. MAX_MESSAGE .. ' bytes')
+  end
+  local p = id_problem(ch)
+  if p then return fail(ctx .. ': channel id ' .. quote(ch) .. ' ' .. p) end
+  local optional = { { 'point id', point }, { 'model id', model }, { 'control name', control } }
+  for i = 1, #optional do
+    local what, s = optional[i][1], optional[i][2]
+    if s ~= '' then
+      p = id_problem(s)
+      if p then return fail(ctx .. ': ' .. what .. ' ' .. quote(s) .. ' ' .. p) end
+    end
+  end
+  if value ~= '' and not is_number(value) then
+    return fail(ctx .. ': value ' .. quote(value) .. ' is not a number')
+  end
+  if not is_count(ttl, MAX_TTL_DIGITS) then
+    return fail(ctx .. ': ttl_ms ' .. quote(ttl) .. ' is not a positive number of milliseconds')
+  end
+  if not is_count(maxlen, MAX_TTL_DIGITS) then
+    return fail(ctx .. ': maxlen ' .. quote(maxlen) .. ' is not a positive count')
+  end
+
+  local ts = now_ms()
+  local key = key_command_result(id)
+  call('HSET', key, 'status', status, 'code', code, 'message', message, 'channel', ch, 'point', point,
+    'value', value, 'model', model, 'control', control, 'ts', ts)
+  call('PEXPIRE', key, ttl)
+  call('XADD', KEY_COMMAND_RESULTS, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status, 'code', code,
+    'message', message, 'channel', ch, 'point', point, 'value', value, 'model', model, 'control', control,
+    'ts', ts)
+  return redis.status_reply('OK')
+end
+
+local function set_quality(_, args)
+  local fn = 'set_quality'
+  local nargs = #args
+  if nargs < 3 then
+    return fail(fn .. ': want <channel> <stale|good> <point> [<point> ...], got ' .. nargs .. ' argument(s)')
+  end
+  local ch, quality = args[1], args[2]
+  local p = id_problem(ch)
+  if p then return fail(fn .. ' argument 1: channel id ' .. quote(ch) .. ' ' .. p) end
+  local ctx = fn .. ' channel=' .. ch
+  local stale = quality == QUALITY_STALE
+  if not stale and quality ~= 'good' then
+    return fail(ctx .. ' argument 2: quality ' .. quote(quality) .. ' is neither "stale" nor "good"')
+  end
+  local points, refs = {}, {}
+  local prefix = ch .. ':'
+  for i = 3, nargs do
+    local point = args[i]
+    p = id_problem(point)
+    if p then return fail(ctx .. ' argument ' .. i .. ': point id ' .. quote(point) .. ' ' .. p) end
+    points[i - 2] = point
+    refs[i - 2] = prefix .. point
+  end
+
+  if stale then
+    hset_all(key_channel_quality(ch), points, QUALITY_STALE)
+  else
+    hdel_all(key_channel_quality(ch), points)
+  end
+
+  -- Mapped points, grouped by model in the order first seen.
+  local entries = hmget(KEY_MAPPING, refs)
+  local models, order = {}, {}
+  for k = 1, #points do
+    local entry = entries[k]
+    if entry then
+      local model, name = split_ref(entry)
+      if model then
+        local md = models[model]
+        if not md then
+          md = { names = {}, seen = {} }
+          models[model] = md
+          order[#order + 1] = model
+        end
+        if not md.seen[name] then
+          md.seen[name] = true
+          md.names[#md.names + 1] = name
+        end
+      end
+    end
+  end
+
+  local changed, ts = 0, nil
+  local qjson = '"' .. quality .. '"'
+  for m = 1, #order do
+    local model = order[m]
+    local names = models[model].names
+    local key = key_model_quality(model)
+    local current = hmget(key, names)
+    local diff = {}
+    for x = 1, #names do
+      local c = current[x]
+      if (stale and c ~= QUALITY_STALE) or (not stale and c) then
+        diff[#diff + 1] = names[x]
+      end
+    end
+    if #diff > 0 then
+      if stale then
+        hset_all(key, diff, QUALITY_STALE)
+      else
+        hdel_all(key, diff)
+      end
+      changed = changed + #diff
+      if not ts then ts = now_ms() end
+      local parts = {}
+      for x = 1, #diff do parts[x] = json_string(diff[x]) .. ':' .. qjson end
+      call('PUBLISH', key_model_updates(model), '{"model":' .. json_string(model) .. ',"ts":' .. ts
+        .. ',"quality":{' .. concat(parts, ',') .. '}}')
+    end
+  end
+  return changed
+end
+
 local function voltedge_version()
   return VERSION
 end
@@ -650,4 +904,7 @@ end
 redis.register_function{ function_name = 'sync_measurement', callback = entry(sync_measurement) }
 redis.register_function{ function_name = 'sync_batch', callback = entry(sync_batch) }
 redis.register_function{ function_name = 'send_control', callback = entry(send_control) }
+redis.register_function{ function_name = 'take_controls', callback = entry(take_controls) }
+redis.register_function{ function_name = 'control_result', callback = entry(control_result) }
+redis.register_function{ function_name = 'set_quality', callback = entry(set_quality) }
 redis.register_function{ function_name = 'voltedge_version', callback = voltedge_version, flags = { 'no-writes' } }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -196,15 +197,24 @@ func TestSourceHeader(t *testing.T) {
 	if !ok || v < 1 || v != scripts.Version() {
 		t.Errorf("ParseVersion = %d, %v; Version() = %d", v, ok, scripts.Version())
 	}
-	for _, fn := range []string{scripts.FnSyncMeasurement, scripts.FnSyncBatch, scripts.FnSendControl, scripts.FnVersion} {
+	for _, fn := range []string{scripts.FnSyncMeasurement, scripts.FnSyncBatch, scripts.FnSendControl,
+		scripts.FnTakeControls, scripts.FnControlResult, scripts.FnSetQuality, scripts.FnVersion} {
 		if !strings.Contains(src, "function_name = '"+fn+"'") {
 			t.Errorf("function %s is not registered in the source", fn)
 		}
 	}
 	for _, k := range []string{keys.Mapping, keys.MappingReverse, keys.AlarmThreshold, keys.AlarmLow,
-		keys.AlarmHysteresis, keys.AlarmActive, keys.AlarmEvents, keys.CommandSeq, keys.CommandPending} {
+		keys.AlarmHysteresis, keys.AlarmActive, keys.AlarmEvents, keys.CommandSeq, keys.CommandPending,
+		keys.CommandResults} {
 		if !strings.Contains(src, "'"+k+"'") {
 			t.Errorf("key %q is not spelled in the source", k)
+		}
+	}
+	// Keys built from an id: the Lua expression that builds them.
+	for _, k := range []string{"'" + keys.CommandResult("' .. id"), "'" + keys.ChannelQuality("' .. ch .. '") + "'",
+		"'" + keys.ModelQuality("' .. model .. '") + "'", "'" + keys.CommandQueue("' .. ch .. '") + "'"} {
+		if !strings.Contains(src, k) {
+			t.Errorf("key expression %s is not in the source", k)
 		}
 	}
 }
@@ -1021,6 +1031,436 @@ func FuzzSyncBatch(f *testing.F) {
 		arr, err := r.ToArray()
 		if err != nil || len(arr) != 5 {
 			t.Fatalf("%q: reply %v, %v", args, arr, err)
+		}
+	})
+}
+
+// queueControls maps power_meter:setpoint to channel 1001 point 40001 and
+// queues n commands with values 1..n; their ids are 1..n.
+func queueControls(t *testing.T, c rueidis.Client, n int, ttl string) {
+	t.Helper()
+	redistest.Do(t, c, "HSET", keys.MappingReverse, keys.PointRef("power_meter", "setpoint"), keys.PointRef("1001", "40001"))
+	for i := 1; i <= n; i++ {
+		args := []string{"power_meter", "setpoint", strconv.Itoa(i)}
+		if ttl != "" {
+			args = append(args, ttl)
+		}
+		if err := fcall(c, scripts.FnSendControl, args...).Error(); err != nil {
+			t.Fatalf("send_control #%d: %v", i, err)
+		}
+	}
+}
+
+// take calls take_controls and returns the ids of the commands taken, in order.
+func take(t *testing.T, c rueidis.Client, channel, max string) []int64 {
+	t.Helper()
+	raw, err := fcall(c, scripts.FnTakeControls, channel, max).AsStrSlice()
+	if err != nil {
+		t.Fatalf("take_controls %s %s: %v", channel, max, err)
+	}
+	ids := []int64{}
+	for _, r := range raw {
+		var cmd struct {
+			ID      int64  `json:"id"`
+			Channel string `json:"channel"`
+		}
+		if err := json.Unmarshal([]byte(r), &cmd); err != nil || cmd.Channel != channel {
+			t.Fatalf("taken entry %q: %+v, %v", r, cmd, err)
+		}
+		ids = append(ids, cmd.ID)
+	}
+	return ids
+}
+
+func isPending(t *testing.T, c rueidis.Client, channel string) bool {
+	t.Helper()
+	n, err := c.Do(context.Background(), c.B().Sismember().Key(keys.CommandPending).Member(channel).Build()).AsInt64()
+	if err != nil {
+		t.Fatalf("SISMEMBER: %v", err)
+	}
+	return n == 1
+}
+
+func TestTakeControls(t *testing.T) {
+	_, c := setup(t)
+	queueControls(t, c, 5, "")
+
+	if got := take(t, c, "1001", "2"); fmt.Sprint(got) != "[1 2]" {
+		t.Errorf("first take = %v, want the oldest two [1 2]", got)
+	}
+	if !isPending(t, c, "1001") {
+		t.Error("channel left cmd:pending while commands are still queued")
+	}
+	if got := take(t, c, "1001", "100"); fmt.Sprint(got) != "[3 4 5]" {
+		t.Errorf("second take = %v, want [3 4 5]", got)
+	}
+	if isPending(t, c, "1001") || exists(t, c, keys.CommandQueue("1001")) {
+		t.Error("channel still pending (or queue left) after its queue was emptied")
+	}
+	if got := take(t, c, "1001", "1"); len(got) != 0 {
+		t.Errorf("take from an empty queue = %v", got)
+	}
+
+	// A command queued after a take makes the channel pending again.
+	queueControls(t, c, 1, "")
+	if !isPending(t, c, "1001") {
+		t.Error("a new command did not make the channel pending")
+	}
+	if got := take(t, c, "1001", "1"); fmt.Sprint(got) != "[6]" || isPending(t, c, "1001") {
+		t.Errorf("take of exactly the queue's length = %v, pending %v", got, isPending(t, c, "1001"))
+	}
+
+	// A pending entry without a queue (left by hand) is cleaned up.
+	redistest.Do(t, c, "SADD", keys.CommandPending, "2002")
+	if got := take(t, c, "2002", "16"); len(got) != 0 || isPending(t, c, "2002") {
+		t.Errorf("stale pending entry: took %v, pending %v", got, isPending(t, c, "2002"))
+	}
+}
+
+func TestTakeControlsErrors(t *testing.T) {
+	_, c := setup(t)
+	queueControls(t, c, 1, "")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"1001"}, "take_controls: want <channel> <max>, got 1 argument(s)"},
+		{[]string{"1001", "1", "1"}, "take_controls: want <channel> <max>, got 3 argument(s)"},
+		{[]string{"1001", "0"}, `take_controls channel=1001: max "0" is not a count from 1 to 100`},
+		{[]string{"1001", "101"}, `take_controls channel=1001: max "101" is not a count from 1 to 100`},
+		{[]string{"1001", "01"}, `max "01" is not a count`},
+		{[]string{"1001", "-1"}, `max "-1" is not a count`},
+		{[]string{"1001", "many"}, `max "many" is not a count`},
+		{[]string{"10:01", "1"}, `take_controls channel="10:01": channel id contains ':'`},
+		{[]string{"", "1"}, `take_controls channel="": channel id is empty`},
+	}
+	for _, tt := range tests {
+		if got := mustErr(t, c, scripts.FnTakeControls, tt.args...); !strings.Contains(got, tt.want) {
+			t.Errorf("%q: error %q, want %q", tt.args, got, tt.want)
+		}
+	}
+	if n, _ := redistest.Do(t, c, "LLEN", keys.CommandQueue("1001")).AsInt64(); n != 1 || !isPending(t, c, "1001") {
+		t.Errorf("a rejected call took commands: queue length %d", n)
+	}
+}
+
+// resultArgs are valid control_result arguments, in order.
+func resultArgs() []string {
+	return []string{"42", "exception", "2", "illegal data address", "1001", "40001", "-2.5", "power_meter", "setpoint", "60000", "1000"}
+}
+
+func TestControlResult(t *testing.T) {
+	_, c := setup(t)
+	before := time.Now().UnixMilli()
+	mustOK(t, c, scripts.FnControlResult, resultArgs()...)
+
+	got := hgetall(t, c, keys.CommandResult("42"))
+	ts, err := strconv.ParseInt(got["ts"], 10, 64)
+	if err != nil || ts < before-1000 || ts > time.Now().UnixMilli()+1000 {
+		t.Errorf("ts = %q, %v", got["ts"], err)
+	}
+	delete(got, "ts")
+	want := map[string]string{"status": "exception", "code": "2", "message": "illegal data address", "channel": "1001",
+		"point": "40001", "value": "-2.5", "model": "power_meter", "control": "setpoint"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("cmd:result:42 = %v, want %v", got, want)
+	}
+	if ttl, _ := redistest.Do(t, c, "PTTL", keys.CommandResult("42")).AsInt64(); ttl <= 0 || ttl > 60000 {
+		t.Errorf("PTTL = %d, want 1..60000", ttl)
+	}
+	entries, err := c.Do(context.Background(), c.B().Xrange().Key(keys.CommandResults).Start("-").End("+").Build()).AsXRange()
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("cmd:results = %v, %v", entries, err)
+	}
+	e := entries[0].FieldValues
+	if e["id"] != "42" || e["status"] != "exception" || e["code"] != "2" || e["message"] != "illegal data address" ||
+		e["model"] != "power_meter" || e["control"] != "setpoint" || e["ts"] != strconv.FormatInt(ts, 10) || len(e) != 10 {
+		t.Errorf("stream entry = %v", e)
+	}
+
+	// Unknown descriptive fields are written empty; a second result replaces the hash.
+	mustOK(t, c, scripts.FnControlResult, "42", "invalid", "0", "", "1001", "", "", "", "", "1000", "1000")
+	if got := hgetall(t, c, keys.CommandResult("42")); got["status"] != "invalid" || got["point"] != "" || got["code"] != "0" ||
+		got["message"] != "" || len(got) != 9 {
+		t.Errorf("replaced result = %v", got)
+	}
+	if ttl, _ := redistest.Do(t, c, "PTTL", keys.CommandResult("42")).AsInt64(); ttl <= 0 || ttl > 1000 {
+		t.Errorf("PTTL after the second result = %d, want 1..1000", ttl)
+	}
+
+	// The stream is capped near maxlen.
+	for i := 0; i < 300; i++ {
+		mustOK(t, c, scripts.FnControlResult, strconv.Itoa(100+i), "ok", "0", "", "1001", "40001", "1", "", "", "60000", "10")
+	}
+	if n, _ := redistest.Do(t, c, "XLEN", keys.CommandResults).AsInt64(); n < 10 || n >= 300 {
+		t.Errorf("XLEN cmd:results = %d after 302 results with maxlen ~10", n)
+	}
+	for _, st := range []string{"ok", "exception", "timeout", "offline", "expired", "invalid", "failed"} {
+		mustOK(t, c, scripts.FnControlResult, "7", st, "0", "", "1001", "", "", "", "", "1000", "1000")
+	}
+}
+
+func TestControlResultErrors(t *testing.T) {
+	_, c := setup(t)
+	with := func(i int, v string) []string {
+		a := resultArgs()
+		a[i] = v
+		return a
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{resultArgs()[:10], "control_result: want <id> <status> <code> <message> <channel> <point> <value> <model> <control> <ttl_ms> <maxlen>, got 10 argument(s)"},
+		{with(0, "x1"), `control_result id="x1": id is not a command number (1 to 20 digits)`},
+		{with(0, ""), `control_result id="": id is not a command number`},
+		{with(0, strings.Repeat("9", 21)), `id is not a command number`},
+		{with(1, "done"), `control_result id=42: status "done" is not one of ok, exception, timeout, offline, expired, invalid, failed`},
+		{with(2, "256"), `control_result id=42 status=exception: code "256" is not an exception code from 0 to 255`},
+		{with(2, ""), `code "" is not an exception code`},
+		{with(2, "02"), `code "02" is not an exception code`},
+		{with(3, strings.Repeat("m", 513)), `control_result id=42 status=exception: message of 513 bytes "mmm`},
+		{with(4, ""), `control_result id=42 status=exception: channel id "" is empty`},
+		{with(5, "a b"), `control_result id=42 status=exception: point id "a b" contains ':', a space`},
+		{with(6, "on"), `control_result id=42 status=exception: value "on" is not a number`},
+		{with(7, "power:meter"), `model id "power:meter" contains ':'`},
+		{with(8, "set*"), `control name "set*" contains`},
+		{with(9, "0"), `control_result id=42 status=exception: ttl_ms "0" is not a positive number of milliseconds`},
+		{with(9, "1000000000"), `ttl_ms "1000000000" is not a positive number`},
+		{with(10, "-1"), `control_result id=42 status=exception: maxlen "-1" is not a positive count`},
+	}
+	for _, tt := range tests {
+		if got := mustErr(t, c, scripts.FnControlResult, tt.args...); !strings.Contains(got, tt.want) {
+			t.Errorf("%q: error %q, want %q", tt.args, got, tt.want)
+		}
+	}
+	if n, _ := c.Do(context.Background(), c.B().Dbsize().Build()).AsInt64(); n != 0 {
+		t.Errorf("%d keys written by rejected calls", n)
+	}
+}
+
+type qualityUpdate struct {
+	Model   string            `json:"model"`
+	TS      int64             `json:"ts"`
+	Quality map[string]string `json:"quality"`
+}
+
+// qualityUpdates drains sub and decodes the messages by model.
+func qualityUpdates(t *testing.T, sub *subscriber, marker string) map[string]qualityUpdate {
+	t.Helper()
+	out := map[string]qualityUpdate{}
+	for _, m := range sub.drain(t, marker) {
+		var u qualityUpdate
+		if err := json.Unmarshal([]byte(m.Message), &u); err != nil || u.Model == "" || len(u.Quality) == 0 {
+			t.Fatalf("quality update %q: %+v, %v", m.Message, u, err)
+		}
+		if _, dup := out[u.Model]; dup || m.Channel != keys.ModelUpdates(u.Model) {
+			t.Fatalf("second update for %s, or on the wrong channel %s: %q", u.Model, m.Channel, m.Message)
+		}
+		out[u.Model] = u
+	}
+	return out
+}
+
+func setQuality(t *testing.T, c rueidis.Client, args ...string) int64 {
+	t.Helper()
+	n, err := fcall(c, scripts.FnSetQuality, args...).AsInt64()
+	if err != nil {
+		t.Fatalf("set_quality %v: %v", args, err)
+	}
+	return n
+}
+
+func TestSetQuality(t *testing.T) {
+	srv, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.Mapping, "1001:1", "pm:voltage", "1001:2", "pm:current", "1001:3", `inv:te"mp`,
+		"1001:4", "broken", "2002:1", "pm:power")
+	sub := subscribe(t, srv, keys.ModelUpdates("pm"), keys.ModelUpdates(`inv`), keys.ModelUpdates(`inv:te"mp`))
+	marker := keys.ModelUpdates("pm")
+
+	before := time.Now().UnixMilli()
+	if n := setQuality(t, c, "1001", "stale", "1", "2", "3", "4", "5", "1"); n != 3 {
+		t.Errorf("stale: %d model points changed, want 3", n)
+	}
+	if got := hgetall(t, c, keys.ChannelQuality("1001")); len(got) != 5 || got["4"] != "stale" || got["5"] != "stale" {
+		t.Errorf("channel quality = %v, want all five points stale (mapped or not)", got)
+	}
+	if got := hgetall(t, c, keys.ModelQuality("pm")); len(got) != 2 || got["voltage"] != "stale" || got["current"] != "stale" {
+		t.Errorf("pm quality = %v", got)
+	}
+	if got := hgetall(t, c, keys.ModelQuality("inv")); len(got) != 1 || got[`te"mp`] != "stale" {
+		t.Errorf("inv quality = %v", got)
+	}
+	ups := qualityUpdates(t, sub, marker)
+	if len(ups) != 2 || ups["pm"].TS < before-1000 || ups["pm"].TS > time.Now().UnixMilli()+1000 ||
+		fmt.Sprint(ups["pm"].Quality) != "map[current:stale voltage:stale]" || ups["inv"].Quality[`te"mp`] != "stale" {
+		t.Errorf("updates = %+v", ups)
+	}
+
+	// Nothing changes: no model point counted, no update published.
+	if n := setQuality(t, c, "1001", "stale", "1", "2"); n != 0 {
+		t.Errorf("repeated stale: %d changed", n)
+	}
+	if ups := qualityUpdates(t, sub, marker); len(ups) != 0 {
+		t.Errorf("repeated stale published %+v", ups)
+	}
+
+	// Good again: only the points that were stale are listed.
+	if n := setQuality(t, c, "1001", "good", "1", "5", "9"); n != 1 {
+		t.Errorf("good: %d changed, want 1", n)
+	}
+	if got := hgetall(t, c, keys.ChannelQuality("1001")); len(got) != 3 || got["1"] != "" || got["5"] != "" {
+		t.Errorf("channel quality after good = %v", got)
+	}
+	if got := hgetall(t, c, keys.ModelQuality("pm")); len(got) != 1 || got["current"] != "stale" {
+		t.Errorf("pm quality after good = %v", got)
+	}
+	ups = qualityUpdates(t, sub, marker)
+	if len(ups) != 1 || fmt.Sprint(ups["pm"].Quality) != "map[voltage:good]" {
+		t.Errorf("updates after good = %+v", ups)
+	}
+
+	// A value other than "stale" counts as a change in both directions.
+	redistest.Do(t, c, "HSET", keys.ModelQuality("pm"), "power", "questionable")
+	if n := setQuality(t, c, "2002", "stale", "1"); n != 1 || hget(t, c, keys.ModelQuality("pm"), "power") != "stale" {
+		t.Errorf("stale over another value: %d changed", n)
+	}
+	if ups := qualityUpdates(t, sub, marker); len(ups) != 1 || ups["pm"].Quality["power"] != "stale" {
+		t.Errorf("updates = %+v", ups)
+	}
+	redistest.Do(t, c, "HSET", keys.ModelQuality("pm"), "power", "questionable")
+	if n := setQuality(t, c, "2002", "good", "1"); n != 1 || hget(t, c, keys.ModelQuality("pm"), "power") != "" {
+		t.Errorf("good over another value: %d changed", n)
+	}
+	if ups := qualityUpdates(t, sub, marker); len(ups) != 1 || ups["pm"].Quality["power"] != "good" {
+		t.Errorf("updates = %+v", ups)
+	}
+	if exists(t, c, keys.ChannelStatus("1001")) {
+		t.Error("set_quality counted a sync error for a malformed mapping")
+	}
+}
+
+// TestSetQualityManyPoints runs set_quality with more points than one lookup chunk.
+func TestSetQualityManyPoints(t *testing.T) {
+	srv, c := setup(t)
+	const n = 4500
+	points := make([]string, n)
+	mapping := []string{"HSET", keys.Mapping}
+	for i := range points {
+		points[i] = strconv.Itoa(i + 1)
+		mapping = append(mapping, keys.PointRef("7", points[i]), keys.PointRef("big", "p"+points[i]))
+	}
+	redistest.Do(t, c, mapping...)
+	sub := subscribe(t, srv, keys.ModelUpdates("big"))
+	if got := setQuality(t, c, append([]string{"7", "stale"}, points...)...); got != n {
+		t.Errorf("stale: %d changed, want %d", got, n)
+	}
+	if l, _ := redistest.Do(t, c, "HLEN", keys.ChannelQuality("7")).AsInt64(); l != n {
+		t.Errorf("channel quality has %d points", l)
+	}
+	ups := qualityUpdates(t, sub, keys.ModelUpdates("big"))
+	if len(ups["big"].Quality) != n {
+		t.Errorf("update lists %d points, want %d", len(ups["big"].Quality), n)
+	}
+	if got := setQuality(t, c, append([]string{"7", "good"}, points...)...); got != n {
+		t.Errorf("good: %d changed, want %d", got, n)
+	}
+	if exists(t, c, keys.ChannelQuality("7")) || exists(t, c, keys.ModelQuality("big")) {
+		t.Error("quality hashes left after every point became good")
+	}
+}
+
+func TestSetQualityErrors(t *testing.T) {
+	_, c := setup(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"1001", "stale"}, "set_quality: want <channel> <stale|good> <point> [<point> ...], got 2 argument(s)"},
+		{[]string{"10 01", "stale", "1"}, `set_quality argument 1: channel id "10 01" contains ':', a space`},
+		{[]string{"1001", "bad", "1"}, `set_quality channel=1001 argument 2: quality "bad" is neither "stale" nor "good"`},
+		{[]string{"1001", "STALE", "1"}, `quality "STALE" is neither`},
+		{[]string{"1001", "stale", "1", "2", "x:y"}, `set_quality channel=1001 argument 5: point id "x:y" contains ':'`},
+		{[]string{"1001", "good", ""}, `set_quality channel=1001 argument 3: point id "" is empty`},
+	}
+	for _, tt := range tests {
+		if got := mustErr(t, c, scripts.FnSetQuality, tt.args...); !strings.Contains(got, tt.want) {
+			t.Errorf("%q: error %q, want %q", tt.args, got, tt.want)
+		}
+	}
+	if n, _ := c.Do(context.Background(), c.B().Dbsize().Build()).AsInt64(); n != 0 {
+		t.Errorf("%d keys written by rejected calls", n)
+	}
+}
+
+// TestControlFunctionsFromRedisCLI runs the new functions with redis-cli
+// exactly as an operator types them, and checks what is printed.
+func TestControlFunctionsFromRedisCLI(t *testing.T) {
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skipf("redis-cli not installed: %v", err)
+	}
+	srv, c := setup(t)
+	queueControls(t, c, 2, "")
+	host, port, _ := net.SplitHostPort(srv.Addr)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(cli, append([]string{"--no-raw", "-h", host, "-p", port}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("redis-cli %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	out := run("FCALL", "take_controls", "0", "1001", "16")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], `1) "{\"id\":1,\"channel\":\"1001\"`) || !strings.HasPrefix(lines[1], `2) "{\"id\":2,`) {
+		t.Errorf("take_controls printed:\n%s", out)
+	}
+	if out := run("FCALL", "take_controls", "0", "1001", "16"); out != "(empty array)\n" {
+		t.Errorf("empty take_controls printed %q", out)
+	}
+	if out := run("FCALL", "control_result", "0", "1", "timeout", "0", "no answer", "1001", "40001", "1",
+		"power_meter", "setpoint", "3600000", "10000"); out != "OK\n" {
+		t.Errorf("control_result printed %q", out)
+	}
+	if out := run("HGET", keys.CommandResult("1"), "status"); out != "\"timeout\"\n" {
+		t.Errorf("HGET status printed %q", out)
+	}
+	if out := run("FCALL", "set_quality", "0", "1001", "stale", "40001"); out != "(integer) 0\n" {
+		t.Errorf("set_quality printed %q", out)
+	}
+	if out := run("FCALL", "set_quality", "0", "1001", "unknown", "40001"); out != "(error) ERR set_quality channel=1001 argument 2: quality \"unknown\" is neither \"stale\" nor \"good\"\n" {
+		t.Errorf("set_quality error printed %q", out)
+	}
+}
+
+// FuzzControlFunctions feeds arbitrary arguments to take_controls,
+// control_result and set_quality: each must answer with its own reply or
+// one of its own error messages, never with a Lua runtime error.
+func FuzzControlFunctions(f *testing.F) {
+	for _, s := range []string{
+		"0 1001 16", "0 1001 0", "0 a:b 1", "0 1001",
+		"1 42 ok 0 msg 1001 40001 1 pm sp 1000 10", "1 42 exception 255  1001    1 1", "1 x y z", "1 1 ok 0 m 1 1 1e5 a b 9 9",
+		"2 1001 stale 1 2 3", "2 1001 good 1", "2 1001 stale", "2 1001 good a:b", "2 7 stale 1 1 1",
+	} {
+		f.Add(s)
+	}
+	_, c := setup(f)
+	redistest.Do(f, c, "HSET", keys.Mapping, "1001:1", "pm:a", "1001:2", "bad", "7:1", "pm:b")
+	redistest.Do(f, c, "HSET", keys.MappingReverse, "pm:sp", "1001:40001")
+	fns := []string{scripts.FnTakeControls, scripts.FnControlResult, scripts.FnSetQuality}
+	f.Fuzz(func(t *testing.T, in string) {
+		sel, rest, _ := strings.Cut(in, " ")
+		i, err := strconv.Atoi(sel)
+		if err != nil || i < 0 || i >= len(fns) {
+			return
+		}
+		if err := fcall(c, scripts.FnSendControl, "pm", "sp", "1").Error(); err != nil {
+			t.Fatal(err)
+		}
+		args := strings.Split(rest, " ")
+		if err := fcall(c, fns[i], args...).Error(); err != nil && !strings.HasPrefix(err.Error(), fns[i]) {
+			t.Fatalf("%s %q: %v", fns[i], args, err)
 		}
 	})
 }

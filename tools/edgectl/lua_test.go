@@ -31,7 +31,8 @@ func TestLuaLoadAndStatus(t *testing.T) {
 	}
 
 	out = mustCLI(t, srv.URL(), "lua", "status")
-	for _, fn := range []string{scripts.FnSendControl, scripts.FnSyncBatch, scripts.FnSyncMeasurement, scripts.FnVersion} {
+	for _, fn := range []string{scripts.FnSendControl, scripts.FnSyncBatch, scripts.FnSyncMeasurement, scripts.FnVersion,
+		scripts.FnTakeControls, scripts.FnControlResult, scripts.FnSetQuality} {
 		if !strings.Contains(out, fn) {
 			t.Errorf("status lacks function %s:\n%s", fn, out)
 		}

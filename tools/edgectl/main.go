@@ -13,11 +13,13 @@
 //	mappings load FILE.toml  load point mappings and alarm limits [-replace]
 //	status [CHANNEL...]      show channel link state and counters [-all] [-json] [-sort]
 //	monitor                  one line per interval: Redis memory, clients, ops/s, keys, comsrv stats
-//	send MODEL CONTROL VALUE queue a control command and print its id [-ttl]
+//	send MODEL CONTROL VALUE queue a control command, print its id and wait for its outcome [-ttl] [-wait] [-no-wait]
+//	reload                   ask comsrv to reload its channel and template files, and print its answer [-wait]
 //
 // The Redis URL defaults to $VOLTEDGE_REDIS, else redis://127.0.0.1:6379.
 // Errors are printed to standard error and exit with status 1; usage errors
-// exit with status 2.
+// exit with status 2. A control outcome other than ok, and a refused reload,
+// are printed to standard output and exit with status 1.
 package main
 
 import (
@@ -83,7 +85,8 @@ func commands() []command {
 		{"mappings", "load point mappings and alarm limits from a TOML file", runMappings},
 		{"status", "show channel link state and counters", runStatus},
 		{"monitor", "print Redis and comsrv figures at an interval", runMonitor},
-		{"send", "queue a control command", runSend},
+		{"send", "queue a control command and wait for its outcome", runSend},
+		{"reload", "ask comsrv to reload its channel and template files", runReload},
 	}
 }
 
@@ -166,6 +169,8 @@ func (a *app) exit(name string, err error) int {
 		return exitOK
 	case errors.Is(err, errUsagePrinted):
 		return exitUsage
+	case errors.Is(err, errReported):
+		return exitError
 	case errors.As(err, &ue):
 		fmt.Fprintf(a.stderr, "edgectl %s: %s\n", ue.cmd, ue.msg)
 		ue.fs.Usage()
@@ -181,6 +186,10 @@ func (a *app) exit(name string, err error) int {
 
 // errUsagePrinted reports a flag error the flag package has already printed with the usage.
 var errUsagePrinted = errors.New("usage error")
+
+// errReported is a failure the command has already printed as its result
+// (a control outcome other than ok, a refused reload): exit 1, print nothing more.
+var errReported = errors.New("failure reported")
 
 // namedError is the failure of a nested command, e.g. "lua load".
 type namedError struct {

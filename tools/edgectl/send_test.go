@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redistest"
 )
@@ -15,10 +19,10 @@ func TestSend(t *testing.T) {
 	redistest.Do(t, c, "HSET", keys.MappingReverse, keys.PointRef("power_meter", "setpoint"), keys.PointRef("1001", "40001"))
 
 	// The library is not loaded: the caller loads it on "function not found".
-	if out := mustCLI(t, srv.URL(), "send", "power_meter", "setpoint", "-12.5", "-ttl", "5s"); out != "1\n" {
+	if out := mustCLI(t, srv.URL(), "send", "power_meter", "setpoint", "-12.5", "-ttl", "5s", "-no-wait"); out != "1\n" {
 		t.Errorf("first send printed %q", out)
 	}
-	if out := mustCLI(t, srv.URL(), "send", "-ttl=2s", "power_meter", "setpoint", "3"); out != "2\n" {
+	if out := mustCLI(t, srv.URL(), "send", "-ttl=2s", "-no-wait", "power_meter", "setpoint", "3"); out != "2\n" {
 		t.Errorf("second send printed %q", out)
 	}
 	queue, err := redistest.Do(t, c, "LRANGE", keys.CommandQueue("1001"), "0", "-1").AsStrSlice()
@@ -50,6 +54,85 @@ func TestSend(t *testing.T) {
 		out, errOut, code := cli(t, srv.URL(), tc.args...)
 		if code != 1 || out != "" || !strings.HasPrefix(errOut, "edgectl send: "+tc.msg) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", tc.args, code, out, errOut)
+		}
+	}
+}
+
+// scripted is a link that answers each command with the outcome its value selects.
+type scripted struct {
+	r        control.Reporter
+	outcomes map[string]control.Outcome // by value; a value not listed gets no answer
+}
+
+func (s *scripted) Deliver(c *control.Command) bool {
+	if o, ok := s.outcomes[c.Value]; ok {
+		s.r.Report(c, o)
+	}
+	return true
+}
+
+// TestSendWaitsForOutcome runs a real dispatcher as comsrv would and checks
+// what edgectl prints for each outcome.
+func TestSendWaitsForOutcome(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	redistest.Do(t, c, "HSET", keys.MappingReverse,
+		keys.PointRef("power_meter", "setpoint"), keys.PointRef("1001", "40001"),
+		keys.PointRef("far_meter", "setpoint"), keys.PointRef("9", "40001"))
+	d := control.NewDispatcher(c, control.Options{StartupGrace: -1, SweepInterval: 50 * time.Millisecond},
+		slog.New(slog.DiscardHandler))
+	d.Attach("1001", &scripted{r: d, outcomes: map[string]control.Outcome{
+		"1": {Status: control.OK},
+		"2": {Status: control.Exception, Code: 2, Message: "illegal data address"},
+		"3": {Status: control.Timeout},
+		"4": {Status: control.Failed, Message: "link closed\nwhile writing"},
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for _, tc := range []struct {
+		args []string
+		out  string // after "<id> "
+		code int
+		err  string
+	}{
+		{[]string{"power_meter", "setpoint", "1"}, "ok", 0, ""},
+		{[]string{"power_meter", "setpoint", "2", "-ttl", "10s"}, "exception 2 (illegal data address)", 1, ""},
+		{[]string{"power_meter", "setpoint", "3"}, "timeout", 1, ""},
+		{[]string{"power_meter", "setpoint", "4"}, "failed (link closed while writing)", 1, ""},
+		{[]string{"far_meter", "setpoint", "1"}, "offline (" + control.MsgOffline + ")", 1, ""},
+		{[]string{"power_meter", "setpoint", "5", "-wait", "300ms"}, "", 1, "edgectl send: no outcome for command 6 within 300ms (is comsrv running?)\n"},
+	} {
+		out, errOut, code := cli(t, srv.URL(), append([]string{"send"}, tc.args...)...)
+		id, rest, _ := strings.Cut(out, "\n")
+		want := ""
+		if tc.out != "" {
+			want = id + " " + tc.out + "\n"
+		}
+		if code != tc.code || rest != want || errOut != tc.err {
+			t.Errorf("send %v: exit %d, stdout %q, stderr %q; want exit %d, %q after the id, stderr %q",
+				tc.args, code, out, errOut, tc.code, want, tc.err)
+		}
+	}
+}
+
+func TestOutcomeLine(t *testing.T) {
+	for _, tc := range []struct {
+		res  map[string]string
+		want string
+	}{
+		{map[string]string{"status": "ok", "code": "0"}, "7 ok"},
+		{map[string]string{"status": "exception", "code": "3", "message": "illegal data value"}, "7 exception 3 (illegal data value)"},
+		{map[string]string{"status": "timeout", "code": "0", "message": ""}, "7 timeout"},
+		{map[string]string{"status": "expired", "code": "0", "message": "too late"}, "7 expired (too late)"},
+	} {
+		if got := outcomeLine("7", tc.res); got != tc.want {
+			t.Errorf("outcomeLine(%v) = %q, want %q", tc.res, got, tc.want)
 		}
 	}
 }
