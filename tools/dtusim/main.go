@@ -1,15 +1,22 @@
 // Command dtusim simulates a fleet of DTUs for comsrv: each device dials the
-// DTU server, sends its registration id and heartbeats, and answers Modbus
-// RTU requests from a register map as a transparent DTU with RS-485 slaves
-// behind it would.
+// DTU server, sends its registration id and heartbeats, and speaks one of
+// comsrv's DTU profiles (-profile): transparent (the default) answers Modbus
+// RTU requests from a register map as a DTU with RS-485 slaves behind it
+// would; line sends its id line as heartbeat, logs the lines it receives and
+// may send data lines; tlv registers with a 4-byte id and exchanges
+// [type][len][payload] frames, Modbus RTU inside type 0x04.
 //
 // Usage:
 //
 //	dtusim -addr 127.0.0.1:22334 -n 10000 -ramp 1000
+//	dtusim -profile line -addr 127.0.0.1:22335 -prefix DEV -width 3 -start 1 -data temp=21.5
+//	dtusim -profile tlv -addr 127.0.0.1:22336 -start 70001 -data-hex 0102
 //
 // With the defaults, devices register as DTU1001, DTU1002, ... followed by
 // "\n", send "www.usr.cn" every 30s and serve the built-in register map
-// (print it with -print-map; load another with -map FILE).
+// (print it with -print-map; load another with -map FILE). Line devices send
+// their id line every 500ms. Tlv device i registers with the id -start + i
+// and sends a heartbeat frame every 30s.
 package main
 
 import (
@@ -50,7 +57,7 @@ func run(args []string) error {
 		terminator   = fs.String("terminator", `\n`, `registration terminator: \n, \r\n, any Go escape, hex:0d0a, or "none" for fixed-length ids`)
 		heartbeat    = fs.String("heartbeat", "www.usr.cn", "heartbeat text (empty: no heartbeat)")
 		heartbeatHex = fs.String("heartbeat-hex", "", "heartbeat as hex; overrides -heartbeat")
-		hbInterval   = fs.Duration("heartbeat-interval", 30*time.Second, "heartbeat interval")
+		hbInterval   = fs.Duration("heartbeat-interval", 30*time.Second, "heartbeat interval (line profile: 500ms unless set; 0: no heartbeats)")
 		mapFile      = fs.String("map", "", "register map TOML file (default: the built-in map)")
 		printMap     = fs.Bool("print-map", false, "print the built-in register map and exit")
 		slaves       = fs.String("slaves", "", "comma-separated slave ids (default: the map's, else 1)")
@@ -62,16 +69,38 @@ func run(args []string) error {
 		delay        = fs.Duration("delay", 0, "response delay of the slaves")
 		dropEvery    = fs.Int("drop-every", 0, "leave every Nth request unanswered (0: never)")
 		corruptEvery = fs.Int("corrupt-every", 0, "send every Nth response with a bad CRC (0: never)")
-		glue         = fs.Bool("glue", false, "send a heartbeat in the same write as every response (alternately before and after)")
-		split        = fs.Bool("split", false, "write responses in 2-3 pieces with short pauses")
+		glue         = fs.Bool("glue", false, "send a heartbeat (tlv: a heartbeat frame) in the same write as every response, alternately before and after")
+		split        = fs.Bool("split", false, "write responses, data lines and data frames in 2-3 pieces with short pauses")
 		duration     = fs.Duration("duration", 0, "run this long (0: until SIGINT or SIGTERM)")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
+		profile      = fs.String("profile", fleet.ProfileTransparent, "DTU profile: transparent, line or tlv")
+		dataInterval = fs.Duration("data-interval", fleet.DefaultDataInterval, "interval of data lines (line) or data frames (tlv)")
+		ackTimeout   = fs.Duration("ack-timeout", fleet.DefaultAckTimeout, "tlv: how long to wait for the registration ack")
+		maxLine      = fs.Int("max-line", fleet.DefaultMaxLineLength, "line: longest received line kept, in bytes")
+		data         [][]byte
 	)
+	fs.Func("data", "line: a data line; tlv: a data frame payload as text. Repeat for several, sent in turn", func(s string) error {
+		data = append(data, []byte(s))
+		return nil
+	})
+	fs.Func("data-hex", "tlv: a data frame payload as hex. Repeat for several", func(s string) error {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			return err
+		}
+		data = append(data, b)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := checkProfileFlags(*profile, set); err != nil {
+		return err
 	}
 	if *printMap {
 		fmt.Print(fleet.DefaultMapTOML)
@@ -88,10 +117,26 @@ func run(args []string) error {
 		Ramp: *ramp, BackoffMin: *backoffMin, BackoffMax: *backoffMax,
 		PerDeviceMap: *perDevice, Stats: new(fleet.Stats), Logger: log,
 		Device: fleet.DeviceConfig{
-			Addr: *addr, HeartbeatInterval: *hbInterval, ResponseDelay: *delay,
+			Addr: *addr, Profile: *profile, HeartbeatInterval: *hbInterval, ResponseDelay: *delay,
 			DropEvery: *dropEvery, CorruptEvery: *corruptEvery, GlueHeartbeat: *glue, SplitWrites: *split,
+			DataInterval: *dataInterval, AckTimeout: *ackTimeout, MaxLineLength: *maxLine,
 		},
 	}
+	if *maxLine < 1 {
+		return fmt.Errorf("-max-line %d: at least 1", *maxLine)
+	}
+	switch *profile {
+	case fleet.ProfileLine:
+		if !set["heartbeat-interval"] {
+			cfg.Device.HeartbeatInterval = fleet.DefaultLineHeartbeat
+		}
+		for _, d := range data {
+			cfg.Device.DataLines = append(cfg.Device.DataLines, string(d))
+		}
+	case fleet.ProfileTLV:
+		cfg.Device.DataFrames = data
+	}
+	cfg.Device.NoHeartbeat = cfg.Device.HeartbeatInterval == 0
 	var err error
 	if cfg.Terminator, cfg.Fixed, err = parseTerminator(*terminator); err != nil {
 		return fmt.Errorf("-terminator: %w", err)
@@ -101,6 +146,9 @@ func run(args []string) error {
 		if cfg.Device.Heartbeat, err = hex.DecodeString(*heartbeatHex); err != nil {
 			return fmt.Errorf("-heartbeat-hex: %w", err)
 		}
+	}
+	if *profile != fleet.ProfileTransparent {
+		cfg.Device.Heartbeat = nil // line and tlv devices have their own heartbeat packets
 	}
 	if *mapFile != "" {
 		if cfg.Device.Map, err = fleet.LoadMap(*mapFile); err != nil {
@@ -124,9 +172,9 @@ func run(args []string) error {
 		defer cancel()
 	}
 
-	log.Info("dtusim starting", "addr", *addr, "devices", *n,
-		"first_id", string(cfg.Registration(0)), "slaves", fmt.Sprint(cfg.Device.Slaves),
-		"heartbeat", string(cfg.Device.Heartbeat), "heartbeat_interval", *hbInterval, "ramp", *ramp)
+	log.Info("dtusim starting", "addr", *addr, "profile", *profile, "devices", *n,
+		"first_id", cfg.DeviceName(0), "slaves", fmt.Sprint(cfg.Device.Slaves),
+		"heartbeat", string(cfg.Device.Heartbeat), "heartbeat_interval", cfg.Device.HeartbeatInterval, "ramp", *ramp)
 	statsDone := make(chan struct{})
 	go func() {
 		defer close(statsDone)
@@ -137,6 +185,28 @@ func run(args []string) error {
 	}
 	<-statsDone
 	log.Info("dtusim stopped", attrsAny(cfg.Stats.Snapshot().Attrs())...)
+	return nil
+}
+
+// checkProfileFlags rejects an unknown profile and flags set that it does not use.
+func checkProfileFlags(profile string, set map[string]bool) error {
+	var unused []string
+	switch profile {
+	case fleet.ProfileTransparent:
+		unused = []string{"data", "data-hex", "data-interval", "ack-timeout", "max-line"}
+	case fleet.ProfileLine:
+		unused = []string{"heartbeat", "heartbeat-hex", "glue", "delay", "drop-every", "corrupt-every",
+			"slaves", "map", "per-device-map", "data-hex", "ack-timeout"}
+	case fleet.ProfileTLV:
+		unused = []string{"prefix", "width", "terminator", "heartbeat", "heartbeat-hex", "max-line"}
+	default:
+		return fmt.Errorf("-profile %q: transparent, line or tlv", profile)
+	}
+	for _, name := range unused {
+		if set[name] {
+			return fmt.Errorf("-%s is not used by the %s profile", name, profile)
+		}
+	}
 	return nil
 }
 

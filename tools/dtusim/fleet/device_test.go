@@ -38,11 +38,23 @@ func listen(t *testing.T) net.Listener {
 // startDevice runs a device against a new listener and returns the accepted link.
 func startDevice(t *testing.T, cfg DeviceConfig, st *Stats) *master {
 	t.Helper()
-	ln := listen(t)
-	cfg.Addr = ln.Addr().String()
 	if cfg.ID == nil {
 		cfg.ID = []byte("DTU1001\n")
 	}
+	m := &master{t: t, conn: acceptDevice(t, cfg, st), hb: cfg.Heartbeat}
+	got := m.readN(len(cfg.ID))
+	if !bytes.Equal(got, cfg.ID) {
+		t.Fatalf("registration %q, want %q", got, cfg.ID)
+	}
+	return m
+}
+
+// acceptDevice runs a device against a new listener and returns the
+// accepted connection; the device is stopped when the test ends.
+func acceptDevice(t *testing.T, cfg DeviceConfig, st *Stats) net.Conn {
+	t.Helper()
+	ln := listen(t)
+	cfg.Addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- RunDevice(ctx, cfg, st) }()
@@ -64,16 +76,11 @@ func startDevice(t *testing.T, cfg DeviceConfig, st *Stats) *master {
 	if err := ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := ln.Accept()
-	if err != nil {
+	var err error
+	if conn, err = ln.Accept(); err != nil {
 		t.Fatal(err)
 	}
-	m := &master{t: t, conn: conn, hb: cfg.Heartbeat}
-	got := m.readN(len(cfg.ID))
-	if !bytes.Equal(got, cfg.ID) {
-		t.Fatalf("registration %q, want %q", got, cfg.ID)
-	}
-	return m
+	return conn
 }
 
 // readN reads exactly n bytes.
@@ -390,6 +397,13 @@ func TestDeviceConfigErrors(t *testing.T) {
 		{Addr: "x:1", ID: []byte("a")},
 		{Addr: "x:1", ID: []byte("a"), Map: testMap(), Slaves: []uint8{0}},
 		{Addr: "x:1", ID: []byte("a"), Map: testMap(), DropEvery: -1},
+		{Addr: "x:1", ID: []byte("a"), Map: testMap(), Profile: "modbus"},
+		{Addr: "x:1", Profile: ProfileLine},
+		{Addr: "x:1", ID: []byte("a\n"), Profile: ProfileLine, DataLines: []string{"a\nb"}},
+		{Addr: "x:1", ID: []byte("a\n"), Profile: ProfileLine, MaxLineLength: -1},
+		{Addr: "x:1", Profile: ProfileTLV},
+		{Addr: "x:1", Profile: ProfileTLV, Map: testMap(), DataFrames: [][]byte{make([]byte, 256)}},
+		{Addr: "x:1", Profile: ProfileTLV, Map: testMap(), AckTimeout: -1},
 	} {
 		if err := RunDevice(context.Background(), cfg, nil); err == nil {
 			t.Errorf("%+v: no error", cfg)

@@ -2,9 +2,11 @@ package fleet
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"testing"
@@ -212,7 +214,18 @@ func TestFleetConfig(t *testing.T) {
 		t.Fatalf("IDFunc registration % X", got)
 	}
 
+	maxID := uint32(math.MaxUint32)
+	c = FleetConfig{Prefix: "DTU", Start: 70000, Device: DeviceConfig{Profile: ProfileTLV}}
+	if got := c.Registration(1); !bytes.Equal(got, []byte{0, 1, 0x11, 0x71}) || c.DeviceName(1) != "70001" {
+		t.Fatalf("tlv registration % X, name %q", got, c.DeviceName(1))
+	}
+
 	for name, bad := range map[string]FleetConfig{
+		"unknown profile":      {N: 1, Device: DeviceConfig{Addr: "x:1", Profile: "x"}},
+		"tlv id past 32 bits":  {N: 2, Start: int(maxID), Device: DeviceConfig{Addr: "x:1", Profile: ProfileTLV}},
+		"fixed line ids":       {N: 1, Fixed: true, Device: DeviceConfig{Addr: "x:1", Profile: ProfileLine}},
+		"line terminator":      {N: 1, Terminator: []byte(";"), Device: DeviceConfig{Addr: "x:1", Profile: ProfileLine}},
+		"line break in prefix": {N: 1, Prefix: "a\rb", Device: DeviceConfig{Addr: "x:1", Profile: ProfileLine}},
 		"fixed lengths differ": {N: 20, Prefix: "D", Start: 1, Fixed: true, Device: DeviceConfig{Addr: "x:1"}},
 		"negative N":           {N: -1, Device: DeviceConfig{Addr: "x:1"}},
 		"no address":           {N: 1},

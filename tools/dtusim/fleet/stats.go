@@ -21,7 +21,16 @@ type Stats struct {
 	GarbageBytes atomic.Int64 // received bytes skipped while resynchronizing
 	BytesIn      atomic.Int64
 	BytesOut     atomic.Int64
-	lastErr      atomic.Pointer[string]
+
+	DataSent         atomic.Int64 // data lines (line profile) and data frames (tlv) sent
+	LinesIn          atomic.Int64 // lines received by line devices
+	LinesTruncated   atomic.Int64 // received lines longer than MaxLineLength, cut
+	RegistrationAcks atomic.Int64 // tlv registration acks received
+	HeartbeatAcks    atomic.Int64 // tlv heartbeat frames received
+	DataAcks         atomic.Int64 // tlv data frames received
+	BadFrames        atomic.Int64 // tlv frames of unknown type or without a valid request inside
+
+	lastErr atomic.Pointer[string]
 }
 
 // StatsSnapshot is a copy of Stats at one moment.
@@ -29,6 +38,9 @@ type StatsSnapshot struct {
 	Connected, Connects, Reconnects, DialErrors         int64
 	Requests, Responses, Exceptions, Dropped, Corrupted int64
 	Heartbeats, GarbageBytes, BytesIn, BytesOut         int64
+	DataSent, LinesIn, LinesTruncated                   int64
+	RegistrationAcks, HeartbeatAcks, DataAcks           int64
+	BadFrames                                           int64
 	LastError                                           string
 }
 
@@ -46,6 +58,9 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		Exceptions: s.Exceptions.Load(), Dropped: s.Dropped.Load(), Corrupted: s.Corrupted.Load(),
 		Heartbeats: s.Heartbeats.Load(), GarbageBytes: s.GarbageBytes.Load(),
 		BytesIn: s.BytesIn.Load(), BytesOut: s.BytesOut.Load(),
+		DataSent: s.DataSent.Load(), LinesIn: s.LinesIn.Load(), LinesTruncated: s.LinesTruncated.Load(),
+		RegistrationAcks: s.RegistrationAcks.Load(), HeartbeatAcks: s.HeartbeatAcks.Load(),
+		DataAcks: s.DataAcks.Load(), BadFrames: s.BadFrames.Load(),
 	}
 	if p := s.lastErr.Load(); p != nil {
 		snap.LastError = *p
@@ -53,7 +68,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	return snap
 }
 
-// Attrs renders the snapshot as log attributes.
+// Attrs renders the snapshot as log attributes. The counters of the line
+// and tlv profiles appear only when they are not zero.
 func (s StatsSnapshot) Attrs() []slog.Attr {
 	attrs := []slog.Attr{
 		slog.Int64("connected", s.Connected), slog.Int64("connects", s.Connects),
@@ -63,6 +79,18 @@ func (s StatsSnapshot) Attrs() []slog.Attr {
 		slog.Int64("corrupted", s.Corrupted), slog.Int64("heartbeats", s.Heartbeats),
 		slog.Int64("garbage_bytes", s.GarbageBytes), slog.Int64("bytes_in", s.BytesIn),
 		slog.Int64("bytes_out", s.BytesOut),
+	}
+	for _, c := range [...]struct {
+		name string
+		v    int64
+	}{
+		{"data_sent", s.DataSent}, {"lines_in", s.LinesIn}, {"lines_truncated", s.LinesTruncated},
+		{"registration_acks", s.RegistrationAcks}, {"heartbeat_acks", s.HeartbeatAcks},
+		{"data_acks", s.DataAcks}, {"bad_frames", s.BadFrames},
+	} {
+		if c.v != 0 {
+			attrs = append(attrs, slog.Int64(c.name, c.v))
+		}
 	}
 	if s.LastError != "" {
 		attrs = append(attrs, slog.String("last_error", s.LastError))
