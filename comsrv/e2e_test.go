@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -35,6 +36,10 @@ func TestEndToEnd(t *testing.T) {
 	}
 	cfg.RedisURL = rs.URL()
 	cfg.DTU.Listen = freeAddr(t)
+	for i := range cfg.Listeners {
+		cfg.Listeners[i].Listen = freeAddr(t)
+	}
+	cfg.Control.StartupGrace.Duration = 0
 	cfg.Redis.FlushInterval.Duration = 200 * time.Millisecond
 	cfg.DTU.StatusInterval.Duration = 200 * time.Millisecond
 	set, err := mappings.Load("../config/mappings/demo.toml")
@@ -57,12 +62,7 @@ func TestEndToEnd(t *testing.T) {
 		})
 	}()
 
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, log) }()
+	served := startComsrv(ctx, cfg)
 
 	maps := map[string]*fleet.RegisterMap{}
 	for _, id := range []string{"DTU1001", "DTU1002", "DTU1003"} {
@@ -148,15 +148,42 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("alarm events after clear: %v", ev)
 	}
 
-	cancel()
-	select {
-	case err := <-served:
+	// Controls: model control → queue → comsrv → register on the device → outcome.
+	send := func(control, value string) map[string]string {
+		t.Helper()
+		id, err := rc.Do(ctx, rc.B().Fcall().Function("send_control").Numkeys(0).Arg("power_meter", control, value).Build()).ToString()
 		if err != nil {
-			t.Fatalf("serve: %v", err)
+			id2, err2 := rc.Do(ctx, rc.B().Fcall().Function("send_control").Numkeys(0).Arg("power_meter", control, value).Build()).AsInt64()
+			if err2 != nil {
+				t.Fatalf("send_control: %v / %v", err, err2)
+			}
+			id = strconv.FormatInt(id2, 10)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("comsrv did not stop")
+		var res map[string]string
+		eventually(t, "outcome of command "+id, func() bool {
+			res, _ = rc.Do(ctx, rc.B().Hgetall().Key(keys.CommandResult(id)).Build()).AsStrMap()
+			return res["status"] != ""
+		})
+		return res
 	}
+	if res := send("setpoint", "50"); res["status"] != "ok" {
+		t.Fatalf("setpoint outcome %v", res)
+	}
+	if v, _ := maps["DTU1001"].Register(fleet.HoldingRegisters, 2020); v != 500 {
+		t.Fatalf("setpoint register %d, want 500 (50 / scale 0.1)", v)
+	}
+	maps["DTU1001"].SetRegister(fleet.HoldingRegisters, 2021, 0xF0F0)
+	if res := send("switch", "1"); res["status"] != "ok" {
+		t.Fatalf("switch outcome %v", res)
+	}
+	if v, _ := maps["DTU1001"].Register(fleet.HoldingRegisters, 2021); v != 0xF0F1 {
+		t.Fatalf("switch register %#04x, want 0xf0f1 (bit 0 set, others kept)", v)
+	}
+	if res := send("setpoint", "1e9"); res["status"] != "invalid" {
+		t.Fatalf("out-of-range outcome %v", res)
+	}
+
+	stopComsrv(t, cancel, served)
 	if v := hget(keys.ChannelStatus("1001"), "online"); v != "0" {
 		t.Fatalf("after shutdown channel 1001 online = %q, want 0", v)
 	}
@@ -180,4 +207,29 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// startComsrv runs serve in the background; its result arrives on the channel.
+func startComsrv(ctx context.Context, cfg *config.Config) chan error {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, cfg, log) }()
+	return served
+}
+
+// stopComsrv cancels comsrv and waits for serve to return cleanly.
+func stopComsrv(t *testing.T, cancel context.CancelFunc, served chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("comsrv did not stop")
+	}
 }

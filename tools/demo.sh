@@ -2,8 +2,8 @@
 # make demo — runs VoltEdge locally with the demo configuration:
 #   Redis (the one on 127.0.0.1:6379 if it answers, else a private one on
 #   port 6390; redis-server is installed with apt when missing and root),
-#   the Lua library and the demo mappings, comsrv, three simulated DTUs
-#   (DTU1001..DTU1003) and the other services. Ctrl-C stops everything.
+#   the Lua library and the demo mappings, comsrv, simulated DTUs
+#   (DTU1001..DTU1004 transparent, 5001 tlv, DEV001 line) and the other services. Ctrl-C stops everything.
 # DEMO_SECONDS=N stops it after N seconds (used to check the demo unattended).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +53,11 @@ for svc in modsrv alarmsrv netsrv; do
   pids+=($!)
 done
 sleep 1
-"$BIN/dtusim" -n 3 -prefix DTU -start 1001 -heartbeat-interval 10s -stats 0s 2>"$RUN/dtusim.log" &
+"$BIN/dtusim" -n 4 -prefix DTU -start 1001 -heartbeat-interval 10s -per-device-map -stats 0s 2>"$RUN/dtusim.log" &
+pids+=($!)
+"$BIN/dtusim" -profile tlv -addr 127.0.0.1:22336 -n 1 -start 5001 -heartbeat-interval 20s -data "t=21.5" -data-interval 10s -stats 0s 2>"$RUN/dtusim-tlv.log" &
+pids+=($!)
+"$BIN/dtusim" -profile line -addr 127.0.0.1:22335 -n 1 -prefix DEV -start 1 -width 3 -data "temp=21.5" -data-interval 5s -stats 0s 2>"$RUN/dtusim-line.log" &
 pids+=($!)
 sleep 3
 
@@ -65,7 +69,12 @@ Try, in another terminal:
   ${CLI[*]} HGETALL modsrv:power_meter     # model values, mapped by the Lua library
   ${CLI[*]} SUBSCRIBE update:power_meter   # live updates
   ${CLI[*]} XRANGE alarm:events - +        # alarm raise/clear (voltage crosses 250 V)
+  ${CLI[*]} XRANGE comsrv:events - +       # link events (online, offline, replaced, refused)
+  ${CLI[*]} LRANGE comsrv:1001:frames 0 9  # last raw frames of a channel
+  $BIN/edgectl send power_meter setpoint 50 # a control: prints the id, then the outcome
+  ${CLI[*]} PUBLISH result "open,DEV001,valve=1"   # forwarded to the line device
   $BIN/edgectl status                       # channels with counters
+  kill -HUP \$(pgrep -x comsrv)  or  $BIN/edgectl reload   # re-read channels and templates
 Ctrl-C stops the demo.
 
 EOT

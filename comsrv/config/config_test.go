@@ -61,8 +61,19 @@ func TestExampleConfigLoads(t *testing.T) {
 		string(cfg.DTU.Heartbeat.Bytes) != "www.usr.cn" || string(cfg.DTU.Registration.TerminatorBytes) != "\n" {
 		t.Fatalf("dtu: %+v", cfg.DTU)
 	}
-	if len(cfg.ChannelList) != 3 || cfg.ChannelList[0].ID != "1001" || cfg.ChannelList[2].ID != "1003" {
-		t.Fatalf("channels: %+v", cfg.ChannelList)
+	var ids []string
+	for _, ch := range cfg.ChannelList {
+		ids = append(ids, ch.ID)
+	}
+	if strings.Join(ids, " ") != "1001 1002 1003 1004 5001 DEV001" {
+		t.Fatalf("channels: %v", ids)
+	}
+	if l := cfg.AllListeners(); len(l) != 3 || l[1].Profile != ProfileLine || l[1].Heartbeat.Deadline() != time.Second ||
+		l[2].Profile != ProfileTLV || l[2].Heartbeat.Deadline() != 180*time.Second || l[1].Line.ResultChannel != "result" {
+		t.Fatalf("listeners: %+v", l)
+	}
+	if cfg.ChannelList[5].T != nil {
+		t.Fatal("line channel DEV001 has a template")
 	}
 	tpl := cfg.TemplateByID["power_meter"]
 	if tpl == nil || cfg.ChannelList[0].T != tpl {

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"reflect"
 	"regexp"
 
 	"github.com/voltedge/voltedge/internal/conf"
@@ -222,4 +223,28 @@ type ChannelRange struct {
 	Registration string `toml:"registration"`
 	Template     string `toml:"template"`
 	Name         string `toml:"name"`
+}
+
+// SameChannel reports whether two channels would be served identically:
+// every field is equal and their templates have the same content (wherever
+// the template files are). A reload keeps the links of such channels.
+func SameChannel(a, b *Channel) bool {
+	ac, bc := *a, *b
+	ac.T, bc.T = nil, nil
+	if !reflect.DeepEqual(ac, bc) {
+		return false
+	}
+	return sameTemplate(a.T, b.T)
+}
+
+func sameTemplate(a, b *Template) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a == b {
+		return true
+	}
+	ac, bc := *a, *b
+	ac.File, bc.File = "", ""
+	return reflect.DeepEqual(ac, bc)
 }

@@ -430,3 +430,78 @@ func TestReloadKeepsUntouchedLinks(t *testing.T) {
 		t.Fatal("removed channel still accepted")
 	}
 }
+
+const twoSlaveTemplate = `
+[[task]]
+name = "s1"
+slave = 1
+function = 3
+start = 0
+count = 4
+interval = "100ms"
+
+[[task]]
+name = "s2"
+slave = 2
+function = 3
+start = 0
+count = 1
+interval = "100ms"
+
+[[point]]
+id = "1"
+address = 0
+type = "int16"
+scale = 0.1
+
+[[point]]
+id = "20"
+slave = 2
+address = 0
+`
+
+// TestDeadSlaveDoesNotSlowItsNeighbour: slave 2 never answers; after
+// backoff_after timeouts it is skipped for the cool-down and its point is
+// marked stale, while slave 1 on the same link keeps its 100 ms period.
+func TestDeadSlaveDoesNotSlowItsNeighbour(t *testing.T) {
+	b := newBedWith(t, bedOptions{
+		files: map[string]string{
+			"templates/two.toml": twoSlaveTemplate,
+			"channels/two.toml":  "[[channel]]\nid = \"two\"\nregistration = \"TWO\"\ntemplate = \"two\"\n",
+		},
+	})
+	d := dial(t, b.addr, "TWO\n")
+	answer := func(window time.Duration) (s1, s2 int) {
+		end := time.Now().Add(window)
+		for time.Now().Before(end) {
+			r, err := d.request(time.Until(end) + 10*time.Millisecond)
+			if err != nil {
+				break
+			}
+			if r.Slave == 1 {
+				s1++
+				d.send(rtu.AppendResponse(nil, r, regs))
+			} else {
+				s2++
+			}
+		}
+		return s1, s2
+	}
+	// Let slave 2 run out of chances (3 timeouts of 200 ms).
+	waitFor(t, "slave 2 in back-off", func() bool {
+		answer(300 * time.Millisecond)
+		return b.hash(t, keys.ChannelStatus("two"))["unreachable_slaves"] == "2"
+	})
+	s1, s2 := answer(2 * time.Second)
+	t.Logf("in 2 s after the back-off: %d polls of slave 1 (period %v), %d of slave 2", s1, 2*time.Second/time.Duration(max(s1, 1)), s2)
+	if s2 != 0 {
+		t.Fatalf("slave 2 polled %d times during its cool-down", s2)
+	}
+	if s1 < 12 { // nominal 20; generous for a loaded machine
+		t.Fatalf("slave 1 polled %d times in 2 s, want about 20 (100 ms period)", s1)
+	}
+	q := b.hash(t, keys.ChannelQuality("two"))
+	if q["20"] != "stale" || q["1"] != "" {
+		t.Fatalf("quality %v: want point 20 stale and point 1 good", q)
+	}
+}

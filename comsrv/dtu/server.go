@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -129,7 +128,7 @@ func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
 		}
 		if old != nil {
 			// An unchanged channel keeps its object, so that its link stays.
-			if prev := old.byID[ch.ID]; prev != nil && SameChannel(prev, ch) {
+			if prev := old.byID[ch.ID]; prev != nil && config.SameChannel(prev, ch) {
 				ch = prev
 				c.plans[ch] = old.plans[prev]
 				c.byReg[ch.Registration] = ch
@@ -158,24 +157,6 @@ func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
 		c.plans[ch] = p
 	}
 	return c, nil
-}
-
-// SameChannel reports whether two channel definitions, templates included, are equal.
-func SameChannel(a, b *config.Channel) bool {
-	ac, bc := *a, *b
-	ac.T, bc.T = nil, nil
-	if !reflect.DeepEqual(ac, bc) {
-		return false
-	}
-	if (a.T == nil) != (b.T == nil) {
-		return false
-	}
-	if a.T == nil {
-		return true
-	}
-	at, bt := *a.T, *b.T
-	at.File, bt.File = "", ""
-	return reflect.DeepEqual(at, bt)
 }
 
 // Reload replaces the DTU channels with those of list. Links of unchanged

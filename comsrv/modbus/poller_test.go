@@ -400,23 +400,3 @@ interval = "300ms"`, 1)
 		t.Fatalf("Sync after Stop: %v", err)
 	}
 }
-
-func TestSameChannel(t *testing.T) {
-	one := true
-	tpl := &config.Template{Name: "m", File: "/a/m.toml", Tasks: []config.Task{{Name: "t", Count: 1}}}
-	tpl2 := &config.Template{Name: "m", File: "/b/m.toml", Tasks: []config.Task{{Name: "t", Count: 1}}}
-	a := &config.Channel{ID: "1", URL: "tcp://h:502", Template: "m", T: tpl}
-	b := &config.Channel{ID: "1", URL: "tcp://h:502", Template: "m", T: tpl2}
-	if !SameChannel(a, b) {
-		t.Fatal("same content in other files differs")
-	}
-	b.OnePerPoint = &one
-	if SameChannel(a, b) {
-		t.Fatal("one_request_per_point change not seen")
-	}
-	b.OnePerPoint = nil
-	tpl2.Tasks[0].Count = 2
-	if SameChannel(a, b) {
-		t.Fatal("template change not seen")
-	}
-}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"sync"
 
 	"github.com/voltedge/voltedge/comsrv/config"
@@ -82,7 +81,7 @@ func (s *Set) Sync(ctx context.Context, channels []*config.Channel) (added, chan
 		}
 		want[ch.ID] = true
 		old := current[ch.ID]
-		if old != nil && SameChannel(old.ch, ch) {
+		if old != nil && config.SameChannel(old.ch, ch) {
 			continue
 		}
 		if ch.T == nil {
@@ -194,28 +193,4 @@ func (s *Set) Poller(id string) *Poller {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pollers[id]
-}
-
-// SameChannel reports whether two channels would be polled identically:
-// every field is equal and their templates have the same content (wherever
-// the template files are).
-func SameChannel(a, b *config.Channel) bool {
-	ac, bc := *a, *b
-	ac.T, bc.T = nil, nil
-	if !reflect.DeepEqual(ac, bc) {
-		return false
-	}
-	return sameTemplate(a.T, b.T)
-}
-
-func sameTemplate(a, b *config.Template) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	if a == b {
-		return true
-	}
-	ac, bc := *a, *b
-	ac.File, bc.File = "", ""
-	return reflect.DeepEqual(ac, bc)
 }
