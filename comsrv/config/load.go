@@ -182,9 +182,17 @@ func (c *Control) check(pos *conf.Positions, errs *conf.Errors) {
 	num(pos, errs, "control.results_max_len", &c.ResultsMaxLen, 10000, 100, 10000000)
 }
 
+// Frame log defaults: 20 frames per channel cost about 4 KB of Redis memory
+// with two 100-register polls a second (40 MB at 10,000 channels); a flush
+// every 2 s costs two Redis commands per channel per flush.
+const (
+	DefaultFramesKeep  = 20
+	DefaultFramesFlush = 2 * time.Second
+)
+
 func (f *Frames) check(pos *conf.Positions, errs *conf.Errors) {
-	num(pos, errs, "frames.keep", &f.Keep, 100, 0, 10000)
-	dur(pos, errs, "frames.flush", &f.Flush, time.Second, 10*time.Millisecond)
+	num(pos, errs, "frames.keep", &f.Keep, DefaultFramesKeep, 0, 10000)
+	dur(pos, errs, "frames.flush", &f.Flush, DefaultFramesFlush, 10*time.Millisecond)
 }
 
 func (e *Events) check(pos *conf.Positions, errs *conf.Errors) {

@@ -115,8 +115,8 @@ type Control struct {
 
 // Frames configures the per-channel frame log (comsrv:{channel}:frames).
 type Frames struct {
-	Keep  int           `toml:"keep"`  // frames kept per channel, default 100; 0 disables the log (0..10000)
-	Flush conf.Duration `toml:"flush"` // new frames are written at most this often per channel, default 1s
+	Keep  int           `toml:"keep"`  // frames kept per channel, default 20; 0 disables the log (0..10000)
+	Flush conf.Duration `toml:"flush"` // new frames are written at most this often per channel, default 2s
 }
 
 // Events configures the connection event stream (comsrv:events).

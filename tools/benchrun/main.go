@@ -40,6 +40,7 @@ func main() {
 	flag.IntVar(&o.ramp, "ramp", 2000, "simulator connections per second")
 	flag.StringVar(&o.pprof, "pprof", "", "pass -pprof ADDR to comsrv (profiling while the benchmark runs)")
 	flag.StringVar(&o.keep, "workdir", "", "keep configs and logs in this directory (default: a temporary one, removed)")
+	flag.IntVar(&o.frames, "frames", -1, "frames.keep of comsrv (-1: comsrv's default; 0: no frame log)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -49,7 +50,7 @@ func main() {
 
 type options struct {
 	bin, templates, template, keep, pprof string
-	n, ramp                               int
+	n, ramp, frames                       int
 	duration, warmup                      time.Duration
 }
 
@@ -210,6 +211,9 @@ max_connections = %d
 [redis]
 flush_interval = "1s"
 `, redisURL, filepath.Join(dir, "comsrv.log"), filepath.Join(tmplDir, "*.toml"), dtuPort, o.n+100)
+	if o.frames >= 0 {
+		comsrv += fmt.Sprintf("\n[frames]\nkeep = %d\n", o.frames)
+	}
 	channels := fmt.Sprintf(`[[range]]
 first = 1
 last = %d
