@@ -205,6 +205,15 @@ func TestProfilesEndToEnd(t *testing.T) {
 	if r := reply("r1"); !r.OK || r.Added != 1 || r.Changed != 0 || r.Removed != 0 {
 		t.Fatalf("reload reply %+v", r)
 	}
+	// A burst of requests does not wedge the subscriber: a request after it is answered.
+	for i := 0; i < 40; i++ {
+		if err := rc.Do(ctx, rc.B().Publish().Channel(keys.Reload).Message(fmt.Sprintf("burst%d", i)).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := reply("after-burst"); !r.OK || r.Added != 0 {
+		t.Fatalf("reload after a burst: %+v", r)
+	}
 	// A broken file is refused and the running configuration kept.
 	if err := os.WriteFile(chFile, []byte(added+"\n[[channel]]\nid = \"bad id\"\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/dtu"
 	"github.com/voltedge/voltedge/comsrv/modbus"
+	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/internal/keys"
 )
 
@@ -41,21 +42,43 @@ func (r *reloader) run(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go r.listen(ctx)
+	// Requests arrive from the subscription, whose handler must not block
+	// (it runs on the connection's reader): it only queues the id here.
+	requests := make(chan string, maxPendingReloads)
+	go r.listen(ctx, requests)
 	for {
+		var ids []string
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			rep := r.reload(ctx)
-			rep.ID = "SIGHUP"
+			ids = append(ids, "SIGHUP")
+		case id := <-requests:
+			ids = append(ids, id)
+		}
+		// Requests that piled up meanwhile are answered by the same reload.
+	more:
+		for len(ids) < maxPendingReloads {
+			select {
+			case id := <-requests:
+				ids = append(ids, id)
+			default:
+				break more
+			}
+		}
+		rep := r.reload(ctx)
+		for _, id := range ids {
+			rep.ID = id
 			r.publish(ctx, rep)
 		}
 	}
 }
 
-// listen answers reload requests on keys.Reload, resubscribing after errors.
-func (r *reloader) listen(ctx context.Context) {
+// maxPendingReloads bounds the reload requests waiting; more are dropped (and logged).
+const maxPendingReloads = 256
+
+// listen queues reload requests from keys.Reload, resubscribing after errors.
+func (r *reloader) listen(ctx context.Context, requests chan<- string) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := r.client.Receive(ctx, r.client.B().Subscribe().Channel(keys.Reload).Build(), func(m rueidis.PubSubMessage) {
@@ -63,9 +86,11 @@ func (r *reloader) listen(ctx context.Context) {
 			if len(id) > maxReloadID {
 				id = id[:maxReloadID]
 			}
-			rep := r.reload(ctx)
-			rep.ID = id
-			r.publish(ctx, rep)
+			select {
+			case requests <- id:
+			default:
+				r.log.Warn("reload request dropped: too many waiting", "id", id)
+			}
 		})
 		if ctx.Err() != nil {
 			return
@@ -94,6 +119,11 @@ func (r *reloader) reload(ctx context.Context) control.ReloadReply {
 	next, err := config.Load(r.cfg.File)
 	if err != nil {
 		r.log.Error("reload refused: the configuration has errors; the running one is kept", "file", r.cfg.File, "err", err)
+		return control.ReloadReply{OK: false, Message: err.Error()}
+	}
+	// Every plan must compile before anything is applied: a reload is all or nothing.
+	if err := compileAll(next.ChannelList); err != nil {
+		r.log.Error("reload refused; the running configuration is kept", "err", err)
 		return control.ReloadReply{OK: false, Message: err.Error()}
 	}
 	var rep control.ReloadReply
@@ -152,4 +182,15 @@ func restartNeeded(old, next *config.Config) []string {
 	check("[frames]", old.Frames, next.Frames)
 	check("[events]", old.Events, next.Events)
 	return out
+}
+
+// compileAll compiles the plan of every channel.
+func compileAll(list []*config.Channel) error {
+	cache := poll.NewCache()
+	for _, ch := range list {
+		if _, err := cache.For(ch); err != nil {
+			return err
+		}
+	}
+	return nil
 }

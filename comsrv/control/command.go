@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -109,6 +110,9 @@ type Reporter interface {
 type Inbox struct {
 	C    chan *Command
 	wake func()
+
+	mu     sync.Mutex
+	closed bool
 }
 
 // NewInbox makes an inbox of size commands that calls wake (if not nil) after each delivery.
@@ -116,17 +120,32 @@ func NewInbox(size int, wake func()) *Inbox {
 	return &Inbox{C: make(chan *Command, size), wake: wake}
 }
 
-// Deliver implements Target.
+// Deliver implements Target. It refuses commands once the inbox is closed.
 func (in *Inbox) Deliver(c *Command) bool {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return false
+	}
 	select {
 	case in.C <- c:
 	default:
+		in.mu.Unlock()
 		return false
 	}
+	in.mu.Unlock()
 	if in.wake != nil {
 		in.wake()
 	}
 	return true
+}
+
+// Close makes Deliver refuse further commands, so that after Close and
+// Drain no command can be left in the inbox unanswered.
+func (in *Inbox) Close() {
+	in.mu.Lock()
+	in.closed = true
+	in.mu.Unlock()
 }
 
 // Drain reports every command still queued with o (used when a link ends).

@@ -346,7 +346,9 @@ func (l *link) startControl(cmd *control.Command, now time.Time) bool {
 // sendControl sends the current control request.
 func (l *link) sendControl(now time.Time) error {
 	c := l.ctl
-	if c.cmd.Expired(now) && !c.resend {
+	if c.cmd.Expired(now) {
+		// Also before a retry or the write of a read-modify-write: a late
+		// command is never executed.
 		l.endControl(control.Outcome{Status: control.Expired, Message: "deadline passed before the command could be sent"})
 		return nil
 	}
@@ -405,7 +407,9 @@ func (l *link) failed(now time.Time, timeout bool, why string) {
 	req := l.pendingReq()
 	slave := req.Slave
 	if timeout && l.health.Timeout(slave, now) {
-		l.srv.sink.Quality(l.ch.ID, true, l.plan.SlavePoints[slave])
+		if !l.srv.sink.Quality(l.ch.ID, true, l.plan.SlavePoints[slave]) {
+			l.health.SetStale(slave, false) // not written: mark again on the next timeout
+		}
 		l.srv.log.Warn("slave unreachable, backing off", "channel", l.ch.ID, "slave", slave, "cooldown", l.srv.cfg.Modbus.BackoffCooldown.Duration)
 	}
 	l.quietUntil = now.Add(l.srv.cfg.Modbus.FlushDelay.Duration)
@@ -514,8 +518,8 @@ func (l *link) onResponse(frame []byte, now time.Time) {
 
 // answered records that a slave answered; its values are good again if they were stale.
 func (l *link) answered(slave uint8) {
-	if l.health.OK(slave) {
-		l.srv.sink.Quality(l.ch.ID, false, l.plan.SlavePoints[slave])
+	if l.health.OK(slave) && !l.srv.sink.Quality(l.ch.ID, false, l.plan.SlavePoints[slave]) {
+		l.health.SetStale(slave, true) // not written: clear again on the next answer
 	}
 }
 
@@ -575,6 +579,18 @@ func (l *link) forwardLines(now time.Time) error {
 			l.srv.lineOutcome(l.lst, l.regID, lineForwarded, "")
 		default:
 			return nil
+		}
+	}
+}
+
+// dropLines answers the lines still waiting for a link that ended.
+func (l *link) dropLines(reason string) {
+	for {
+		select {
+		case <-l.outbox:
+			l.srv.lineOutcome(l.lst, l.regID, lineFailed, "link closed: "+reason)
+		default:
+			return
 		}
 	}
 }

@@ -315,7 +315,9 @@ func answerUntil(t *testing.T, d *device, reply func(r rtu.Request) []byte) rtu.
 			r, n, err := rtu.ParseRequest(buf)
 			if err == nil && n > 0 {
 				if rtu.IsWrite(r.Function) {
-					d.send(reply(r))
+					if b := reply(r); b != nil {
+						d.send(b)
+					}
 					return r
 				}
 				d.send(rtu.AppendResponse(nil, r, regs))
@@ -375,8 +377,20 @@ func TestControls(t *testing.T) {
 		t.Fatalf("unanswered write: %+v", o)
 	}
 
-	// A command still queued when the link goes is answered offline.
-	d.c.Close()
+	// The link goes while command 7 is in flight and command 8 waits behind
+	// it: 7 is answered failed, 8 offline, and the link no longer takes commands.
+	rec.deliver(t, command("7", "c1", "2", "8", 10*time.Second))
+	answerUntil(t, d, func(rtu.Request) []byte {
+		rec.deliver(t, command("8", "c1", "2", "9", 10*time.Second))
+		d.c.Close()
+		return nil
+	})
+	if o := rec.outcome(t, "7"); o.Status != control.Failed || !strings.Contains(o.Message, "in flight") {
+		t.Fatalf("in-flight command: %+v", o)
+	}
+	if o := rec.outcome(t, "8"); o.Status != control.Offline {
+		t.Fatalf("queued command: %+v", o)
+	}
 	waitFor(t, "offline", func() bool { return b.hash(t, keys.ChannelStatus("c1"))["online"] == "0" })
 	rec.mu.Lock()
 	_, attached := rec.targets["c1"]
@@ -497,7 +511,7 @@ func TestDeadSlaveDoesNotSlowItsNeighbour(t *testing.T) {
 	if s2 != 0 {
 		t.Fatalf("slave 2 polled %d times during its cool-down", s2)
 	}
-	if s1 < 12 { // nominal 20; generous for a loaded machine
+	if s1 < 5 { // nominal 20; the period is recorded in BENCHMARKS.md, this only catches a stalled slave
 		t.Fatalf("slave 1 polled %d times in 2 s, want about 20 (100 ms period)", s1)
 	}
 	q := b.hash(t, keys.ChannelQuality("two"))

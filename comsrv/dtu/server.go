@@ -106,14 +106,6 @@ func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger, opts ...Option) (*
 	return s, nil
 }
 
-// planCache shares compiled plans between channels of the same template and switch.
-type planCache map[planKey]*poll.Plan
-
-type planKey struct {
-	t           *config.Template
-	onePerPoint bool
-}
-
 // newCatalog indexes the DTU channels of list (those without a URL) and compiles their plans.
 func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
 	c := &catalog{
@@ -121,7 +113,7 @@ func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
 		byID:  make(map[string]*config.Channel, len(list)),
 		plans: make(map[*config.Channel]*poll.Plan, len(list)),
 	}
-	cache := planCache{}
+	cache := poll.NewCache()
 	for _, ch := range list {
 		if ch.URL != "" {
 			continue
@@ -138,23 +130,13 @@ func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
 		}
 		c.byReg[ch.Registration] = ch
 		c.byID[ch.ID] = ch
-		if ch.T == nil {
-			continue
+		p, err := cache.For(ch)
+		if err != nil {
+			return nil, err
 		}
-		one := ch.T.Plan.OnePerPoint
-		if ch.OnePerPoint != nil {
-			one = *ch.OnePerPoint
+		if p != nil {
+			c.plans[ch] = p
 		}
-		k := planKey{ch.T, one}
-		p := cache[k]
-		if p == nil {
-			var err error
-			if p, err = poll.CompileFor(ch.T, one); err != nil {
-				return nil, fmt.Errorf("compile template %s for channel %s: %w", ch.T.Name, ch.ID, err)
-			}
-			cache[k] = p
-		}
-		c.plans[ch] = p
 	}
 	return c, nil
 }
@@ -463,10 +445,16 @@ func (s *Server) detach(l *link, reason string) {
 		delete(s.links, l.ch.ID)
 	}
 	s.mu.Unlock()
+	l.inbox.Close()
+	if l.ctl != nil {
+		l.report(l.ctl.cmd, control.Outcome{Status: control.Failed, Message: "link closed while the command was in flight: " + reason})
+		l.ctl = nil
+	}
 	if s.ctl != nil {
 		s.ctl.Detach(l.ch.ID, l.inbox)
 		l.inbox.Drain(s.ctl, control.Outcome{Status: control.Offline, Message: "link closed: " + reason})
 	}
+	l.dropLines(reason)
 	if mine {
 		now := time.Now()
 		l.writeStatus(now, false, reason)

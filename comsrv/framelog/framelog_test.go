@@ -52,3 +52,13 @@ func TestDisabledLogIsNil(t *testing.T) {
 		t.Fatal("keep 0 must give a no-op nil log")
 	}
 }
+
+func BenchmarkAdd(b *testing.B) {
+	l := New(20, time.Second)
+	frame := make([]byte, 205)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Add(now, RX, "rtu", frame)
+	}
+}

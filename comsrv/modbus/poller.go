@@ -59,6 +59,7 @@ type counters struct {
 	pollsOK, timeouts, crcErrors, exceptions, mismatches uint64
 	bytesIn, bytesOut, decodeErrors, dropped             uint64
 	connects, connectFailures                            uint64
+	controls, controlsFailed                             uint64
 }
 
 // Poller polls one Modbus channel. Create it with New, run it with Run.
@@ -346,7 +347,7 @@ func (p *Poller) idle(ctx context.Context, d time.Duration) bool {
 		if c == nil {
 			return true
 		}
-		p.rep.Report(c, control.Outcome{Status: control.Offline, Message: "channel " + p.ch.ID + " is not connected: " + p.lastReason})
+		p.report(c, control.Outcome{Status: control.Offline, Message: "channel " + p.ch.ID + " is not connected: " + p.lastReason})
 	}
 }
 
@@ -605,7 +606,9 @@ func (p *Poller) quality(slave uint8, stale bool) {
 	if !stale {
 		p.allStale = false
 	}
-	p.sink.Quality(p.ch.ID, stale, p.plan.SlavePoints[slave])
+	if !p.sink.Quality(p.ch.ID, stale, p.plan.SlavePoints[slave]) {
+		p.health.SetStale(slave, !stale) // not written: report the change again next time
+	}
 }
 
 // markAllStale marks every point stale, unless they already are.
@@ -724,12 +727,12 @@ func (p *Poller) addFrame(dir string) {
 // a reason when the connection was lost meanwhile.
 func (p *Poller) command(c *control.Command) string {
 	if c.Expired(time.Now()) {
-		p.rep.Report(c, control.Outcome{Status: control.Expired, Message: "deadline passed before the command could be sent"})
+		p.report(c, control.Outcome{Status: control.Expired, Message: "deadline passed before the command could be sent"})
 		return ""
 	}
 	w, err := p.plan.Write(c.Point, c.Value)
 	if err != nil {
-		p.rep.Report(c, control.Outcome{Status: control.Invalid, Message: err.Error()})
+		p.report(c, control.Outcome{Status: control.Invalid, Message: err.Error()})
 		return ""
 	}
 	req := w.Req
@@ -737,18 +740,22 @@ func (p *Poller) command(c *control.Command) string {
 		payload, res, code, err := p.read(&req)
 		if res != resOK {
 			o, lost := p.outcome(req.Slave, res, code, err)
-			p.rep.Report(c, o)
+			p.report(c, o)
 			return lost
 		}
 		p.answered(req.Slave)
 		if req, err = w.Complete(payload); err != nil {
-			p.rep.Report(c, control.Outcome{Status: control.Failed, Message: "read-modify-write: " + err.Error()})
+			p.report(c, control.Outcome{Status: control.Failed, Message: "read-modify-write: " + err.Error()})
+			return ""
+		}
+		if c.Expired(time.Now()) { // the read took the rest of its time: never write late
+			p.report(c, control.Outcome{Status: control.Expired, Message: "deadline passed before the write could be sent"})
 			return ""
 		}
 	}
 	res, code, err := p.write(&req)
 	o, lost := p.outcome(req.Slave, res, code, err)
-	p.rep.Report(c, o)
+	p.report(c, o)
 	if o.Status != control.OK {
 		p.log.Info("modbus control failed", "command", c.ID, "point", c.Point, "value", c.Value, "status", o.Status, "message", o.Message)
 	}
@@ -796,6 +803,8 @@ func (p *Poller) writeStatus(now time.Time, online bool, reason string) {
 	}
 	b := p.sink.B().Hset().Key(keys.ChannelStatus(p.ch.ID)).FieldValue().
 		FieldValue("online", on).
+		FieldValue("listener", Listener).
+		FieldValue("profile", Listener).
 		FieldValue("remote", p.ch.URL).
 		FieldValue("template", p.ch.Template).
 		FieldValue("connected_at", ms(p.connectedAt)).
@@ -811,11 +820,23 @@ func (p *Poller) writeStatus(now time.Time, online bool, reason string) {
 		FieldValue("connects", u(st.connects)).
 		FieldValue("connect_failures", u(st.connectFailures)).
 		FieldValue("unreachable_slaves", slaveList(p.health.Unreachable(now))).
+		FieldValue("controls_ok", u(st.controls)).
+		FieldValue("controls_failed", u(st.controlsFailed)).
 		FieldValue("updated_at", ms(now))
 	if !online {
 		b = b.FieldValue("disconnected_at", ms(now)).FieldValue("disconnect_reason", reason)
 	}
 	p.sink.Do(b.Build())
+}
+
+// report records a command's outcome and counts it.
+func (p *Poller) report(c *control.Command, o control.Outcome) {
+	if o.Status == control.OK {
+		p.st.controls++
+	} else {
+		p.st.controlsFailed++
+	}
+	p.rep.Report(c, o)
 }
 
 func slaveList(ids []uint8) string {

