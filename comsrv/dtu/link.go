@@ -34,6 +34,9 @@ const (
 	outboxSize = 16 // lines waiting to be forwarded to a line device
 )
 
+// reasonReloaded is the disconnect reason of a link whose channel a reload changed or removed.
+const reasonReloaded = "channel changed by reload"
+
 // pendingControl in link.pending means a control request is in flight.
 const pendingControl = -2
 
@@ -220,7 +223,7 @@ func (l *link) run(ctx context.Context) string {
 			case l.replaced.Load():
 				return "replaced"
 			case l.reloaded.Load():
-				return "channel changed by reload"
+				return reasonReloaded
 			case ctx.Err() != nil:
 				return "shutdown"
 			case errors.Is(err, io.EOF):

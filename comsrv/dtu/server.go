@@ -327,6 +327,13 @@ func (s *Server) handle(ctx context.Context, l *listener, c net.Conn) {
 	lk.regFrame = regBytes
 	lk.st = s.attach(lk)
 	reason := lk.run(ctx)
+	// The socket closed under the link shows first as whatever call failed.
+	switch {
+	case lk.replaced.Load():
+		reason = "replaced"
+	case lk.reloaded.Load():
+		reason = reasonReloaded
+	}
 	s.detach(lk, reason)
 }
 
