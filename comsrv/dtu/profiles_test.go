@@ -519,3 +519,35 @@ func TestDeadSlaveDoesNotSlowItsNeighbour(t *testing.T) {
 		t.Fatalf("quality %v: want point 20 stale and point 1 good", q)
 	}
 }
+
+// TestDeviceRegistry: a DTU id added to the run-time registry is served
+// without a restart, and its link is closed when it is removed.
+func TestDeviceRegistry(t *testing.T) {
+	b := profileBed(t, newRecorder())
+	ctx := context.Background()
+	if !dial(t, b.addr, "REG77\n").closed(2 * time.Second) {
+		t.Fatal("unregistered id was accepted")
+	}
+	hset := b.rc.B().Hset().Key(keys.DeviceRegistry).FieldValue().FieldValue("REG77", "meter").FieldValue("BAD", "no_such_template").Build()
+	if err := b.rc.Do(ctx, hset).Error(); err != nil {
+		t.Fatal(err)
+	}
+	var d *device
+	waitFor(t, "registered device accepted", func() bool {
+		d = dial(t, b.addr, "REG77\n")
+		_, err := d.request(500 * time.Millisecond)
+		return err == nil
+	})
+	r := d.mustRequest()
+	d.send(rtu.AppendResponse(nil, r, regs))
+	waitFor(t, "values of the registered device", func() bool { return b.hash(t, keys.ChannelValues("REG77"))["1"] == "220.5" })
+	if !dial(t, b.addr, "BAD\n").closed(2 * time.Second) {
+		t.Fatal("registry entry with an unknown template was accepted")
+	}
+	if err := b.rc.Do(ctx, b.rc.B().Hdel().Key(keys.DeviceRegistry).Field("REG77").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if !d.closed(5 * time.Second) {
+		t.Fatal("link of a removed device still open")
+	}
+}

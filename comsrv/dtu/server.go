@@ -55,6 +55,7 @@ type Server struct {
 	log       *slog.Logger
 
 	cat    atomic.Pointer[catalog]
+	reg    atomic.Pointer[registry] // devices added at run time; nil until first read
 	conns  atomic.Int64
 	wg     sync.WaitGroup
 	events *budget
@@ -229,6 +230,11 @@ func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
 	}
 	if s.client != nil {
 		s.startLineResults(ctx)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.runRegistry(ctx)
+		}()
 	}
 	accept.Wait()
 	s.wg.Wait()
@@ -386,6 +392,11 @@ func (s *Server) channelFor(l *listener, cat *catalog, id string) (*config.Chann
 	if ch, ok := cat.byReg[id]; ok {
 		return ch, cat.plans[ch]
 	}
+	if reg := s.reg.Load(); reg != nil {
+		if ch, ok := reg.byReg[id]; ok {
+			return ch, reg.plans[ch]
+		}
+	}
 	if l.cfg.UnknownIDs != "provision" || !keys.ValidID(id) {
 		return nil, nil
 	}
@@ -475,6 +486,9 @@ func (s *Server) detach(l *link, reason string) {
 // linkFor returns the active link of the channel registered as id, and whether such a channel exists.
 func (s *Server) linkFor(id string) (*link, bool) {
 	ch := s.cat.Load().byReg[id]
+	if reg := s.reg.Load(); ch == nil && reg != nil {
+		ch = reg.byReg[id]
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ch == nil {

@@ -28,6 +28,10 @@ const (
 	AlarmActive = "alarm:active"
 	// AlarmEvents is the stream of alarm raise and clear events, read by alarmsrv.
 	AlarmEvents = "alarm:events"
+	// AlarmAcks records acknowledged alarms: "{model}:{point_name}" → JSON {user, ts, alarm_ts}.
+	AlarmAcks = "alarm:acks"
+	// DeviceRegistry is the run-time device registry: DTU registration id → template id.
+	DeviceRegistry = "comsrv:devices"
 	// Channels is the set of channel ids comsrv serves.
 	Channels = "comsrv:channels"
 	// ComsrvStats is comsrv's process-wide counters and latency figures.
@@ -145,6 +149,7 @@ func Table() []Entry {
 		{ConnectionEvents, "stream", "comsrv", "link events: event, channel, listener, registration, remote, reason, ts"},
 		{Channels, "set", "comsrv", "channel ids comsrv serves"},
 		{ComsrvStats, "hash", "comsrv", "process-wide counters and sync latency (p50/p99, µs)"},
+		{DeviceRegistry, "hash", "modsrv → comsrv", "DTU registration id → template id, devices added at run time"},
 		{Mapping, "hash", "edgectl, redis-cli", "\"{channel}:{point}\" → \"{model}:{point_name}\""},
 		{MappingReverse, "hash", "edgectl, redis-cli", "\"{model}:{control}\" → \"{channel}:{point}\""},
 		{ModelValues("{model}"), "hash", "Lua", "point name → latest value"},
@@ -156,6 +161,7 @@ func Table() []Entry {
 		{AlarmHysteresis, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → hysteresis for clearing (default 0)"},
 		{AlarmActive, "hash", "Lua", "\"{model}:{point_name}\" → JSON of the active alarm"},
 		{AlarmEvents, "stream", "Lua", "raise and clear events (type, model, point, kind, value, limit, ts)"},
+		{AlarmAcks, "hash", "modsrv", "\"{model}:{point_name}\" → JSON {user, ts, alarm_ts} of the last acknowledgement"},
 		{Command("{channel}"), "hash + pub/sub", "Lua", "point → last control value; publishes \"point:value\""},
 		{CommandQueue("{channel}"), "list", "Lua → comsrv", "durable control queue, JSON {id, channel, point, value, model, control, ts, deadline}"},
 		{CommandPending, "set", "Lua → comsrv", "channel ids with queued commands"},
