@@ -1,7 +1,7 @@
 // Command alarmsrv turns VoltEdge events (device online/offline, alarms, data rules) into webhook calls.
 //
 // This build starts, connects to Redis, makes sure the Lua library is
-// loaded and waits for a stop signal.
+// loaded, serves /metrics on its listen address and waits for a stop signal.
 package main
 
 import (

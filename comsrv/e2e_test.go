@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +38,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	cfg.RedisURL = rs.URL()
 	cfg.DTU.Listen = freeAddr(t)
+	cfg.MetricsListen = freeAddr(t)
 	for i := range cfg.Listeners {
 		cfg.Listeners[i].Listen = freeAddr(t)
 	}
@@ -181,6 +184,19 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if res := send("setpoint", "1e9"); res["status"] != "invalid" {
 		t.Fatalf("out-of-range outcome %v", res)
+	}
+
+	// /metrics on comsrv's own port.
+	resp, err := http.Get("http://" + cfg.MetricsListen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"comsrv_points_total ", "comsrv_dtu_online 3", "comsrv_redis_up 1", "comsrv_controls_reported_total "} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, body)
+		}
 	}
 
 	stopComsrv(t, cancel, served)

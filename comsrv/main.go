@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/metrics"
 	"github.com/voltedge/voltedge/internal/svc"
 )
 
@@ -129,6 +131,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer mset.Stop()
 	r := &reloader{cfg: cfg, client: client, dtu: srv, modbus: mset, log: log}
 	go r.run(ctx)
+	if cfg.MetricsListen != "" {
+		reg := comsrvMetrics(client, sk, disp, srv, mset)
+		go func() {
+			if err := metrics.Serve(ctx, cfg.MetricsListen, reg, nil); err != nil {
+				log.Error("metrics endpoint failed", "addr", cfg.MetricsListen, "err", err)
+			}
+		}()
+	}
 
 	log.Info("comsrv starting", "channels", len(cfg.ChannelList), "templates", len(cfg.TemplateByID), "listeners", len(cfg.AllListeners()), "redis", cfg.RedisURL)
 	return srv.ListenAndServe(ctx)
@@ -156,4 +166,24 @@ func registerChannels(ctx context.Context, client rueidis.Client, list []*config
 		gone = gone[n:]
 	}
 	return nil
+}
+
+// comsrvMetrics exposes comsrv's counters and gauges for /metrics.
+func comsrvMetrics(client rueidis.Client, sk *sink.Sink, disp *control.Dispatcher, srv *dtu.Server, mset *modbus.Set) *metrics.Registry {
+	reg := svc.BaseMetrics("comsrv", client, time.Now())
+	counter := func(name, help string, f func(sink.Stats) uint64) {
+		reg.CounterFunc(name, help, func() float64 { return float64(f(sk.Stats())) })
+	}
+	counter("comsrv_responses_total", "Poll responses written to Redis.", func(s sink.Stats) uint64 { return s.Responses })
+	counter("comsrv_points_total", "Point values written to Redis.", func(s sink.Stats) uint64 { return s.Points })
+	counter("comsrv_dropped_total", "Responses and commands dropped because Redis could not keep up.", func(s sink.Stats) uint64 { return s.Dropped })
+	counter("comsrv_redis_failures_total", "Failed Redis writes.", func(s sink.Stats) uint64 { return s.Failures })
+	counter("comsrv_alarm_events_total", "Alarm raise and clear events.", func(s sink.Stats) uint64 { return s.AlarmEvents })
+	reg.GaugeFunc("comsrv_connections", "Open DTU sockets, registered or not.", func() float64 { return float64(srv.Connections()) })
+	reg.GaugeFunc("comsrv_dtu_online", "Registered DTU links.", func() float64 { return float64(srv.Online()) })
+	reg.GaugeFunc("comsrv_modbus_channels", "Modbus TCP and serial channels.", func() float64 { return float64(mset.Count()) })
+	reg.GaugeFunc("comsrv_modbus_online", "Modbus channels connected.", func() float64 { return float64(mset.Online()) })
+	reg.CounterFunc("comsrv_controls_delivered_total", "Control commands handed to a link.", func() float64 { return float64(disp.Stats().Delivered) })
+	reg.CounterFunc("comsrv_controls_reported_total", "Control outcomes written to Redis.", func() float64 { return float64(disp.Stats().Reported) })
+	return reg
 }

@@ -100,6 +100,7 @@ func TestProfilesEndToEnd(t *testing.T) {
 	}
 	cfg.RedisURL = rs.URL()
 	cfg.DTU.Listen = freeAddr(t)
+	cfg.MetricsListen = freeAddr(t)
 	for i := range cfg.Listeners {
 		cfg.Listeners[i].Listen = freeAddr(t)
 	}

@@ -1,7 +1,7 @@
 // Command netsrv uploads VoltEdge values and events to MySQL with store-and-forward.
 //
 // This build starts, connects to Redis, makes sure the Lua library is
-// loaded and waits for a stop signal.
+// loaded, serves /metrics on its listen address and waits for a stop signal.
 package main
 
 import (

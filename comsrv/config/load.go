@@ -17,6 +17,7 @@ import (
 // Defaults of comsrv.toml (see the field comments in types.go).
 const (
 	DefaultListen              = ":22334"
+	DefaultMetricsListen       = ":9101"
 	DefaultMaxConnections      = 12000
 	DefaultRegistrationTimeout = 10 * time.Second
 	DefaultWriteTimeout        = 5 * time.Second
@@ -118,6 +119,9 @@ func (c *Config) check(pos *conf.Positions, errs *conf.Errors) {
 	}
 	if _, err := conf.ParseLogLevel(c.LogLevel); err != nil {
 		errs.Addf(pos, "log_level", "%v", err)
+	}
+	if !pos.Defined("metrics_listen") {
+		c.MetricsListen = DefaultMetricsListen
 	}
 	if !pos.Defined("templates") {
 		c.Templates = slices.Clone(defaultTemplates)

@@ -18,6 +18,8 @@ type Config struct {
 	LogFile string `toml:"log_file"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
+	// MetricsListen is where /metrics (Prometheus text) is served; default ":9101", "" disables it.
+	MetricsListen string `toml:"metrics_listen"`
 	// Templates and Channels are glob patterns, relative to the directory of comsrv.toml.
 	Templates []string `toml:"templates"`
 	Channels  []string `toml:"channels"`

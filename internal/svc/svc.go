@@ -18,6 +18,7 @@ import (
 	"github.com/voltedge/voltedge/internal/conf"
 	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/metrics"
 	"github.com/voltedge/voltedge/internal/redisconn"
 )
 
@@ -27,6 +28,8 @@ type Env struct {
 	Config *conf.ServiceConfig
 	Log    *slog.Logger
 	Redis  rueidis.Client
+	// Metrics is served as /metrics on Config.Listen; a service may add its own.
+	Metrics *metrics.Registry
 }
 
 // Main parses the standard flags (-config, -redis), sets everything up and
@@ -63,10 +66,52 @@ func run(ctx context.Context, name, cfgPath, redisURL string, serve func(context
 		return err
 	}
 	defer client.Close()
-	log.Info(name+" started", "redis", cfg.RedisURL)
-	err = serve(ctx, &Env{Name: name, Config: cfg, Log: log, Redis: client})
+	reg := BaseMetrics(name, client, time.Now())
+	log.Info(name+" started", "redis", cfg.RedisURL, "metrics", cfg.Listen)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	merr := make(chan error, 1)
+	if cfg.Listen != "" {
+		go func() {
+			err := metrics.Serve(ctx, cfg.Listen, reg, nil)
+			if err != nil {
+				cancel() // the service stops with its metrics endpoint
+			}
+			merr <- err
+		}()
+	} else {
+		merr <- nil
+	}
+	err = serve(ctx, &Env{Name: name, Config: cfg, Log: log, Redis: client, Metrics: reg})
+	cancel()
+	if e := <-merr; err == nil {
+		err = e
+	}
 	log.Info(name + " stopped")
 	return err
+}
+
+// pingTimeout bounds the Redis check of a metrics scrape.
+const pingTimeout = time.Second
+
+// BaseMetrics is every service's registry: the Go runtime, uptime and
+// whether Redis answers a PING at scrape time (name_uptime_seconds,
+// name_redis_up).
+func BaseMetrics(name string, client rueidis.Client, started time.Time) *metrics.Registry {
+	reg := metrics.NewRegistry()
+	metrics.RegisterRuntime(reg)
+	reg.GaugeFunc(name+"_uptime_seconds", "Seconds since "+name+" started.", func() float64 {
+		return time.Since(started).Seconds()
+	})
+	reg.GaugeFunc(name+"_redis_up", "1 when Redis answered a PING at this scrape, else 0.", func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+		defer cancel()
+		if client.Do(ctx, client.B().Ping().Build()).Error() != nil {
+			return 0
+		}
+		return 1
+	})
+	return reg
 }
 
 // ConnectRedis opens the service's lean Redis client (conns pipelined

@@ -1,6 +1,10 @@
 package svc
 
 import (
+	"net/http"
+	"os"
+	"strings"
+
 	"context"
 	"io"
 	"log/slog"
@@ -12,6 +16,7 @@ import (
 	"time"
 
 	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/redistest"
 )
 
 // TestConnectRedisWaitsForRedis starts the service side first and Redis a
@@ -63,5 +68,48 @@ func TestConnectRedisGivesUpWithContext(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if _, err := ConnectRedis(ctx, "test", "redis://127.0.0.1:1", 1, log); err == nil {
 		t.Fatal("connected to nothing")
+	}
+}
+
+// TestMetricsOnListen: a service serves /metrics on its listen address
+// while it runs, with uptime and Redis reachability.
+func TestMetricsOnListen(t *testing.T) {
+	rs := redistest.Start(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfgPath := filepath.Join(t.TempDir(), "x.toml")
+	if err := os.WriteFile(cfgPath, []byte("redis_url = \""+rs.URL()+"\"\nlisten = \""+addr+"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, "testsvc", cfgPath, "", func(ctx context.Context, env *Env) error {
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	var body string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(body, "testsvc_redis_up 1") || !strings.Contains(body, "testsvc_uptime_seconds") {
+		t.Fatalf("metrics:\n%s", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

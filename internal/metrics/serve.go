@@ -1,0 +1,57 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Timeouts of Serve's HTTP server.
+const (
+	serveTimeout    = 10 * time.Second
+	serveIdle       = time.Minute
+	shutdownTimeout = 5 * time.Second
+	maxHeaderBytes  = 8 << 10
+)
+
+// Serve serves r at /metrics on addr until ctx ends, for the services
+// whose only HTTP endpoint it is. ready (if not nil) is called with the
+// listening address. It returns nil after a clean shutdown.
+func Serve(ctx context.Context, addr string, r *Registry, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics: listen %s: %w", addr, err)
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", r.Handler())
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: serveTimeout,
+		ReadTimeout:       serveTimeout,
+		WriteTimeout:      serveTimeout,
+		IdleTimeout:       serveIdle,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics: serve %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("metrics: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: serve %s: %w", addr, err)
+	}
+	return nil
+}
