@@ -74,6 +74,8 @@ Try, in another terminal:
   $BIN/edgectl send power_meter setpoint 50 # a control: prints the id, then the outcome
   ${CLI[*]} PUBLISH result "open,DEV001,valve=1"   # forwarded to the line device
   $BIN/edgectl status                       # channels with counters
+  open http://127.0.0.1:8002/               # the console (log in as demo / demo to send controls)
+  wscat -c ws://127.0.0.1:8002/ws -x '{"type":"subscribe","models":["power_meter"]}' -w 10
   kill -HUP \$(pgrep -x comsrv)  or  $BIN/edgectl reload   # re-read channels and templates
 Ctrl-C stops the demo.
 

@@ -1,0 +1,207 @@
+// Package api is modsrv's REST API over the VoltEdge keys in Redis: health,
+// models and their values, controls, channels with their points, frames
+// and events, alarms with acknowledgement, the device registry, and the
+// OpenAPI document and metrics that describe and measure it.
+//
+// New builds the fiber application with the API's error handler and
+// middleware; the WebSocket and the console mount their routes on the same
+// application. Every error is answered as
+//
+//	{"error":{"code":"not_found","message":"model \"x\" has no values"}}
+//
+// with the codes of StatusCode. Every key comes from internal/keys, and
+// every string that came from a device is returned JSON-escaped.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/metrics"
+	"github.com/voltedge/voltedge/internal/svc"
+	"github.com/voltedge/voltedge/modsrv/auth"
+	"github.com/voltedge/voltedge/modsrv/config"
+)
+
+// Limits of the HTTP server.
+const (
+	// BodyLimit bounds a request body.
+	BodyLimit = 64 << 10
+	// ReadTimeout bounds reading one request (headers and body).
+	ReadTimeout = 30 * time.Second
+	// IdleTimeout closes keep-alive connections idle that long.
+	IdleTimeout = 2 * time.Minute
+	// redisTimeout bounds the Redis work of one request (controls excepted).
+	redisTimeout = 5 * time.Second
+	// maxRouteSeries bounds the label sets of the request counter.
+	maxRouteSeries = 500
+)
+
+// Deps is what the API (and the WebSocket and console mounted beside it) needs.
+type Deps struct {
+	// Redis is the service's client.
+	Redis rueidis.Client
+	// Auth checks credentials and keeps the sessions.
+	Auth *auth.Auth
+	// Log receives request errors; nil means slog.Default().
+	Log *slog.Logger
+	// Metrics is the registry /metrics serves; nil means a new one.
+	Metrics *metrics.Registry
+	// Config is modsrv.toml.
+	Config *config.Config
+	// Caller calls the Lua library; nil means one made on Redis.
+	Caller *lualib.Caller
+	// Started is when the service started (uptime); zero means now.
+	Started time.Time
+}
+
+// withDefaults fills in the optional fields and checks the required ones.
+func (d Deps) withDefaults() (Deps, error) {
+	if d.Redis == nil || d.Auth == nil || d.Config == nil {
+		return d, errors.New("api: Deps needs Redis, Auth and Config")
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if d.Caller == nil {
+		d.Caller = lualib.NewCaller(d.Redis, d.Log)
+	}
+	if d.Started.IsZero() {
+		d.Started = time.Now()
+	}
+	if d.Metrics == nil {
+		d.Metrics = svc.BaseMetrics("modsrv", d.Redis, d.Started)
+	}
+	return d, nil
+}
+
+// server holds the handlers' state.
+type server struct {
+	d        Deps
+	doc      []byte // the OpenAPI document
+	requests *metrics.CounterVec
+	controls *metrics.CounterVec
+	logins   *metrics.CounterVec
+}
+
+// New returns the fiber application with the API mounted: the error
+// handler that renders every error in the API's shape, request metrics,
+// the auth middleware (so that auth.Check works in every handler) and the
+// routes of Routes. It registers the API's metrics on d.Metrics (and the
+// Go runtime's), so one registry serves one application.
+func New(d Deps) (*fiber.App, error) {
+	d, err := d.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &server{d: d}
+	reg := d.Metrics
+	s.requests = reg.CounterVec("modsrv_http_requests_total", "HTTP requests by route, method and status.",
+		[]string{"route", "method", "status"}, maxRouteSeries)
+	s.controls = reg.CounterVec("modsrv_controls_total", "Control requests by outcome (a command status, wait_timeout or refused).",
+		[]string{"status"}, 32)
+	s.logins = reg.CounterVec("modsrv_logins_total", "Login attempts by result.", []string{"result"}, 8)
+	reg.GaugeFunc("modsrv_sessions", "Login sessions kept.", func() float64 { return float64(d.Auth.Sessions()) })
+
+	app := fiber.New(fiber.Config{
+		AppName:               "modsrv",
+		DisableStartupMessage: true,
+		ErrorHandler:          s.errorHandler,
+		BodyLimit:             BodyLimit,
+		ReadTimeout:           ReadTimeout,
+		IdleTimeout:           IdleTimeout,
+		UnescapePath:          true,
+	})
+	rs := s.routes()
+	if s.doc, err = json.Marshal(openAPI(rs)); err != nil {
+		return nil, fmt.Errorf("api: openapi document: %w", err)
+	}
+	app.Use(s.observe, headers, d.Auth.Middleware())
+	for _, r := range rs {
+		h := []fiber.Handler{}
+		switch r.access {
+		case accessRead:
+			h = append(h, d.Auth.RequireRead())
+		case accessWrite:
+			h = append(h, d.Auth.RequireWrite())
+		}
+		h = append(h, r.handler)
+		if r.method == fiber.MethodGet {
+			app.Get(r.path, h...) // and HEAD
+			continue
+		}
+		app.Add(r.method, r.path, h...)
+	}
+	return app, nil
+}
+
+// headers sets the headers every answer carries.
+func headers(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderReferrerPolicy, "no-referrer")
+	return c.Next()
+}
+
+// observe counts requests by route pattern, method and status. Errors are
+// rendered here (through the application's error handler), so that the
+// status is known.
+func (s *server) observe(c *fiber.Ctx) error {
+	own := c.Route()
+	if err := c.Next(); err != nil {
+		if herr := c.App().ErrorHandler(c, err); herr != nil {
+			s.d.Log.Error("error handler", "path", c.Path(), "err", herr)
+			c.Status(http.StatusInternalServerError)
+		}
+	}
+	route := "unmatched"
+	if r := c.Route(); r != own {
+		route = r.Path
+	}
+	s.requests.With(route, c.Method(), statusText(c.Response().StatusCode())).Inc()
+	return nil
+}
+
+// statusText formats common status codes without allocating.
+func statusText(code int) string {
+	switch code {
+	case 101:
+		return "101"
+	case 200:
+		return "200"
+	case 201:
+		return "201"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 401:
+		return "401"
+	case 404:
+		return "404"
+	case 429:
+		return "429"
+	case 500:
+		return "500"
+	case 502:
+		return "502"
+	case 503:
+		return "503"
+	case 504:
+		return "504"
+	}
+	return fmt.Sprint(code)
+}
+
+// reqCtx is the context of a request's Redis work.
+func reqCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.UserContext(), redisTimeout)
+}

@@ -1,0 +1,254 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/internal/keys"
+)
+
+// Bounds of the channel and event queries.
+const (
+	DefaultChannelLimit = 1000
+	MaxChannelLimit     = 10000
+	DefaultFrames       = 20
+	MaxFrames           = 1000
+	DefaultEvents       = 50
+	MaxEvents           = 1000
+	// RecentAlarms is how many alarm events GET /alarms returns.
+	RecentAlarms = 50
+)
+
+// counterFields are the status hash fields that count things: GET
+// /channels/{id} returns them under "stats", the rest under "status".
+var counterFields = map[string]bool{
+	"polls_ok": true, "timeouts": true, "crc_errors": true, "exceptions": true, "mismatches": true,
+	"bytes_in": true, "bytes_out": true, "garbage_bytes": true, "heartbeats": true, "connects": true,
+	"decode_errors": true, "dropped": true, "skipped_polls": true, "controls_ok": true, "controls_failed": true,
+	"messages": true, "messages_dropped": true, "forwarded": true, "connect_failures": true, "sync_errors": true,
+}
+
+// numericFields are the status fields returned as JSON numbers besides the counters.
+var numericFields = map[string]bool{
+	"connected_at": true, "last_heartbeat": true, "updated_at": true, "disconnected_at": true, "last_sync_error_at": true,
+}
+
+// statusValue converts one status field: online becomes a boolean,
+// counters and times numbers (when they are integers), the rest strings.
+func statusValue(field, v string) any {
+	if field == "online" {
+		return v == "1"
+	}
+	if counterFields[field] || numericFields[field] {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return v
+}
+
+func (s *server) channels(c *fiber.Ctx) error {
+	offset, err := intQuery(c, "offset", 0, 0, 1<<31-1)
+	if err != nil {
+		return err
+	}
+	limit, err := intQuery(c, "limit", DefaultChannelLimit, 1, MaxChannelLimit)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := s.d.Redis
+	ids, err := r.Do(ctx, r.B().Smembers().Key(keys.Channels).Build()).AsStrSlice()
+	if err != nil {
+		return s.redisError("channels", err)
+	}
+	slices.Sort(ids)
+	total := len(ids)
+	ids = ids[min(offset, total):min(offset+limit, total)]
+	out := make([]map[string]any, 0, len(ids))
+	if len(ids) > 0 {
+		cmds := make(rueidis.Commands, len(ids))
+		for i, id := range ids {
+			cmds[i] = r.B().Hgetall().Key(keys.ChannelStatus(id)).Build()
+		}
+		for i, res := range r.DoMulti(ctx, cmds...) {
+			st, err := res.AsStrMap()
+			if err != nil {
+				return s.redisError("channel status", err)
+			}
+			ch := make(map[string]any, len(st)+2)
+			for k, v := range st {
+				ch[k] = statusValue(k, v)
+			}
+			ch["id"] = ids[i]
+			ch["online"] = st["online"] == "1"
+			out = append(out, ch)
+		}
+	}
+	return c.JSON(fiber.Map{"channels": out, "total": total, "offset": offset})
+}
+
+func (s *server) channel(c *fiber.Ctx) error {
+	id, err := idParam(c, "id", "channel id")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := s.d.Redis
+	res := r.DoMulti(ctx,
+		r.B().Sismember().Key(keys.Channels).Member(id).Build(),
+		r.B().Hgetall().Key(keys.ChannelStatus(id)).Build(),
+		r.B().Hlen().Key(keys.ChannelValues(id)).Build(),
+	)
+	member, err := res[0].AsBool()
+	if err != nil {
+		return s.redisError("channel", err)
+	}
+	st, err := res[1].AsStrMap()
+	if err != nil {
+		return s.redisError("channel status", err)
+	}
+	n, err := res[2].AsInt64()
+	if err != nil {
+		return s.redisError("channel points", err)
+	}
+	if !member && len(st) == 0 && n == 0 {
+		return Errorf(http.StatusNotFound, "channel %q is unknown", id)
+	}
+	status := map[string]any{"online": st["online"] == "1"}
+	stats := map[string]any{}
+	for k, v := range st {
+		if counterFields[k] {
+			stats[k] = statusValue(k, v)
+		} else {
+			status[k] = statusValue(k, v)
+		}
+	}
+	return c.JSON(fiber.Map{"id": id, "served": member, "points": n, "status": status, "stats": stats})
+}
+
+func (s *server) channelPoints(c *fiber.Ctx) error {
+	id, err := idParam(c, "id", "channel id")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := s.d.Redis
+	res := r.DoMulti(ctx,
+		r.B().Hgetall().Key(keys.ChannelValues(id)).Build(),
+		r.B().Hgetall().Key(keys.ChannelTimestamps(id)).Build(),
+		r.B().Hgetall().Key(keys.ChannelQuality(id)).Build(),
+		r.B().Sismember().Key(keys.Channels).Member(id).Build(),
+	)
+	var m [3]map[string]string
+	for i := range m {
+		if m[i], err = res[i].AsStrMap(); err != nil {
+			return s.redisError("channel points", err)
+		}
+	}
+	member, err := res[3].AsBool()
+	if err != nil {
+		return s.redisError("channel", err)
+	}
+	if !member && len(m[0]) == 0 {
+		return Errorf(http.StatusNotFound, "channel %q is unknown", id)
+	}
+	return c.JSON(fiber.Map{"channel": id, "points": points(m[0], m[1], m[2])})
+}
+
+func (s *server) channelFrames(c *fiber.Ctx) error {
+	id, err := idParam(c, "id", "channel id")
+	if err != nil {
+		return err
+	}
+	limit, err := intQuery(c, "limit", DefaultFrames, 1, MaxFrames)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := s.d.Redis
+	list, err := r.Do(ctx, r.B().Lrange().Key(keys.ChannelFrames(id)).Start(0).Stop(int64(limit-1)).Build()).AsStrSlice()
+	if err != nil {
+		return s.redisError("frames", err)
+	}
+	frames := make([]any, len(list))
+	for i, f := range list {
+		frames[i] = jsonOrRaw(f)
+	}
+	return c.JSON(fiber.Map{"channel": id, "frames": frames})
+}
+
+// jsonOrRaw returns a stored JSON object as it is (re-encoded, so escaped),
+// or {"raw": text} when it is not one.
+func jsonOrRaw(s string) any {
+	if len(s) > 0 && s[0] == '{' && json.Valid([]byte(s)) {
+		return json.RawMessage(s)
+	}
+	return map[string]string{"raw": s}
+}
+
+// streamID matches a Redis stream entry id.
+var streamID = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}$`)
+
+// streamEntry flattens a stream entry: its id and fields.
+func streamEntry(e rueidis.XRangeEntry) map[string]string {
+	m := make(map[string]string, len(e.FieldValues)+1)
+	for k, v := range e.FieldValues {
+		m[k] = v
+	}
+	m["id"] = e.ID
+	return m
+}
+
+func (s *server) events(c *fiber.Ctx) error {
+	count, err := intQuery(c, "count", DefaultEvents, 1, MaxEvents)
+	if err != nil {
+		return err
+	}
+	end := "+"
+	if b := c.Query("before"); b != "" {
+		if !streamID.MatchString(b) {
+			return Errorf(http.StatusBadRequest, "before %q is not a stream id (like 1795298189191-0)", b)
+		}
+		end = "(" + b
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := s.d.Redis
+	entries, err := r.Do(ctx, r.B().Xrevrange().Key(keys.ConnectionEvents).End(end).Start("-").Count(int64(count)).Build()).AsXRange()
+	if err != nil {
+		return s.redisError("events", err)
+	}
+	out := make([]map[string]string, len(entries))
+	for i, e := range entries {
+		out[i] = streamEntry(e)
+	}
+	next := ""
+	if len(entries) == count {
+		next = entries[len(entries)-1].ID
+	}
+	return c.JSON(fiber.Map{"events": out, "next": next})
+}
+
+// intQuery reads an integer query parameter within [lo, hi].
+func intQuery(c *fiber.Ctx, name string, def, lo, hi int) (int, error) {
+	v := c.Query(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, Errorf(http.StatusBadRequest, "%s %q must be an integer from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}

@@ -1,0 +1,111 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/modsrv/auth"
+)
+
+// Device is one entry of the device registry: a DTU registration id and
+// the template comsrv gives its channel.
+type Device struct {
+	ID       string `json:"id"`
+	Template string `json:"template"`
+}
+
+// decodeBody decodes a JSON request body into v, refusing unknown fields.
+func decodeBody(c *fiber.Ctx, v any, shape string) error {
+	d := json.NewDecoder(bytes.NewReader(c.Body()))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return Errorf(http.StatusBadRequest, "body must be JSON %s: %v", shape, err)
+	}
+	if d.More() {
+		return Errorf(http.StatusBadRequest, "body must be one JSON object %s", shape)
+	}
+	return nil
+}
+
+func (s *server) addDevice(c *fiber.Ctx) error {
+	var d Device
+	if err := decodeBody(c, &d, `{"id":…,"template":…}`); err != nil {
+		return err
+	}
+	if !keys.ValidID(d.ID) {
+		return Errorf(http.StatusBadRequest, "invalid device id %q: 1..128 bytes without ':', spaces, control bytes or * ? [ ]", d.ID)
+	}
+	if !keys.ValidID(d.Template) {
+		return Errorf(http.StatusBadRequest, "invalid template id %q", d.Template)
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := s.d.Redis
+	added, err := r.Do(ctx, r.B().Hsetnx().Key(keys.DeviceRegistry).Field(d.ID).Value(d.Template).Build()).AsBool()
+	if err != nil {
+		return s.redisError("add device", err)
+	}
+	if added {
+		s.d.Log.Info("device registered", "user", auth.UserOf(c), "id", d.ID, "template", d.Template)
+		return c.Status(http.StatusCreated).JSON(d)
+	}
+	cur, err := r.Do(ctx, r.B().Hget().Key(keys.DeviceRegistry).Field(d.ID).Build()).ToString()
+	switch {
+	case rueidis.IsRedisNil(err):
+		return Errorf(http.StatusConflict, "device %q was removed meanwhile; try again", d.ID)
+	case err != nil:
+		return s.redisError("device", err)
+	case cur != d.Template:
+		return Errorf(http.StatusConflict, "device %q is registered with template %q; delete it first", d.ID, cur)
+	}
+	return c.JSON(d)
+}
+
+func (s *server) devices(c *fiber.Ctx) error {
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := s.d.Redis
+	m, err := r.Do(ctx, r.B().Hgetall().Key(keys.DeviceRegistry).Build()).AsStrMap()
+	if err != nil {
+		return s.redisError("devices", err)
+	}
+	out := make([]Device, 0, len(m))
+	for id, t := range m {
+		out = append(out, Device{ID: id, Template: t})
+	}
+	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
+	return c.JSON(fiber.Map{"devices": out})
+}
+
+func (s *server) deleteDevice(c *fiber.Ctx) error {
+	id, err := idParam(c, "id", "device id")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := s.d.Redis
+	n, err := r.Do(ctx, r.B().Hdel().Key(keys.DeviceRegistry).Field(id).Build()).AsInt64()
+	if err != nil {
+		return s.redisError("delete device", err)
+	}
+	if n == 0 {
+		return Errorf(http.StatusNotFound, "device %q is not registered", id)
+	}
+	s.d.Log.Info("device removed", "user", auth.UserOf(c), "id", id)
+	return c.JSON(fiber.Map{"id": id, "deleted": true})
+}
+
+func (s *server) history(c *fiber.Ctx) error {
+	if s.d.Config.History.MySQLDSN == "" {
+		return Errorf(http.StatusServiceUnavailable, "history needs netsrv's MySQL store, which is not configured")
+	}
+	return Errorf(http.StatusServiceUnavailable, "reading history from MySQL is not available in this modsrv")
+}

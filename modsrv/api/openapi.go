@@ -1,0 +1,216 @@
+package api
+
+import (
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/voltedge/voltedge/modsrv/auth"
+)
+
+// Schema helpers for the OpenAPI document.
+
+func str() map[string]any     { return map[string]any{"type": "string"} }
+func integer() map[string]any { return map[string]any{"type": "integer", "format": "int64"} }
+func num() map[string]any     { return map[string]any{"type": "number"} }
+func boolean() map[string]any { return map[string]any{"type": "boolean"} }
+func arr(items map[string]any) map[string]any {
+	return map[string]any{"type": "array", "items": items}
+}
+func mapOf(v map[string]any) map[string]any {
+	return map[string]any{"type": "object", "additionalProperties": v}
+}
+func ref(name string) map[string]any {
+	return map[string]any{"$ref": "#/components/schemas/" + name}
+}
+
+// obj is an object schema with properties and required names.
+func obj(props map[string]any, required ...string) map[string]any {
+	o := map[string]any{"type": "object"}
+	if props != nil {
+		o["properties"] = props
+	}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+// schemas are the document's named schemas.
+func schemas() map[string]any {
+	return map[string]any{
+		"Error": obj(map[string]any{
+			"error": obj(map[string]any{
+				"code": map[string]any{"type": "string", "enum": []string{"bad_request", "unauthorized", "forbidden", "not_found",
+					"method_not_allowed", "conflict", "payload_too_large", "too_many_requests", "internal", "bad_gateway", "unavailable", "timeout"}},
+				"message": str(),
+			}, "code", "message"),
+			"id":     map[string]any{"type": "string", "description": "command id (controls)"},
+			"status": map[string]any{"type": "string", "description": "command outcome (controls)"},
+			"result": map[string]any{"type": "object", "additionalProperties": str(), "description": "the outcome hash cmd:result:{id} (controls)"},
+		}, "error"),
+		"Health": obj(map[string]any{
+			"redis":       map[string]any{"type": "string", "enum": []string{"ok", "down"}},
+			"lua_version": integer(),
+			"uptime_s":    integer(),
+			"services":    mapOf(obj(map[string]any{"updated_at": integer(), "age_s": num()})),
+		}, "redis", "lua_version", "uptime_s", "services"),
+		"ModelSummary": obj(map[string]any{"id": str(), "points": integer(), "updated_at": integer()}, "id", "points", "updated_at"),
+		"Point": obj(map[string]any{
+			"value":   map[string]any{"type": "string", "description": "the exact decimal text as stored"},
+			"ts":      map[string]any{"type": "integer", "format": "int64", "description": "sample time, Unix ms (0 if unknown)"},
+			"quality": map[string]any{"type": "string", "enum": []string{"good", "stale"}},
+		}, "value", "ts", "quality"),
+		"ControlResult": map[string]any{
+			"type":                 "object",
+			"description":          "the command id and every field of cmd:result:{id}: status, code, message, channel, point, value, model, control, ts",
+			"properties":           map[string]any{"id": str(), "status": str()},
+			"additionalProperties": str(),
+			"required":             []string{"id", "status"},
+		},
+		"Frame": obj(map[string]any{
+			"ts": integer(), "dir": map[string]any{"type": "string", "enum": []string{"rx", "tx"}},
+			"kind": str(), "hex": str(), "cut": boolean(), "raw": str(),
+		}),
+		"Alarm": map[string]any{
+			"type": "object",
+			"properties": map[string]any{
+				"ref": str(), "model": str(), "point": str(), "kind": str(), "value": num(), "limit": num(), "ts": integer(),
+				"acked": boolean(), "ack": obj(map[string]any{"user": str(), "ts": integer(), "alarm_ts": integer()}),
+			},
+			"required": []string{"ref", "acked"},
+		},
+		"Device": obj(map[string]any{"id": str(), "template": str()}, "id", "template"),
+	}
+}
+
+// fiberParam matches a fiber path parameter.
+var fiberParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
+
+// openAPIPath turns a fiber pattern into an OpenAPI path: /models/:id → /models/{id}.
+func openAPIPath(p string) string { return fiberParam.ReplaceAllString(p, "{$1}") }
+
+func errorResponse(status int) map[string]any {
+	return map[string]any{
+		"description": strings.ReplaceAll(StatusCode(status), "_", " "),
+		"content":     map[string]any{"application/json": map[string]any{"schema": ref("Error")}},
+	}
+}
+
+// openAPI builds the OpenAPI 3.0 document of rs and External.
+func openAPI(rs []route) map[string]any {
+	paths := map[string]any{}
+	op := func(method, path string) map[string]any {
+		p, _ := paths[path].(map[string]any)
+		if p == nil {
+			p = map[string]any{}
+			paths[path] = p
+		}
+		o := map[string]any{}
+		p[strings.ToLower(method)] = o
+		return o
+	}
+	for _, r := range rs {
+		path := openAPIPath(r.path)
+		o := op(r.method, path)
+		o["summary"] = r.summary
+		o["operationId"] = operationID(r.method, r.path)
+		var params []any
+		for _, m := range fiberParam.FindAllStringSubmatch(r.path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": str()})
+		}
+		for _, q := range r.query {
+			params = append(params, map[string]any{"name": q.name, "in": "query", "required": false,
+				"description": q.desc, "schema": map[string]any{"type": q.typ}})
+		}
+		if len(params) > 0 {
+			o["parameters"] = params
+		}
+		if r.body != nil {
+			o["requestBody"] = map[string]any{"required": true,
+				"content": map[string]any{"application/json": map[string]any{"schema": r.body}}}
+		}
+		resp := map[string]any{}
+		okType := r.okType
+		if okType == "" {
+			okType = "application/json"
+		}
+		okResp := map[string]any{"description": "success"}
+		schema := r.okBody
+		if schema == nil {
+			schema = str()
+		}
+		okResp["content"] = map[string]any{okType: map[string]any{"schema": schema}}
+		resp[strconv.Itoa(r.ok)] = okResp
+		errs := append([]int(nil), r.errs...)
+		switch r.access {
+		case accessRead:
+			errs = append(errs, http.StatusUnauthorized)
+			o["security"] = []any{map[string]any{}, map[string]any{"bearerAuth": []any{}}, map[string]any{"cookieAuth": []any{}}}
+			o["description"] = "Needs a token or session unless read_open is true."
+		case accessWrite:
+			errs = append(errs, http.StatusUnauthorized)
+			o["security"] = []any{map[string]any{"bearerAuth": []any{}}, map[string]any{"cookieAuth": []any{}}}
+		}
+		for _, st := range errs {
+			resp[strconv.Itoa(st)] = errorResponse(st)
+		}
+		resp["default"] = errorResponse(http.StatusInternalServerError)
+		o["responses"] = resp
+	}
+	for _, e := range External {
+		o := op(e.Method, e.Path)
+		o["summary"] = e.Summary
+		o["operationId"] = operationID(e.Method, e.Path)
+		if e.Path == "/ws" {
+			o["responses"] = map[string]any{"101": map[string]any{"description": "switching protocols"}, "403": errorResponse(http.StatusForbidden)}
+		} else {
+			o["responses"] = map[string]any{"200": map[string]any{"description": "the console",
+				"content": map[string]any{"text/html": map[string]any{"schema": str()}}}}
+		}
+	}
+	return map[string]any{
+		"openapi": "3.0.3",
+		"info": map[string]any{
+			"title":   "VoltEdge modsrv API",
+			"version": "1",
+			"description": "Models, controls, channels, events, alarms and devices of a VoltEdge box. " +
+				"Every error is {\"error\":{\"code\",\"message\"}}. Reads are open when read_open is true; " +
+				"every write needs a bearer token or the session cookie from POST /login.",
+		},
+		"paths": paths,
+		"components": map[string]any{
+			"schemas": schemas(),
+			"securitySchemes": map[string]any{
+				"bearerAuth": map[string]any{"type": "http", "scheme": "bearer"},
+				"cookieAuth": map[string]any{"type": "apiKey", "in": "cookie", "name": auth.CookieName},
+			},
+		},
+	}
+}
+
+// operationID names an operation: GET /models/:id/values → get_models_id_values.
+func operationID(method, path string) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(method))
+	for _, part := range strings.Split(path, "/") {
+		part = strings.Trim(part, ":{}")
+		part = strings.NewReplacer(".", "_", "-", "_").Replace(part)
+		if part != "" {
+			b.WriteByte('_')
+			b.WriteString(part)
+		}
+	}
+	if path == "/" {
+		b.WriteString("_root")
+	}
+	return b.String()
+}
+
+func (s *server) openapi(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(s.doc)
+}

@@ -1,0 +1,139 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/voltedge/voltedge/internal/metrics"
+)
+
+// access is who may call a route.
+type access int
+
+const (
+	accessOpen  access = iota // anyone (health, documentation, login)
+	accessRead                // anyone when read_open, else a token or session
+	accessWrite               // a token or session
+)
+
+// param documents a query parameter.
+type param struct {
+	name, typ, desc string
+}
+
+// route is one endpoint with its documentation.
+type route struct {
+	method  string
+	path    string // fiber pattern: /models/:id/values
+	access  access
+	handler fiber.Handler
+	summary string
+	query   []param
+	body    map[string]any // request body schema; nil: none
+	ok      int            // success status
+	okBody  map[string]any // success schema
+	errs    []int          // error statuses besides those of access
+	okType  string         // success media type; "" means application/json
+}
+
+// routes lists every endpoint the API serves, in the order of the README's table.
+func (s *server) routes() []route {
+	a := s.d.Auth
+	return []route{
+		{method: "GET", path: "/health", access: accessOpen, handler: s.health,
+			summary: "Redis reachability, Lua library version, uptime and service heartbeats (503 when Redis is down).",
+			ok:      200, okBody: ref("Health"), errs: []int{503}},
+		{method: "GET", path: "/openapi.json", access: accessOpen, handler: s.openapi,
+			summary: "This OpenAPI 3.0 document.", ok: 200, okBody: obj(nil)},
+		{method: "GET", path: "/metrics", access: accessRead, handler: s.metrics,
+			summary: "Prometheus metrics (text format 0.0.4).", ok: 200, okType: metrics.ContentType},
+		{method: "POST", path: "/login", access: accessOpen, handler: s.login,
+			summary: "Log in with a user and password; sets the HttpOnly session cookie voltedge_session. Rate-limited per remote IP.",
+			body:    obj(map[string]any{"user": str(), "password": str()}, "user", "password"),
+			ok:      200, okBody: obj(map[string]any{"user": str(), "expires_at": integer()}), errs: []int{400, 401, 429}},
+		{method: "POST", path: "/logout", access: accessOpen, handler: a.Logout,
+			summary: "End the session of the cookie and clear it.", ok: 200, okBody: obj(nil)},
+		{method: "GET", path: "/me", access: accessOpen, handler: a.Me,
+			summary: "Who the credentials of the request belong to.",
+			ok:      200, okBody: obj(map[string]any{"user": str(), "read_open": boolean()}), errs: []int{401}},
+		{method: "GET", path: "/models", access: accessRead, handler: s.models,
+			summary: "Models with a value hash: point count and the latest sample time (at most 10000 keys are scanned).",
+			ok:      200, okBody: obj(map[string]any{"models": arr(ref("ModelSummary")), "truncated": boolean()}, "models"), errs: []int{503}},
+		{method: "GET", path: "/models/:id/values", access: accessRead, handler: s.modelValues,
+			summary: "A model's values as exact decimal strings, each with its sample time and quality.",
+			ok:      200, okBody: obj(map[string]any{"model": str(), "values": mapOf(ref("Point"))}, "model", "values"), errs: []int{400, 404, 503}},
+		{method: "POST", path: "/models/:id/control/:name", access: accessWrite, handler: s.control,
+			summary: "Send a control through send_control and wait for comsrv's outcome: 200 ok, 400 invalid, 502 exception/timeout/offline/expired/failed, 504 no outcome in time (the command's deadline is the same timeout).",
+			query:   []param{{"timeout", "string", "how long to wait, a Go duration from 100ms to 5m (default control_timeout)"}},
+			body:    obj(map[string]any{"value": map[string]any{"oneOf": []any{num(), str(), boolean()}, "description": "a number, a decimal string, or a boolean (1/0)"}}, "value"),
+			ok:      200, okBody: ref("ControlResult"), errs: []int{400, 404, 502, 503, 504}},
+		{method: "GET", path: "/channels", access: accessRead, handler: s.channels,
+			summary: "Channels comsrv serves with their status fields (online as a boolean, counters and times as numbers).",
+			query:   []param{{"offset", "integer", "first channel (sorted by id), default 0"}, {"limit", "integer", "channels to return, 1..10000, default 1000"}},
+			ok:      200, okBody: obj(map[string]any{"channels": arr(obj(map[string]any{"id": str(), "online": boolean()})), "total": integer(), "offset": integer()}), errs: []int{400, 503}},
+		{method: "GET", path: "/channels/:id", access: accessRead, handler: s.channel,
+			summary: "One channel: status fields, counters (stats) and the number of points.",
+			ok:      200, okBody: obj(map[string]any{"id": str(), "served": boolean(), "points": integer(), "status": obj(nil), "stats": mapOf(integer())}), errs: []int{400, 404, 503}},
+		{method: "GET", path: "/channels/:id/points", access: accessRead, handler: s.channelPoints,
+			summary: "A channel's raw point values with sample time and quality.",
+			ok:      200, okBody: obj(map[string]any{"channel": str(), "points": mapOf(ref("Point"))}), errs: []int{400, 404, 503}},
+		{method: "GET", path: "/channels/:id/frames", access: accessRead, handler: s.channelFrames,
+			summary: "The last raw frames of a channel, newest first.",
+			query:   []param{{"limit", "integer", "frames to return, 1..1000, default 20"}},
+			ok:      200, okBody: obj(map[string]any{"channel": str(), "frames": arr(ref("Frame"))}), errs: []int{400, 503}},
+		{method: "GET", path: "/events", access: accessRead, handler: s.events,
+			summary: "Connection events (online, offline, replaced, refused, connect_failed), newest first; page with next.",
+			query:   []param{{"count", "integer", "events to return, 1..1000, default 50"}, {"before", "string", "return events older than this stream id (the previous answer's next)"}},
+			ok:      200, okBody: obj(map[string]any{"events": arr(mapOf(str())), "next": str()}), errs: []int{400, 503}},
+		{method: "GET", path: "/alarms", access: accessRead, handler: s.alarms,
+			summary: "Active alarms (with their acknowledgement) and the last 50 alarm events.",
+			ok:      200, okBody: obj(map[string]any{"active": arr(ref("Alarm")), "recent": arr(mapOf(str()))}), errs: []int{503}},
+		{method: "POST", path: "/alarms/:ref/ack", access: accessWrite, handler: s.ackAlarm,
+			summary: "Acknowledge the active alarm {model}:{point_name} in the caller's name.",
+			ok:      200, okBody: obj(map[string]any{"ref": str(), "user": str(), "ts": integer(), "alarm_ts": integer()}), errs: []int{400, 404, 503}},
+		{method: "GET", path: "/history", access: accessRead, handler: s.history,
+			summary: "A point's history from netsrv's MySQL store (503 while none is configured).",
+			query:   []param{{"model", "string", "model id"}, {"point", "string", "point name"}, {"from", "integer", "Unix ms"}, {"to", "integer", "Unix ms"}},
+			ok:      200, okBody: obj(nil), errs: []int{400, 503}},
+		{method: "GET", path: "/export", access: accessRead, handler: s.history,
+			summary: "History export as CSV or Excel, streamed (503 while no store is configured).",
+			query:   []param{{"format", "string", "csv or xlsx"}, {"model", "string", "model id"}, {"from", "integer", "Unix ms"}, {"to", "integer", "Unix ms"}},
+			ok:      200, okType: "text/csv", errs: []int{400, 503}},
+		{method: "GET", path: "/devices", access: accessRead, handler: s.devices,
+			summary: "The run-time device registry: DTU registration ids and their templates.",
+			ok:      200, okBody: obj(map[string]any{"devices": arr(ref("Device"))}), errs: []int{503}},
+		{method: "POST", path: "/devices", access: accessWrite, handler: s.addDevice,
+			summary: "Register a DTU id with a template (201; 200 if already registered with it; 409 with another).",
+			body:    ref("Device"), ok: 201, okBody: ref("Device"), errs: []int{400, 409, 503}},
+		{method: "DELETE", path: "/devices/:id", access: accessWrite, handler: s.deleteDevice,
+			summary: "Remove a DTU id from the registry.",
+			ok:      200, okBody: obj(map[string]any{"id": str(), "deleted": boolean()}), errs: []int{400, 404, 503}},
+	}
+}
+
+// External lists the endpoints that modsrv serves beside the API (the
+// WebSocket and the console); the OpenAPI document describes them too.
+var External = []struct{ Method, Path, Summary string }{
+	{"GET", "/ws", "WebSocket (JSON text frames): subscribe to models, channels and alarms; commands with ack and response."},
+	{"GET", "/", "The web console (HTML)."},
+}
+
+func (s *server) metrics(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, metrics.ContentType)
+	_, err := s.d.Metrics.WriteTo(c.Response().BodyWriter())
+	return err
+}
+
+func (s *server) login(c *fiber.Ctx) error {
+	err := s.d.Auth.Login(c)
+	result := "ok"
+	if err != nil {
+		result = "refused"
+		if fe, ok := err.(*fiber.Error); ok && fe.Code == http.StatusTooManyRequests {
+			result = "rate_limited"
+		}
+	}
+	s.logins.With(result).Inc()
+	return err
+}

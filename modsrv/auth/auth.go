@@ -1,0 +1,411 @@
+// Package auth controls access to modsrv: bearer tokens for other systems,
+// users with bcrypt password hashes who log in for a session cookie, a
+// per-IP login rate limit, and fiber middleware that lets reads through on
+// a trusted LAN (read_open) while every write needs credentials.
+//
+// Failures are returned as *fiber.Error (401, 429); the application's error
+// handler renders them in the API's error shape.
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// CookieName is the session cookie set by POST /login.
+const CookieName = "voltedge_session"
+
+// Defaults of Options.
+const (
+	DefaultLoginRate   = 5
+	DefaultSessionTTL  = 12 * time.Hour
+	DefaultMaxSessions = 1000
+	// LoginWindow is the period LoginRate counts attempts in.
+	LoginWindow = time.Minute
+	// maxLimitedIPs bounds the remote addresses the login limiter remembers.
+	maxLimitedIPs = 10000
+	// maxField bounds the user name and password of a login.
+	maxField = 256
+)
+
+// Locals keys set by the middleware.
+const (
+	localsAuth = "voltedge.auth"
+	localsUser = "voltedge.user"
+)
+
+// Token is a bearer token and the name its requests are made in.
+type Token struct {
+	Name   string
+	Secret string
+}
+
+// User is a login name and the bcrypt hash of its password.
+type User struct {
+	Name string
+	Hash string
+}
+
+// Options configure an Auth. Zero values take the defaults.
+type Options struct {
+	Tokens []Token
+	Users  []User
+	// ReadOpen lets reads through without credentials.
+	ReadOpen bool
+	// LoginRate is the number of login attempts per remote IP and minute.
+	LoginRate int
+	// SessionTTL is the lifetime of a session.
+	SessionTTL time.Duration
+	// MaxSessions bounds the sessions kept; the oldest goes first.
+	MaxSessions int
+}
+
+// Auth checks credentials and keeps the sessions. It is safe for concurrent use.
+type Auth struct {
+	readOpen bool
+	tokens   []hashedToken
+	users    map[string][]byte
+	dummy    []byte // hash compared for unknown users, so that they take as long
+	ttl      time.Duration
+	maxSess  int
+	limiter  *limiter
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+type hashedToken struct {
+	name string
+	sum  [sha256.Size]byte
+}
+
+type session struct {
+	user    string
+	created time.Time
+	expires time.Time
+}
+
+// New makes an Auth from o; it fails on an unreadable password hash.
+func New(o Options) (*Auth, error) {
+	if o.LoginRate <= 0 {
+		o.LoginRate = DefaultLoginRate
+	}
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = DefaultSessionTTL
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = DefaultMaxSessions
+	}
+	a := &Auth{
+		readOpen: o.ReadOpen,
+		users:    make(map[string][]byte, len(o.Users)),
+		ttl:      o.SessionTTL,
+		maxSess:  o.MaxSessions,
+		limiter:  newLimiter(o.LoginRate, LoginWindow, maxLimitedIPs),
+		sessions: make(map[string]*session),
+	}
+	for _, t := range o.Tokens {
+		if t.Secret == "" {
+			return nil, fmt.Errorf("token %q: empty secret", t.Name)
+		}
+		a.tokens = append(a.tokens, hashedToken{name: t.Name, sum: sha256.Sum256([]byte(t.Secret))})
+	}
+	cost := bcrypt.DefaultCost
+	for i, u := range o.Users {
+		c, err := bcrypt.Cost([]byte(u.Hash))
+		if err != nil {
+			return nil, fmt.Errorf("user %q: password hash: %w", u.Name, err)
+		}
+		if i == 0 {
+			cost = c
+		}
+		a.users[u.Name] = []byte(u.Hash)
+	}
+	var pw [16]byte
+	_, _ = rand.Read(pw[:])
+	dummy, err := bcrypt.GenerateFromPassword(pw[:], cost)
+	if err != nil {
+		return nil, fmt.Errorf("dummy password hash: %w", err)
+	}
+	a.dummy = dummy
+	return a, nil
+}
+
+// ReadOpen reports whether reads need no credentials.
+func (a *Auth) ReadOpen() bool { return a.readOpen }
+
+// CheckToken reports the name of the bearer token secret, comparing in
+// constant time against every configured token.
+func (a *Auth) CheckToken(secret string) (name string, ok bool) {
+	if secret == "" || len(secret) > 1024 {
+		return "", false
+	}
+	sum := sha256.Sum256([]byte(secret))
+	for i := range a.tokens {
+		if subtle.ConstantTimeCompare(sum[:], a.tokens[i].sum[:]) == 1 && !ok {
+			name, ok = a.tokens[i].name, true
+		}
+	}
+	return name, ok
+}
+
+// Check reports who made the request: the name of its bearer token
+// ("Authorization: Bearer <token>") or the user of its session cookie. A
+// request with an Authorization header is judged by the header alone.
+func (a *Auth) Check(c *fiber.Ctx) (who string, ok bool) {
+	if h := c.Get(fiber.HeaderAuthorization); h != "" {
+		scheme, secret, found := strings.Cut(h, " ")
+		if !found || !strings.EqualFold(scheme, "Bearer") {
+			return "", false
+		}
+		return a.CheckToken(strings.TrimSpace(secret))
+	}
+	if v := c.Cookies(CookieName); v != "" {
+		return a.session(v)
+	}
+	return "", false
+}
+
+// Check is (*Auth).Check for an application that runs the Middleware of an
+// Auth (the modsrv API installs it for every route).
+func Check(c *fiber.Ctx) (who string, ok bool) {
+	a, _ := c.Locals(localsAuth).(*Auth)
+	if a == nil {
+		return "", false
+	}
+	return a.Check(c)
+}
+
+// UserOf returns who RequireRead or RequireWrite let the request through
+// for: "" for an anonymous read.
+func UserOf(c *fiber.Ctx) string {
+	u, _ := c.Locals(localsUser).(string)
+	return u
+}
+
+// Middleware makes a available to Check for every request.
+func (a *Auth) Middleware() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		c.Locals(localsAuth, a)
+		return c.Next()
+	}
+}
+
+// RequireWrite lets a request through only with a valid token or session (401 otherwise).
+func (a *Auth) RequireWrite() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		who, ok := a.Check(c)
+		if !ok {
+			return unauthorized(c)
+		}
+		c.Locals(localsUser, who)
+		return c.Next()
+	}
+}
+
+// RequireRead lets every request through when reads are open, and
+// otherwise only those with a valid token or session.
+func (a *Auth) RequireRead() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		who, ok := a.Check(c)
+		if ok {
+			c.Locals(localsUser, who)
+		} else if !a.readOpen {
+			return unauthorized(c)
+		}
+		return c.Next()
+	}
+}
+
+func unauthorized(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="voltedge"`)
+	if c.Get(fiber.HeaderAuthorization) != "" || c.Cookies(CookieName) != "" {
+		return fiber.NewError(fiber.StatusUnauthorized, "invalid or expired credentials")
+	}
+	return fiber.NewError(fiber.StatusUnauthorized, "credentials required: a bearer token or a session from POST /login")
+}
+
+// loginRequest is the body of POST /login.
+type loginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// Login is the handler of POST /login {"user","password"}: it checks the
+// password against the user's bcrypt hash and sets the session cookie
+// (HttpOnly, SameSite=Strict, Secure over TLS). Attempts are limited per
+// remote IP (429 with Retry-After beyond the rate).
+func (a *Auth) Login(c *fiber.Ctx) error {
+	if ok, wait := a.limiter.allow(c.IP(), time.Now()); !ok {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Round(time.Second)/time.Second)+1))
+		return fiber.NewError(fiber.StatusTooManyRequests, "too many login attempts; try again later")
+	}
+	var req loginRequest
+	if err := json.Unmarshal(c.Body(), &req); err != nil {
+		return fiber.NewError(fiber.StatusBadRequest, "body must be JSON {\"user\":…,\"password\":…}")
+	}
+	if req.User == "" || len(req.User) > maxField || len(req.Password) > maxField {
+		return fiber.NewError(fiber.StatusBadRequest, "user must be 1..256 bytes and password at most 256 bytes")
+	}
+	hash, known := a.users[req.User]
+	if !known {
+		hash = a.dummy
+	}
+	if err := bcrypt.CompareHashAndPassword(hash, []byte(req.Password)); err != nil || !known {
+		return fiber.NewError(fiber.StatusUnauthorized, "wrong user or password")
+	}
+	id, s, err := a.newSession(req.User, time.Now())
+	if err != nil {
+		return err
+	}
+	c.Cookie(&fiber.Cookie{
+		Name: CookieName, Value: id, Path: "/", Expires: s.expires,
+		HTTPOnly: true, SameSite: fiber.CookieSameSiteStrictMode, Secure: c.Protocol() == "https",
+	})
+	return c.JSON(fiber.Map{"user": s.user, "expires_at": s.expires.UnixMilli()})
+}
+
+// Logout is the handler of POST /logout: it ends the session of the cookie
+// (if any) and clears the cookie.
+func (a *Auth) Logout(c *fiber.Ctx) error {
+	if v := c.Cookies(CookieName); v != "" {
+		a.mu.Lock()
+		delete(a.sessions, v)
+		a.mu.Unlock()
+	}
+	c.Cookie(&fiber.Cookie{
+		Name: CookieName, Value: "", Path: "/", Expires: time.Unix(0, 0), MaxAge: -1,
+		HTTPOnly: true, SameSite: fiber.CookieSameSiteStrictMode, Secure: c.Protocol() == "https",
+	})
+	return c.JSON(fiber.Map{"user": nil})
+}
+
+// Me is the handler of GET /me: {"user":…,"read_open":…} or 401.
+func (a *Auth) Me(c *fiber.Ctx) error {
+	who, ok := a.Check(c)
+	if !ok {
+		return unauthorized(c)
+	}
+	return c.JSON(fiber.Map{"user": who, "read_open": a.readOpen})
+}
+
+// Sessions returns the number of sessions kept (expired ones included
+// until they are swept).
+func (a *Auth) Sessions() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.sessions)
+}
+
+func (a *Auth) session(id string) (string, bool) {
+	if len(id) > 128 {
+		return "", false
+	}
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, ok := a.sessions[id]
+	if !ok {
+		return "", false
+	}
+	if !now.Before(s.expires) {
+		delete(a.sessions, id)
+		return "", false
+	}
+	return s.user, true
+}
+
+// errNoRandom is returned when the system has no randomness to offer.
+var errNoRandom = errors.New("no random bytes for a session id")
+
+func (a *Auth) newSession(user string, now time.Time) (string, *session, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", nil, fmt.Errorf("%w: %w", errNoRandom, err)
+	}
+	id := base64.RawURLEncoding.EncodeToString(b[:])
+	s := &session{user: user, created: now, expires: now.Add(a.ttl)}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.sessions) >= a.maxSess {
+		for k, v := range a.sessions {
+			if !now.Before(v.expires) {
+				delete(a.sessions, k)
+			}
+		}
+	}
+	for len(a.sessions) >= a.maxSess {
+		var oldest string
+		var at time.Time
+		for k, v := range a.sessions {
+			if oldest == "" || v.created.Before(at) {
+				oldest, at = k, v.created
+			}
+		}
+		delete(a.sessions, oldest)
+	}
+	a.sessions[id] = s
+	return id, s, nil
+}
+
+// limiter counts attempts per key in fixed windows, remembering at most
+// max keys; when full (after forgetting finished windows) it refuses.
+type limiter struct {
+	per    int
+	window time.Duration
+	max    int
+
+	mu sync.Mutex
+	m  map[string]*bucket
+}
+
+type bucket struct {
+	start time.Time
+	n     int
+}
+
+func newLimiter(per int, window time.Duration, maxKeys int) *limiter {
+	return &limiter{per: per, window: window, max: maxKeys, m: make(map[string]*bucket)}
+}
+
+// allow counts one attempt of key at now; when refused it says how long
+// until the window ends.
+func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.m[key]
+	if ok && now.Sub(b.start) >= l.window {
+		b.start, b.n = now, 0
+	}
+	if !ok {
+		if len(l.m) >= l.max {
+			for k, v := range l.m {
+				if now.Sub(v.start) >= l.window {
+					delete(l.m, k)
+				}
+			}
+			if len(l.m) >= l.max {
+				return false, l.window
+			}
+		}
+		b = &bucket{start: now}
+		l.m[key] = b
+	}
+	if b.n >= l.per {
+		return false, b.start.Add(l.window).Sub(now)
+	}
+	b.n++
+	return true, 0
+}

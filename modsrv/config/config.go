@@ -1,0 +1,196 @@
+// Package config loads modsrv.toml: the common service settings, access
+// control (read_open, bearer tokens, users with bcrypt hashes, the login
+// rate), the control wait, the WebSocket origins and the history store.
+//
+// Loading is strict like every VoltEdge configuration: unknown keys, wrong
+// types and invalid values are refused with file:line:column and key.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/voltedge/voltedge/internal/conf"
+)
+
+// Defaults of modsrv.toml.
+const (
+	DefaultListen         = ":8002"
+	DefaultControlTimeout = 10 * time.Second
+	DefaultLoginRate      = 5
+	DefaultSessionTTL     = 12 * time.Hour
+	DefaultMaxSessions    = 1000
+
+	// MinControlTimeout and MaxControlTimeout bound control_timeout and the
+	// ?timeout= of a control request.
+	MinControlTimeout = 100 * time.Millisecond
+	MaxControlTimeout = 5 * time.Minute
+	// MinTokenLength is the shortest bearer token accepted.
+	MinTokenLength = 16
+	// MaxName bounds token and user names.
+	MaxName = 64
+)
+
+// Config is modsrv.toml.
+type Config struct {
+	conf.ServiceConfig
+
+	// ReadOpen lets GET requests through without credentials (default
+	// true, for a trusted LAN). Writes always need a token or a session.
+	ReadOpen bool `toml:"read_open"`
+	// ControlTimeout is how long a control request waits for comsrv's
+	// outcome unless it asks for another ?timeout= (default 10s).
+	ControlTimeout conf.Duration `toml:"control_timeout"`
+	// WSOrigins lists the Origin values a WebSocket upgrade is accepted
+	// from besides the server's own host; "*" accepts any. Empty: same
+	// origin only.
+	WSOrigins []string `toml:"ws_origins"`
+	// Tokens are the bearer tokens for other systems.
+	Tokens []Token `toml:"token"`
+	// Users can log in with a password (POST /login).
+	Users []User `toml:"user"`
+	// LoginRate is how many login attempts one remote IP may make per
+	// minute (default 5).
+	LoginRate int `toml:"login_rate"`
+	// SessionTTL is how long a login session lasts (default 12h).
+	SessionTTL conf.Duration `toml:"session_ttl"`
+	// MaxSessions bounds the sessions kept at once (default 1000); the
+	// oldest is ended when a login would exceed it.
+	MaxSessions int `toml:"max_sessions"`
+	// History is the store GET /history and /export read from.
+	History History `toml:"history"`
+
+	// File is the path the configuration was read from.
+	File string `toml:"-"`
+}
+
+// Token is one [[token]]: a name (reported as the user of its requests)
+// and the secret sent as "Authorization: Bearer <token>".
+type Token struct {
+	Name  string `toml:"name"`
+	Token string `toml:"token"`
+}
+
+// User is one [[user]]: a name and the bcrypt hash of the password.
+type User struct {
+	Name   string `toml:"name"`
+	Bcrypt string `toml:"bcrypt"`
+}
+
+// History is the [history] table.
+type History struct {
+	// MySQLDSN is the MySQL data source netsrv writes history to; empty
+	// means no history (GET /history and /export answer 503).
+	MySQLDSN string `toml:"mysql_dsn"`
+}
+
+// Load reads and validates modsrv.toml at path.
+func Load(path string) (*Config, error) {
+	cfg := &Config{File: path}
+	pos, err := conf.Decode(path, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.check(pos); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Parse is Load for a document in memory; file is only used in errors.
+func Parse(file string, data []byte) (*Config, error) {
+	cfg := &Config{File: file}
+	pos, err := conf.DecodeData(file, data, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.check(pos); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) check(pos *conf.Positions) error {
+	var errs conf.Errors
+	errs.Add(c.ServiceConfig.Check(pos))
+	if !pos.Defined("listen") {
+		c.Listen = DefaultListen
+	}
+	if c.Listen == "" {
+		errs.Addf(pos, "listen", "must not be empty")
+	}
+	if !pos.Defined("read_open") {
+		c.ReadOpen = true
+	}
+	if !pos.Defined("control_timeout") {
+		c.ControlTimeout.Duration = DefaultControlTimeout
+	}
+	if d := c.ControlTimeout.Duration; d < MinControlTimeout || d > MaxControlTimeout {
+		errs.Addf(pos, "control_timeout", "%s is out of range (%s..%s)", d, MinControlTimeout, MaxControlTimeout)
+	}
+	if !pos.Defined("login_rate") {
+		c.LoginRate = DefaultLoginRate
+	}
+	if c.LoginRate < 1 || c.LoginRate > 1000 {
+		errs.Addf(pos, "login_rate", "%d is out of range (1..1000 attempts per minute)", c.LoginRate)
+	}
+	if !pos.Defined("session_ttl") {
+		c.SessionTTL.Duration = DefaultSessionTTL
+	}
+	if d := c.SessionTTL.Duration; d < time.Minute || d > 30*24*time.Hour {
+		errs.Addf(pos, "session_ttl", "%s is out of range (1m..720h)", d)
+	}
+	if !pos.Defined("max_sessions") {
+		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.MaxSessions < 1 || c.MaxSessions > 100000 {
+		errs.Addf(pos, "max_sessions", "%d is out of range (1..100000)", c.MaxSessions)
+	}
+	for i, o := range c.WSOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			errs.Addf(pos, fmt.Sprintf("ws_origins[%d]", i), "%q is not an origin (want \"*\" or e.g. \"http://scada.local:8080\")", o)
+		}
+	}
+	names := map[string]string{}
+	for i, t := range c.Tokens {
+		p := fmt.Sprintf("token[%d].", i)
+		checkName(pos, &errs, p+"name", t.Name, names)
+		switch {
+		case len(t.Token) < MinTokenLength:
+			errs.Addf(pos, p+"token", "must be at least %d characters (e.g. from: openssl rand -hex 24)", MinTokenLength)
+		case len(t.Token) > 256:
+			errs.Addf(pos, p+"token", "must be at most 256 characters")
+		case strings.ContainsFunc(t.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			errs.Addf(pos, p+"token", "must not contain spaces or control characters")
+		}
+	}
+	for i, u := range c.Users {
+		p := fmt.Sprintf("user[%d].", i)
+		checkName(pos, &errs, p+"name", u.Name, names)
+		if _, err := bcrypt.Cost([]byte(u.Bcrypt)); err != nil {
+			errs.Addf(pos, p+"bcrypt", "not a bcrypt hash (%v); make one with: htpasswd -bnBC 10 \"\" PASSWORD | tr -d ':\\n'", err)
+		}
+	}
+	return errs.Err()
+}
+
+// checkName validates a token or user name and that it is unique among both.
+func checkName(pos *conf.Positions, errs *conf.Errors, key, name string, seen map[string]string) {
+	if name == "" || len(name) > MaxName || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		errs.Addf(pos, key, "must be 1..%d characters without control characters", MaxName)
+		return
+	}
+	if prev, dup := seen[name]; dup {
+		errs.Addf(pos, key, "name %q is already used by %s", name, prev)
+		return
+	}
+	seen[name] = strings.TrimSuffix(key, ".name")
+}

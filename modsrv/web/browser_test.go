@@ -1,0 +1,359 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/redis/rueidis"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/modsrv/api"
+	"github.com/voltedge/voltedge/modsrv/auth"
+	"github.com/voltedge/voltedge/modsrv/config"
+	"github.com/voltedge/voltedge/modsrv/web"
+	"github.com/voltedge/voltedge/modsrv/ws"
+	"github.com/voltedge/voltedge/scripts"
+)
+
+// patience bounds every wait: generous for a loaded machine; a passing test
+// never waits this long.
+const patience = 30 * time.Second
+
+// Strings a hostile device could send: they must show as text.
+const (
+	xssRegistration = `<img src=x onerror=alert(1)>`
+	xssFrame        = `<img src=x onerror=alert(2)>`
+	xssReason       = `<img src=x onerror=alert(3)>`
+	xssPoint        = `<svg/onload=alert(4)>` // a valid point name: no space, no ':'
+)
+
+// chromium returns the browser to use. The test is skipped when none is
+// installed, unless VOLTEDGE_REQUIRE_BROWSER is set (CI sets it).
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("VOLTEDGE_CHROMIUM"); p != "" {
+		return p
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
+		return "/usr/bin/chromium"
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("VOLTEDGE_REQUIRE_BROWSER") != "" {
+		t.Fatal("chromium not installed (apt-get install chromium)")
+	}
+	t.Skip("chromium not installed; set VOLTEDGE_REQUIRE_BROWSER=1 to make this a failure")
+	return ""
+}
+
+// screenshotPath is where the console's screenshot goes:
+// $VOLTEDGE_SCREENSHOT (relative to the repository root), else
+// $VOLTEDGE_ARTIFACTS/console.png, else the test's temporary directory.
+func screenshotPath(t *testing.T) string {
+	if p := os.Getenv("VOLTEDGE_SCREENSHOT"); p != "" {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(repoRoot(t), p)
+	}
+	if d := os.Getenv("VOLTEDGE_ARTIFACTS"); d != "" {
+		return filepath.Join(d, "console.png")
+	}
+	return filepath.Join(t.TempDir(), "console.png")
+}
+
+func repoRoot(t *testing.T) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// okTarget stands for a device that confirms every write.
+type okTarget struct{ r control.Reporter }
+
+func (o okTarget) Deliver(c *control.Command) bool {
+	o.r.Report(c, control.Outcome{Status: control.OK})
+	return true
+}
+
+// server runs modsrv's API, WebSocket and console on a loopback port over a
+// private Redis with the Lua library, and a control dispatcher standing for
+// comsrv. It returns the base URL.
+func server(t *testing.T, rc rueidis.Client, comsrv rueidis.Client) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("test.toml", []byte("[[user]]\nname = \"op\"\nbcrypt = \""+string(hash)+"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Options{ReadOpen: cfg.ReadOpen, LoginRate: cfg.LoginRate, SessionTTL: cfg.SessionTTL.Duration,
+		MaxSessions: cfg.MaxSessions, Users: []auth.User{{Name: "op", Hash: cfg.Users[0].Bcrypt}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	app, err := api.New(api.Deps{Redis: rc, Auth: a, Log: log, Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := ws.New(rc, ws.Options{Authorize: a.Check}, log)
+	hub.Mount(app)
+	web.Mount(app)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); hub.Run(ctx) }()
+	d := control.NewDispatcher(comsrv, control.Options{StartupGrace: -1}, log)
+	d.Attach("1001", okTarget{r: d})
+	go func() { defer wg.Done(); d.Run(ctx) }()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = app.Listener(ln) }()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		_ = app.ShutdownWithTimeout(5 * time.Second)
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// seed writes what comsrv and the Lua library would: channels with status,
+// frames, connection events, mappings and an alarm limit. Some strings are
+// hostile markup.
+func seed(t *testing.T, rc rueidis.Client) {
+	t.Helper()
+	do := func(args ...string) { redistest.Do(t, rc, args...) }
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	do("HSET", keys.Mapping,
+		keys.PointRef("1001", "10001"), keys.PointRef("power_meter", "voltage"),
+		keys.PointRef("1001", "10002"), keys.PointRef("power_meter", "current"),
+		keys.PointRef("1001", "10003"), keys.PointRef("power_meter", xssPoint),
+		keys.PointRef("1002", "1"), keys.PointRef("pump_station", "pressure"))
+	do("HSET", keys.MappingReverse, keys.PointRef("power_meter", "setpoint"), keys.PointRef("1001", "40001"))
+	do("HSET", keys.AlarmThreshold, keys.PointRef("power_meter", "voltage"), "250")
+	do("SADD", keys.Channels, "1001", "1002")
+	do("HSET", keys.ChannelStatus("1001"), "online", "1", "registration", "DTU1001", "remote", "10.0.0.7:40112",
+		"profile", "transparent", "polls_ok", "1234", "timeouts", "3", "crc_errors", "1", "bytes_in", "98304",
+		"last_heartbeat", now, "connected_at", now)
+	do("HSET", keys.ChannelStatus("1002"), "online", "0", "registration", xssRegistration, "remote", "10.0.0.9:50000",
+		"polls_ok", "77", "timeouts", "12", "disconnect_reason", xssReason)
+	frame := func(dir, kind, hex string) string {
+		b, _ := json.Marshal(map[string]any{"ts": time.Now().UnixMilli(), "dir": dir, "kind": kind, "hex": hex})
+		return string(b)
+	}
+	do("LPUSH", keys.ChannelFrames("1001"),
+		frame("tx", "rtu", "010300000002c40b"),
+		frame("rx", "rtu", "01030408fd0034a1b2"),
+		frame("rx", "line", xssFrame))
+	do("XADD", keys.ConnectionEvents, "*", "event", "online", "channel", "1001", "registration", "DTU1001",
+		"remote", "10.0.0.7:40112", "listener", "dtu", "ts", now)
+	do("XADD", keys.ConnectionEvents, "*", "event", "offline", "channel", "1002", "registration", xssRegistration,
+		"remote", "10.0.0.9:50000", "reason", xssReason, "ts", now)
+	sync := func(point, value string) {
+		do("FCALL", scripts.FnSyncMeasurement, "0", "1001", point, value)
+	}
+	sync("10001", "230.1")
+	sync("10002", "5.25")
+	sync("10003", "1")
+	do("FCALL", scripts.FnSyncMeasurement, "0", "1002", "1", "3.5")
+}
+
+// TestConsoleInBrowser opens the console in headless Chromium against the
+// real API, WebSocket and Redis with the Lua library, and checks that live
+// values appear and change, that device strings stay text, that export
+// shows the server's message, and that a logged-in user can acknowledge an
+// alarm and send a control that reaches the (simulated) device.
+func TestConsoleInBrowser(t *testing.T) {
+	bin := chromium(t)
+	srv := redistest.Start(t)
+	rc := srv.Client(t)
+	if _, err := lualib.Ensure(context.Background(), rc); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, rc)
+	base := server(t, rc, srv.Client(t))
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1440, 1000))
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+
+	var mu sync.Mutex
+	var dialogs []string
+	opened := chromedp.Events(ctx, page.JavascriptDialogOpening) // starts the browser; subscribed from here on
+	go func() {
+		for ev, err := range opened {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			dialogs = append(dialogs, ev.Message)
+			mu.Unlock()
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatalf("open the console: %v", err)
+	}
+	js := func(expr string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", expr, err)
+		}
+		return v
+	}
+	waitFor := func(what, expr, want string) {
+		t.Helper()
+		deadline := time.Now().Add(patience)
+		got := ""
+		for {
+			got = js(expr)
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s: %s is %q, want %q", what, expr, got, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	cell := func(model, point string) string {
+		return `(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === ` + jsString(model) +
+			`); const r = c && [...c.querySelectorAll('tr')].find(r => r.dataset.point === ` + jsString(point) +
+			`); return r ? r.querySelector('.val').textContent : ''; })()`
+	}
+	fcall := func(fn string, args ...string) {
+		t.Helper()
+		redistest.Do(t, rc, append([]string{"FCALL", fn, "0"}, args...)...)
+	}
+
+	waitFor("the WebSocket", `document.getElementById('live').textContent`, "live")
+	waitFor("the voltage from REST", cell("power_meter", "voltage"), "230.1")
+
+	// Live values: written through the Lua library while the page is open.
+	waitFor("the subscription", `String(document.querySelectorAll('#models .model').length)`, "2")
+	for _, v := range []string{"231.7", "229.4", "233.2", "236.8", "234.1"} {
+		fcall(scripts.FnSyncMeasurement, "1001", "10001", v)
+		waitFor("the live voltage "+v, cell("power_meter", "voltage"), v)
+		fcall(scripts.FnSyncMeasurement, "1001", "10002", "5."+v[len(v)-1:])
+	}
+	fcall(scripts.FnSyncMeasurement, "1002", "1", "3.9")
+	waitFor("the live pressure", cell("pump_station", "pressure"), "3.9")
+
+	// The chart of a point's recent values.
+	js(`(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === 'power_meter');
+		[...c.querySelectorAll('tr')].find(r => r.dataset.point === 'voltage').click(); return ''; })()`)
+	waitFor("the chart title", `document.getElementById('chart-title').textContent`, "power_meter · voltage")
+
+	// An alarm raised while the page is open arrives over the WebSocket.
+	fcall(scripts.FnSyncMeasurement, "1001", "10001", "262.5")
+	waitFor("the live voltage 262.5", cell("power_meter", "voltage"), "262.5")
+	waitFor("the active alarm", `(() => { const r = document.querySelector('#alarms tbody tr'); return r && r.cells.length > 2 ? r.cells[0].textContent + ' ' + r.cells[2].textContent : ''; })()`,
+		"power_meter:voltage 262.5")
+	waitFor("the alarm event", `String(document.getElementById('alarm-events').textContent.includes('raise power_meter:voltage high value 262.5 limit 250'))`, "true")
+
+	// Channels, frames and connection history, with the hostile strings as text.
+	waitFor("the channels", `String(document.querySelectorAll('#channels tbody tr').length)`, "2")
+	waitFor("the channel counters", `(() => { const r = document.querySelector('#channels tbody tr'); return r ? [...r.cells].slice(0, 8).map(c => c.textContent).join('|') : ''; })()`,
+		"1001|online|DTU1001|10.0.0.7:40112|1,234|3|1|98,304")
+	waitFor("the frames", `String(document.querySelectorAll('#frames tbody tr').length)`, "3")
+	waitFor("the events", `String(document.querySelectorAll('#events tbody tr').length)`, "2")
+	text := js(`document.body.innerText`)
+	for _, s := range []string{xssRegistration, xssFrame, xssReason, xssPoint, "01030408fd0034a1b2", "offline"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("the page does not show %q as text", s)
+		}
+	}
+	if n := js(`String(document.querySelectorAll('img, svg, iframe, object, embed, script:not([src])').length)`); n != "0" {
+		t.Errorf("device strings created %s elements", n)
+	}
+
+	// Export answers 503 until netsrv's store exists: the message is shown.
+	js(`document.getElementById('export-csv').click(), ''`)
+	waitFor("the export message", `String(document.getElementById('export-msg').textContent.includes("history needs netsrv's MySQL store"))`, "true")
+
+	// Log in, acknowledge the alarm, send a control to the device.
+	js(`(() => { document.getElementById('login-user').value = 'op'; document.getElementById('login-password').value = 'pw';
+		document.getElementById('login').requestSubmit(); return ''; })()`)
+	waitFor("the login", `document.getElementById('whoami-name').textContent`, "op")
+	waitFor("the control form", `String(document.getElementById('sec-control').hidden)`, "false")
+	waitFor("the ack button", `String(!!document.querySelector('#alarms tbody button'))`, "true")
+	js(`document.querySelector('#alarms tbody button').click(), ''`)
+	waitFor("the acknowledgement", `(() => { const r = document.querySelector('#alarms tbody tr'); return String(!!r && r.cells.length > 5 && r.cells[5].textContent.startsWith('✓ op')); })()`, "true")
+	js(`(() => { document.getElementById('control-model').value = 'power_meter'; document.getElementById('control-name').value = 'setpoint';
+		document.getElementById('control-value').value = '42.5'; document.getElementById('control').requestSubmit(); return ''; })()`)
+	waitFor("the control outcome", `String(/^command \d+: ok$/.test(document.getElementById('control-result').textContent))`, "true")
+	res, err := rc.Do(context.Background(), rc.B().Hget().Key(keys.Command("1001")).Field("40001").Build()).ToString()
+	if err != nil || res != "42.5" {
+		t.Errorf("the control did not reach channel 1001: %q %v", res, err)
+	}
+
+	// Settle (the value highlight fades), then keep a screenshot.
+	waitFor("the highlight to fade", `String(document.querySelectorAll('td.val.changed').length)`, "0")
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	out := screenshotPath(t)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("console screenshot: %s (%d bytes)", out, len(png))
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dialogs) > 0 {
+		t.Fatalf("the page ran device markup as script: dialogs %q", dialogs)
+	}
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
