@@ -19,6 +19,7 @@ func mountExtras(ctx context.Context, app *fiber.App, deps api.Deps) (*sync.Wait
 	var bg sync.WaitGroup
 	hub := ws.New(deps.Redis, ws.Options{
 		Authorize:   deps.Auth.Check,
+		StillValid:  deps.Auth.StillValid,
 		RequireAuth: !deps.Config.ReadOpen,
 		Origins:     deps.Config.WSOrigins,
 		CommandTTL:  deps.Config.ControlTimeout.Duration,

@@ -85,6 +85,15 @@ func (s *Server) readRegistry(ctx context.Context) {
 	if old == nil {
 		return
 	}
+	var gone []string
+	for id := range old.byReg {
+		if next.byReg[id] == nil && cat.byID[id] == nil {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) > 0 {
+		s.sink.Do(s.sink.B().Srem().Key(keys.Channels).Member(gone...).Build())
+	}
 	var closing []*link
 	s.mu.Lock()
 	for id, ch := range old.byReg {

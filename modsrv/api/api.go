@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/internal/lualib"
@@ -125,6 +126,10 @@ func New(d Deps) (*fiber.App, error) {
 	if s.doc, err = json.Marshal(openAPI(rs)); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)
 	}
+	// A panic in a handler answers 500 and is logged; it never stops modsrv.
+	app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, e any) {
+		d.Log.Error("handler panic", "path", c.Path(), "panic", fmt.Sprint(e))
+	}}))
 	app.Use(s.observe, headers, d.Auth.Middleware())
 	for _, r := range rs {
 		h := []fiber.Handler{}

@@ -107,5 +107,5 @@ func (s *server) history(c *fiber.Ctx) error {
 	if s.d.Config.History.MySQLDSN == "" {
 		return Errorf(http.StatusServiceUnavailable, "history needs netsrv's MySQL store, which is not configured")
 	}
-	return Errorf(http.StatusServiceUnavailable, "reading history from MySQL is not available in this modsrv")
+	return Errorf(http.StatusServiceUnavailable, "history and export are not available yet: netsrv does not write its MySQL tables in this version")
 }

@@ -178,6 +178,27 @@ func (a *Auth) Check(c *fiber.Ctx) (who string, ok bool) {
 	return "", false
 }
 
+// StillValid reports whether the credentials of an earlier request, its
+// Authorization and Cookie headers, still hold (a session may have ended by
+// logout, expiry or eviction since).
+func (a *Auth) StillValid(authorization, cookie string) bool {
+	if authorization != "" {
+		scheme, secret, found := strings.Cut(authorization, " ")
+		if !found || !strings.EqualFold(scheme, "Bearer") {
+			return false
+		}
+		_, ok := a.CheckToken(strings.TrimSpace(secret))
+		return ok
+	}
+	for _, part := range strings.Split(cookie, ";") {
+		if name, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok && name == CookieName {
+			_, ok := a.session(v)
+			return ok
+		}
+	}
+	return false
+}
+
 // Check is (*Auth).Check for an application that runs the Middleware of an
 // Auth (the modsrv API installs it for every route).
 func Check(c *fiber.Ctx) (who string, ok bool) {
@@ -397,7 +418,16 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 				}
 			}
 			if len(l.m) >= l.max {
-				return false, l.window
+				// Still full: the oldest window gives way, so that a flood of
+				// addresses cannot lock everyone else out.
+				var oldest string
+				var at time.Time
+				for k, v := range l.m {
+					if oldest == "" || v.start.Before(at) {
+						oldest, at = k, v.start
+					}
+				}
+				delete(l.m, oldest)
 			}
 		}
 		b = &bucket{start: now}

@@ -17,10 +17,11 @@ import (
 // client is one connection. Its subscription sets are guarded by the hub's
 // mutex; the queue is the only way to write to it.
 type client struct {
-	hub  *Hub
-	conn *fws.Conn
-	nc   net.Conn
-	user string // "" when not authorised
+	hub   *Hub
+	conn  *fws.Conn
+	nc    net.Conn
+	user  string    // "" when not authorised
+	creds [2]string // the upgrade's Authorization and Cookie headers, for Options.StillValid
 
 	queue chan []byte
 	kill  chan struct{} // closed by drop: the writer closes the connection
@@ -42,7 +43,9 @@ type client struct {
 // serve runs one connection: it is the client's reader, and starts its writer.
 func (h *Hub) serve(wc *websocket.Conn) {
 	user, _ := wc.Locals(localUser).(string)
+	creds, _ := wc.Locals(localCreds).([2]string)
 	c := &client{
+		creds:    creds,
 		hub:      h,
 		conn:     wc.Conn,
 		nc:       rawConn(wc.Conn.NetConn()),

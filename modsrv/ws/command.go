@@ -23,7 +23,7 @@ const queueTimeout = 5 * time.Second
 // its outcome. The reader does not wait: the work runs in its own goroutine,
 // at most Options.MaxInFlight per client.
 func (h *Hub) command(c *client, r *request) {
-	if c.user == "" {
+	if c.user == "" || (h.opt.StillValid != nil && !h.opt.StillValid(c.creds[0], c.creds[1])) {
 		h.refuse(c, r.RequestRef, ReasonNotAuthorised)
 		return
 	}

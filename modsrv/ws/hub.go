@@ -51,6 +51,9 @@ const (
 // the upgrade request to the connection.
 const localUser = "voltedge.ws.user"
 
+// localCreds carries the upgrade request's Authorization and Cookie headers.
+const localCreds = "voltedge.ws.creds"
+
 // Options configures a Hub. Zero values take the defaults.
 type Options struct {
 	// Authorize checks the credentials of the upgrade request (bearer
@@ -59,6 +62,11 @@ type Options struct {
 	// on a WebSocket. Nil means no client is authorised: every command is
 	// refused.
 	Authorize func(c *fiber.Ctx) (user string, ok bool)
+	// StillValid, if set, is asked before each command whether the
+	// credentials the socket was opened with (its Authorization and Cookie
+	// headers) still hold, so that a logout or an expired session also ends
+	// the socket's right to send commands.
+	StillValid func(authorization, cookie string) bool
 	// RequireAuth refuses upgrades without valid credentials (401), for
 	// read_open = false.
 	RequireAuth bool
@@ -274,6 +282,7 @@ func (h *Hub) admit(c *fiber.Ctx) error {
 			user = "?"
 		}
 		c.Locals(localUser, user)
+		c.Locals(localCreds, [2]string{c.Get(fiber.HeaderAuthorization), c.Get(fiber.HeaderCookie)})
 	}
 	return c.Next()
 }
