@@ -128,8 +128,8 @@ func New(o Options) (*Auth, error) {
 		if err != nil {
 			return nil, fmt.Errorf("user %q: password hash: %w", u.Name, err)
 		}
-		if i == 0 {
-			cost = c
+		if i == 0 || c > cost {
+			cost = c // the dummy hash costs as much as the dearest real one
 		}
 		a.users[u.Name] = []byte(u.Hash)
 	}
@@ -231,9 +231,29 @@ func (a *Auth) RequireWrite() fiber.Handler {
 		if !ok {
 			return unauthorized(c)
 		}
+		// A write authorised by the cookie alone must come from a page of
+		// this host: a form on another port of the same host is "same
+		// site" to the browser and would carry the cookie.
+		if c.Get(fiber.HeaderAuthorization) == "" && !sameOrigin(c) {
+			return fiber.NewError(fiber.StatusForbidden, "a cookie-authorised write must come from this console (Origin or Sec-Fetch-Site)")
+		}
 		c.Locals(localsUser, who)
 		return c.Next()
 	}
+}
+
+// sameOrigin reports whether a browser request comes from a page of this
+// origin: Sec-Fetch-Site "same-origin", or an Origin equal to this host.
+// Requests without either header (not from a browser) pass.
+func sameOrigin(c *fiber.Ctx) bool {
+	if site := c.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin" || site == "none"
+	}
+	origin := c.Get(fiber.HeaderOrigin)
+	if origin == "" {
+		return true
+	}
+	return origin == c.Protocol()+"://"+string(c.Request().Host())
 }
 
 // RequireRead lets every request through when reads are open, and

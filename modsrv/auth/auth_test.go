@@ -172,6 +172,15 @@ func TestLoginSession(t *testing.T) {
 	if r := do(t, f, "POST", "/write", "", "Cookie", cookie); r.code != 200 || r.body != "written by op" {
 		t.Fatalf("write with session: %+v", r)
 	}
+	// The cookie alone does not authorise a write from another page, even of the same site.
+	for _, hdr := range [][2]string{{"Origin", "http://127.0.0.1:9999"}, {"Sec-Fetch-Site", "same-site"}, {"Sec-Fetch-Site", "cross-site"}} {
+		if r := do(t, f, "POST", "/write", "", "Cookie", cookie, hdr[0], hdr[1]); r.code != 403 {
+			t.Fatalf("cookie write with %s: %s: %+v", hdr[0], hdr[1], r)
+		}
+	}
+	if r := do(t, f, "POST", "/write", "", "Cookie", cookie, "Sec-Fetch-Site", "same-origin"); r.code != 200 {
+		t.Fatalf("cookie write from the console: %+v", r)
+	}
 	if r := do(t, f, "GET", "/me", "", "Cookie", cookie); r.code != 200 || r.body != `{"read_open":false,"user":"op"}` {
 		t.Fatalf("me: %+v", r)
 	}
