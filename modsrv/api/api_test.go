@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -710,9 +711,16 @@ func TestErrorShape(t *testing.T) {
 	}
 	go func() { _ = e.app.Listener(ln) }()
 	t.Cleanup(func() { _ = e.app.ShutdownWithTimeout(patience) })
-	req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/devices", strings.NewReader(`{"id":"`+strings.Repeat("a", BodyLimit)+`"}`))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := (&http.Client{Timeout: patience}).Do(req)
+	// Headers only, announcing the body: the server answers without reading
+	// it (a client writing the whole body would race the server's close).
+	conn, err := net.DialTimeout("tcp", ln.Addr().String(), patience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(patience))
+	fmt.Fprintf(conn, "POST /devices HTTP/1.1\r\nHost: box\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", token, BodyLimit+100)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
