@@ -16,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/scripts"
 )
@@ -153,7 +154,7 @@ type Dispatcher struct {
 	running  atomic.Bool
 	graceEnd atomic.Int64 // Unix ns; 0 until Run starts
 
-	fails *rateLog
+	fails *logging.Limited
 	stats struct {
 		sweeps, taken, delivered, busy, requeued, reported, reportErrors, reportsDropped, unreadable, redisErrors atomic.Uint64
 	}
@@ -179,7 +180,7 @@ func NewDispatcher(client rueidis.Client, opt Options, log *slog.Logger) *Dispat
 		busy:    make(map[string]struct{}),
 		signal:  make(chan struct{}, 1),
 		reports: make(chan report, reportQueue),
-		fails:   newRateLog(log, failLogInterval),
+		fails:   logging.NewLimited(log, failLogInterval),
 	}
 }
 
@@ -218,7 +219,7 @@ func (d *Dispatcher) Report(c *Command, o Outcome) {
 	case d.reports <- report{c: c, o: o}:
 	default:
 		d.stats.reportsDropped.Add(1)
-		d.fails.warn("control: result queue full, outcome not recorded",
+		d.fails.Warn("control: result queue full, outcome not recorded",
 			"id", c.ID, "channel", c.Channel, "status", string(o.Status))
 	}
 }
@@ -352,7 +353,7 @@ func (d *Dispatcher) sweep(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			d.stats.redisErrors.Add(1)
-			d.fails.warn("control: read of pending channels failed", "key", keys.CommandPending, "err", err)
+			d.fails.Warn("control: read of pending channels failed", "key", keys.CommandPending, "err", err)
 		}
 		return
 	}
@@ -388,7 +389,7 @@ func (d *Dispatcher) drain(ctx context.Context, channel string) bool {
 	if err != nil {
 		if ctx.Err() == nil {
 			d.stats.redisErrors.Add(1)
-			d.fails.warn("control: take_controls failed", "channel", channel, "err", err)
+			d.fails.Warn("control: take_controls failed", "channel", channel, "err", err)
 		}
 		return false
 	}
@@ -527,7 +528,7 @@ func (d *Dispatcher) subscribe(ctx context.Context) {
 		if confirmed {
 			backoff = minBackoff
 		}
-		d.fails.warn("control: subscription lost, subscribing again", "pattern", keys.CommandPattern,
+		d.fails.Warn("control: subscription lost, subscribing again", "pattern", keys.CommandPattern,
 			"err", err, "retry_in", backoff.String())
 		t := time.NewTimer(backoff)
 		select {
@@ -652,7 +653,7 @@ func (d *Dispatcher) write(ctx context.Context, r report, args []string) {
 		t.Stop()
 	}
 	d.stats.reportErrors.Add(1)
-	d.fails.error("control: outcome not recorded", "id", id, "channel", c.Channel, "status", string(o.Status), "err", err)
+	d.fails.Error("control: outcome not recorded", "id", id, "channel", c.Channel, "status", string(o.Status), "err", err)
 }
 
 func asRedisError(err error, re **rueidis.RedisError) bool {

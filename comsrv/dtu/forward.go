@@ -99,7 +99,7 @@ func (s *Server) forwardLine(l *listener, msg string) {
 // lineOutcome publishes what became of a forwarded message.
 func (s *Server) lineOutcome(l *listener, dev, status, message string) {
 	if status != lineForwarded {
-		l.refusals.note("line message "+status, message, "", dev)
+		l.logRefusal("line message "+status, message, "", dev)
 	}
 	b, _ := json.Marshal(struct {
 		Device  string `json:"device"`

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/comsrv/sink"
 	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/logging"
 )
 
 // Controls is where links register for control commands and report their outcomes.
@@ -71,7 +71,7 @@ type Server struct {
 type listener struct {
 	cfg      *config.DTU
 	conns    atomic.Int64
-	refusals *rateLog
+	refusals *logging.Limited
 }
 
 // catalog is the channel set a reload swaps as a whole.
@@ -97,7 +97,7 @@ func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger, opts ...Option) (*
 		o(s)
 	}
 	for _, l := range cfg.AllListeners() {
-		s.listeners = append(s.listeners, &listener{cfg: l, refusals: newRateLog(log, l.RefuseLogInterval.Duration)})
+		s.listeners = append(s.listeners, &listener{cfg: l, refusals: logging.NewLimited(log, l.RefuseLogInterval.Duration)})
 	}
 	cat, err := newCatalog(cfg.ChannelList, nil)
 	if err != nil {
@@ -293,7 +293,7 @@ func max2(a, b time.Duration) time.Duration {
 
 // refuse logs (rate-limited) and records (within the event budget) a refused connection.
 func (s *Server) refuse(l *listener, reason, detail, remote, id string) {
-	l.refusals.note(reason, detail, remote, id)
+	l.logRefusal(reason, detail, remote, id)
 	if s.events.take(time.Now()) {
 		r := reason
 		if detail != "" {
@@ -500,46 +500,20 @@ func (s *Server) linkFor(id string) (*link, bool) {
 	return s.links[ch.ID], true
 }
 
-// rateLog logs refusals at most once per interval per reason, with a count.
-type rateLog struct {
-	log      *slog.Logger
-	interval time.Duration
-	mu       sync.Mutex
-	last     map[string]time.Time
-	dropped  map[string]int
-}
-
-func newRateLog(log *slog.Logger, interval time.Duration) *rateLog {
-	if interval <= 0 {
-		interval = 10 * time.Second
+// logRefusal logs one refused connection (or line message), at most once
+// per refuse_log_interval per reason, with a count of the others.
+func (l *listener) logRefusal(reason, detail, remote, id string) {
+	attrs := []any{"reason", reason, "listener", l.cfg.Name}
+	if remote != "" {
+		attrs = append(attrs, "remote", remote)
 	}
-	return &rateLog{log: log, interval: interval, last: map[string]time.Time{}, dropped: map[string]int{}}
-}
-
-// note records one refusal of the given category; detail, remote and id describe it.
-func (r *rateLog) note(reason, detail, remote, id string) {
-	now := time.Now()
-	r.mu.Lock()
-	if now.Sub(r.last[reason]) < r.interval {
-		r.dropped[reason]++
-		r.mu.Unlock()
-		return
-	}
-	suppressed := r.dropped[reason]
-	r.last[reason] = now
-	r.dropped[reason] = 0
-	r.mu.Unlock()
-	attrs := []any{"reason", reason, "remote", remote}
 	if detail != "" {
 		attrs = append(attrs, "detail", detail)
 	}
 	if id != "" {
 		attrs = append(attrs, "registration", quoteID(id))
 	}
-	if suppressed > 0 {
-		attrs = append(attrs, "similar_since_last_log", strconv.Itoa(suppressed))
-	}
-	r.log.Warn("dtu connection refused", attrs...)
+	l.refusals.LogKey(slog.LevelWarn, reason, "dtu connection refused", attrs...)
 }
 
 // budget is a token bucket: at most rate events per second (burst rate).
