@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -130,7 +132,7 @@ func New(d Deps) (*fiber.App, error) {
 	app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, e any) {
 		d.Log.Error("handler panic", "path", c.Path(), "panic", fmt.Sprint(e))
 	}}))
-	app.Use(s.observe, headers, d.Auth.Middleware())
+	app.Use(s.observe, headers, hostCheck(d.Config.Hostnames), d.Auth.Middleware())
 	for _, r := range rs {
 		h := []fiber.Handler{}
 		switch r.access {
@@ -154,6 +156,38 @@ func headers(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
 	c.Set(fiber.HeaderReferrerPolicy, "no-referrer")
 	return c.Next()
+}
+
+// hostCheck refuses requests whose Host is not an IP address, localhost or
+// one of names (when names is not empty): a rebinding DNS name of a foreign
+// web page never matches.
+func hostCheck(names []string) fiber.Handler {
+	if len(names) == 0 {
+		return func(c *fiber.Ctx) error { return c.Next() }
+	}
+	allowed := map[string]bool{"localhost": true}
+	for _, n := range names {
+		allowed[strings.ToLower(n)] = true
+	}
+	return func(c *fiber.Ctx) error {
+		host := string(c.Request().Host())
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.ToLower(strings.Trim(host, "[]"))
+		if allowed[host] || net.ParseIP(host) != nil {
+			return c.Next()
+		}
+		return Errorf(http.StatusForbidden, "host %q is not one of this box's names (hostnames in modsrv.toml)", clip(host))
+	}
+}
+
+// clip bounds a client-supplied string for a message.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }
 
 // observe counts requests by route pattern, method and status. Errors are

@@ -126,6 +126,10 @@ func (e *env) do(t *testing.T, method, path, body string, hdr ...string) reply {
 			req.Header.Set("Authorization", "Bearer "+hdr[i+1])
 			continue
 		}
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := e.app.Test(req, int(patience/time.Millisecond))
@@ -844,3 +848,19 @@ func TestOperationID(t *testing.T) {
 }
 
 var refPattern = regexp.MustCompile(`"\$ref":"#/components/schemas/([A-Za-z]+)"`)
+
+// TestHostnames: with hostnames set, a request addressed by another name (a
+// rebinding DNS name) is refused; IP addresses, localhost and the listed
+// names pass.
+func TestHostnames(t *testing.T) {
+	e := newEnv(t, `hostnames = ["edge42.plant.local"]`)
+	e.do(t, "GET", "/health", "", "Host", "evil.example:8002").fails(t, 403, "forbidden", "host \"evil.example\" is not one of this box's names")
+	for _, h := range []string{"edge42.plant.local:8002", "EDGE42.plant.local", "10.1.2.3:8002", "[fe80::1]:8002", "localhost"} {
+		if r := e.do(t, "GET", "/health", "", "Host", h); r.code != 200 {
+			t.Fatalf("Host %s: %d %s", h, r.code, r.raw)
+		}
+	}
+	if r := newEnv(t, "").do(t, "GET", "/health", "", "Host", "any.name"); r.code != 200 {
+		t.Fatalf("without hostnames any Host passes: %d", r.code)
+	}
+}

@@ -49,6 +49,11 @@ type Config struct {
 	// from besides the server's own host; "*" accepts any. Empty: same
 	// origin only.
 	WSOrigins []string `toml:"ws_origins"`
+	// Hostnames, when set, are the only names (besides IP addresses and
+	// localhost) by which modsrv may be addressed: requests with another
+	// Host are refused. This stops a web page from reading the open API
+	// through DNS rebinding. Empty: any Host.
+	Hostnames []string `toml:"hostnames"`
 	// Tokens are the bearer tokens for other systems.
 	Tokens []Token `toml:"token"`
 	// Users can log in with a password (POST /login).
@@ -157,6 +162,11 @@ func (c *Config) check(pos *conf.Positions) error {
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 			errs.Addf(pos, fmt.Sprintf("ws_origins[%d]", i), "%q is not an origin (want \"*\" or e.g. \"http://scada.local:8080\")", o)
+		}
+	}
+	for i, h := range c.Hostnames {
+		if h == "" || strings.ContainsAny(h, ":/ ") {
+			errs.Addf(pos, fmt.Sprintf("hostnames[%d]", i), "%q is not a host name (no port, scheme or path)", h)
 		}
 	}
 	names := map[string]string{}
