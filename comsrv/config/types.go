@@ -105,6 +105,8 @@ type Modbus struct {
 	// attempts of Modbus TCP and serial channels (doubling from min to max); defaults 1s and 60s.
 	ReconnectMin conf.Duration `toml:"reconnect_min"`
 	ReconnectMax conf.Duration `toml:"reconnect_max"`
+	// StatusInterval is how often each Modbus channel's status hash is refreshed; default 5s.
+	StatusInterval conf.Duration `toml:"status_interval"`
 }
 
 // Control configures how comsrv executes the control commands queued by send_control.

@@ -10,7 +10,6 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/comsrv/config"
-	"github.com/voltedge/voltedge/comsrv/sink"
 	"github.com/voltedge/voltedge/internal/keys"
 )
 
@@ -107,7 +106,7 @@ func (s *Server) lineOutcome(l *listener, dev, status, message string) {
 		Message string `json:"message,omitempty"`
 		TS      int64  `json:"ts"`
 	}{dev, status, message, time.Now().UnixMilli()})
-	s.sink.Do(s.sink.B().Publish().Channel(keys.LineOutcomes(l.cfg.Line.ResultChannel)).Message(string(b)).Build())
+	s.sink.Publish(keys.LineOutcomes(l.cfg.Line.ResultChannel), string(b))
 }
 
 // messageJSON renders a device's own message for keys.ChannelData: lines as
@@ -127,9 +126,4 @@ func messageJSON(channel, kind string, frame []byte, now time.Time) string {
 	}
 	b, _ := json.Marshal(m)
 	return string(b)
-}
-
-// sinkEvent describes a connection event of link l.
-func sinkEvent(l *link, typ, reason string, at time.Time) sink.Event {
-	return sink.Event{Type: typ, Channel: l.ch.ID, Listener: l.lst.cfg.Name, Registration: l.regID, Remote: l.remote, Reason: reason, At: at}
 }

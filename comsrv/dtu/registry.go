@@ -79,7 +79,7 @@ func (s *Server) readRegistry(ctx context.Context) {
 	}
 	s.reg.Store(next)
 	if len(added) > 0 {
-		s.sink.Do(s.sink.B().Sadd().Key(keys.Channels).Member(added...).Build())
+		s.sink.AddChannels(added...)
 		s.log.Info("device registry: devices added", "count", len(added))
 	}
 	if old == nil {
@@ -91,9 +91,7 @@ func (s *Server) readRegistry(ctx context.Context) {
 			gone = append(gone, id)
 		}
 	}
-	if len(gone) > 0 {
-		s.sink.Do(s.sink.B().Srem().Key(keys.Channels).Member(gone...).Build())
-	}
+	s.sink.RemoveChannels(gone...)
 	var closing []*link
 	s.mu.Lock()
 	for id, ch := range old.byReg {

@@ -9,6 +9,7 @@
 package dtu
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/comsrv/channel"
 	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/poll"
@@ -62,7 +64,7 @@ type Server struct {
 
 	mu          sync.Mutex
 	links       map[string]*link     // channel id → active link
-	counters    map[string]*counters // channel id → counters, kept across reconnects
+	counters    map[string]*channel.Counters // channel id → counters, kept across reconnects
 	provisioned map[string]*config.Channel
 	provPlans   map[*config.Channel]*poll.Plan
 }
@@ -88,7 +90,7 @@ func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger, opts ...Option) (*
 		sink:        sk,
 		log:         log,
 		links:       make(map[string]*link),
-		counters:    make(map[string]*counters),
+		counters:    make(map[string]*channel.Counters),
 		provisioned: make(map[string]*config.Channel),
 		provPlans:   make(map[*config.Channel]*poll.Plan),
 		events:      newBudget(cfg.Events.RefusalsPerSec),
@@ -299,7 +301,7 @@ func (s *Server) refuse(l *listener, reason, detail, remote, id string) {
 		if detail != "" {
 			r += ": " + detail
 		}
-		s.sink.Event(sink.Event{Type: sink.EventRefused, Listener: l.cfg.Name, Registration: id, Remote: remote, Reason: r, At: time.Now()}, s.cfg.Events.MaxLen)
+		s.sink.Event(sink.Event{Type: sink.EventRefused, Listener: l.cfg.Name, Registration: id, Remote: remote, Reason: r, At: time.Now()})
 	}
 }
 
@@ -329,9 +331,9 @@ func (s *Server) handle(ctx context.Context, l *listener, c net.Conn) {
 	if plan == nil {
 		plan = &poll.Plan{}
 	}
-	lk := newLink(s, l, c, ch, plan, id, remote, f)
+	lk := newLink(s, l, c, ch, id, remote, f)
 	lk.regFrame = regBytes
-	lk.st = s.attach(lk)
+	lk.core = channel.New(ch.ID, plan, s.attach(lk), s.settings(l), s.sink, s.ctl, s.log)
 	reason := lk.run(ctx)
 	// The socket closed under the link shows first as whatever call failed.
 	switch {
@@ -420,7 +422,7 @@ func (s *Server) channelFor(l *listener, cat *catalog, id string) (*config.Chann
 		s.provPlans[ch] = p
 	}
 	s.provisioned[id] = ch
-	s.sink.Do(s.sink.B().Sadd().Key(keys.Channels).Member(id).Build())
+	s.sink.AddChannels(id)
 	s.log.Info("provisioned channel", "channel", id, "listener", l.cfg.Name, "template", ch.Template)
 	return ch, s.provPlans[ch]
 }
@@ -428,13 +430,13 @@ func (s *Server) channelFor(l *listener, cat *catalog, id string) (*config.Chann
 // attach makes l the channel's active link. An older link of the same channel
 // is closed first and waited for, so that a channel never has two pollers.
 // The channel's counters carry over.
-func (s *Server) attach(l *link) *counters {
+func (s *Server) attach(l *link) *channel.Counters {
 	s.mu.Lock()
 	old := s.links[l.ch.ID]
 	s.links[l.ch.ID] = l
 	st := s.counters[l.ch.ID]
 	if st == nil {
-		st = &counters{}
+		st = &channel.Counters{}
 		s.counters[l.ch.ID] = st
 	}
 	s.mu.Unlock()
@@ -447,7 +449,7 @@ func (s *Server) attach(l *link) *counters {
 			s.log.Error("replaced link did not stop in time", "channel", l.ch.ID)
 		}
 		s.log.Info("dtu link replaced", "channel", l.ch.ID, "registration", quoteID(l.regID), "old_remote", old.remote, "new_remote", l.remote)
-		s.sink.Event(sink.Event{Type: sink.EventReplaced, Channel: l.ch.ID, Listener: l.lst.cfg.Name, Registration: l.regID, Remote: l.remote, Reason: "replaced " + old.remote, At: time.Now()}, s.cfg.Events.MaxLen)
+		s.sink.Event(sink.Event{Type: sink.EventReplaced, Channel: l.ch.ID, Listener: l.lst.cfg.Name, Registration: l.regID, Remote: l.remote, Reason: "replaced " + old.remote, At: time.Now()})
 	}
 	if s.ctl != nil {
 		s.ctl.Attach(l.ch.ID, l.inbox)
@@ -464,23 +466,33 @@ func (s *Server) detach(l *link, reason string) {
 	}
 	s.mu.Unlock()
 	l.inbox.Close()
-	if l.ctl != nil {
-		l.report(l.ctl.cmd, control.Outcome{Status: control.Failed, Message: "link closed while the command was in flight: " + reason})
-		l.ctl = nil
+	if l.fl.ctl != nil {
+		l.endControl(control.Outcome{Status: control.Failed, Message: "link closed while the command was in flight: " + reason})
 	}
 	if s.ctl != nil {
 		s.ctl.Detach(l.ch.ID, l.inbox)
 		l.inbox.Drain(s.ctl, control.Outcome{Status: control.Offline, Message: "link closed: " + reason})
 	}
 	l.dropLines(reason)
+	now := time.Now()
 	if mine {
-		now := time.Now()
-		l.writeStatus(now, false, reason)
-		l.markAllStale()
+		l.core.Down(now, reason)
 		s.log.Info("dtu offline", "channel", l.ch.ID, "registration", quoteID(l.regID), "remote", l.remote, "reason", reason)
-		s.sink.Event(sink.Event{Type: sink.EventOffline, Channel: l.ch.ID, Listener: l.lst.cfg.Name, Registration: l.regID, Remote: l.remote, Reason: reason, At: now}, s.cfg.Events.MaxLen)
+	} else {
+		l.core.FlushFrames(now)
 	}
 	close(l.done)
+}
+
+// settings are the channel settings of links of listener l.
+func (s *Server) settings(l *listener) channel.Settings {
+	return channel.Settings{
+		BackoffAfter:    s.cfg.Modbus.BackoffAfter,
+		BackoffCooldown: s.cfg.Modbus.BackoffCooldown.Duration,
+		StatusInterval:  cmp.Or(l.cfg.StatusInterval.Duration, config.DefaultStatusInterval),
+		FramesKeep:      s.cfg.Frames.Keep,
+		FramesFlush:     s.cfg.Frames.Flush.Duration,
+	}
 }
 
 // linkFor returns the active link of the channel registered as id, and whether such a channel exists.

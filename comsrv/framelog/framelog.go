@@ -77,6 +77,15 @@ func (l *Log) Due(now time.Time) bool {
 	return l != nil && l.n > 0 && now.Sub(l.last) >= l.flush
 }
 
+// Next reports when the pending entries are due to be written; ok is false
+// when nothing is pending.
+func (l *Log) Next() (at time.Time, ok bool) {
+	if l == nil || l.n == 0 {
+		return time.Time{}, false
+	}
+	return l.last.Add(l.flush), true
+}
+
 // Take returns the pending entries as JSON, oldest first, and starts a new interval.
 func (l *Log) Take(now time.Time) []string {
 	if l == nil || l.n == 0 {

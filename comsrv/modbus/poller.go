@@ -19,20 +19,18 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	mb "github.com/simonvetter/modbus"
 
+	"github.com/voltedge/voltedge/comsrv/channel"
 	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/framelog"
-	"github.com/voltedge/voltedge/comsrv/health"
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/comsrv/sink"
-	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
 )
 
@@ -54,20 +52,12 @@ const (
 	ReasonClosed   = "closed by device" // the device closed the connection
 )
 
-// counters of one poller, owned by its goroutine.
-type counters struct {
-	pollsOK, timeouts, crcErrors, exceptions, mismatches uint64
-	bytesIn, bytesOut, decodeErrors, dropped             uint64
-	connects, connectFailures                            uint64
-	controls, controlsFailed                             uint64
-}
-
 // Poller polls one Modbus channel. Create it with New, run it with Run.
 type Poller struct {
 	ch   *config.Channel
 	plan *poll.Plan
 	cfg  *config.Config
-	sink *sink.Sink
+	core *channel.Core
 	rep  control.Reporter
 	reg  control.Registry
 	log  *slog.Logger
@@ -78,8 +68,6 @@ type Poller struct {
 	retries  int
 	minWait  time.Duration
 	maxWait  time.Duration
-	statusIv time.Duration
-	flushIv  time.Duration
 
 	inbox    *control.Inbox
 	stop     chan struct{}
@@ -91,22 +79,9 @@ type Poller struct {
 
 	// Owned by the Run goroutine.
 	client       *mb.ModbusClient
-	health       *health.Slaves
-	frames       *framelog.Log
-	st           counters
-	next         []time.Time // per task: next run
-	pending      []int       // connect tasks still to run on this connection
-	allPoints    []string
-	allStale     bool // every point is marked stale in Redis
 	failStreak   int  // requests in a row that got no valid answer
 	connAnswered bool // the current connection got a valid answer
-	connectedAt  time.Time
-	lastReason   string // why the channel is offline
-	nextStatus   time.Time
-	lastFlush    time.Time
-	framesDirty  bool
 	timer        *time.Timer
-	scratch      []byte
 	payload      []byte
 	pdu          []byte
 	bools        []bool
@@ -118,7 +93,7 @@ type Poller struct {
 // and their outcomes go to rep.
 func New(ch *config.Channel, plan *poll.Plan, cfg *config.Config, sk *sink.Sink, rep control.Reporter, reg control.Registry, log *slog.Logger) *Poller {
 	p := &Poller{
-		ch: ch, plan: plan, cfg: cfg, sink: sk, rep: rep, reg: reg,
+		ch: ch, plan: plan, cfg: cfg, rep: rep, reg: reg,
 		log:  log.With("channel", ch.ID, "url", ch.URL),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -134,15 +109,13 @@ func New(ch *config.Channel, plan *poll.Plan, cfg *config.Config, sk *sink.Sink,
 	p.retries = max(m.Retries, 0)
 	p.minWait = firstPositive(m.ReconnectMin.Duration, config.DefaultReconnectMin)
 	p.maxWait = max(firstPositive(m.ReconnectMax.Duration, config.DefaultReconnectMax), p.minWait)
-	p.statusIv = firstPositive(cfg.DTU.StatusInterval.Duration, config.DefaultStatusInterval)
-	p.flushIv = firstPositive(cfg.Frames.Flush.Duration, time.Second)
-	p.frames = framelog.New(cfg.Frames.Keep, p.flushIv)
-	p.next = make([]time.Time, len(plan.Tasks))
-	p.pending = make([]int, 0, len(plan.Tasks))
-	for _, s := range plan.Slaves {
-		p.allPoints = append(p.allPoints, plan.SlavePoints[s]...)
-	}
-	p.scratch = make([]byte, 0, 16*plan.MaxPoints+16)
+	p.core = channel.New(ch.ID, plan, nil, channel.Settings{
+		BackoffAfter:    m.BackoffAfter,
+		BackoffCooldown: firstPositive(m.BackoffCooldown.Duration, config.DefaultBackoffCooldown),
+		StatusInterval:  firstPositive(m.StatusInterval.Duration, config.DefaultStatusInterval),
+		FramesKeep:      cfg.Frames.Keep,
+		FramesFlush:     firstPositive(cfg.Frames.Flush.Duration, time.Second),
+	}, sk, rep, p.log)
 	return p
 }
 
@@ -190,8 +163,7 @@ func (p *Poller) Run(ctx context.Context) {
 	defer p.detach()
 
 	// Values left in Redis by an earlier run are old until the devices answer.
-	p.health = health.New(p.cfg.Modbus.BackoffAfter, p.cooldown())
-	p.markAllStale()
+	p.core.Start()
 	wait := p.minWait
 	for {
 		if p.stopReason(ctx) != "" {
@@ -224,10 +196,6 @@ func (p *Poller) Run(ctx context.Context) {
 	}
 }
 
-func (p *Poller) cooldown() time.Duration {
-	return firstPositive(p.cfg.Modbus.BackoffCooldown.Duration, config.DefaultBackoffCooldown)
-}
-
 // detach stops deliveries and answers what is still queued.
 func (p *Poller) detach() {
 	p.mu.Lock()
@@ -235,7 +203,7 @@ func (p *Poller) detach() {
 	p.mu.Unlock()
 	p.reg.Detach(p.ch.ID, p)
 	p.inbox.Drain(p.rep, control.Outcome{Status: control.Failed, Message: "channel " + p.ch.ID + " stopped"})
-	p.flushFrames(time.Now())
+	p.core.FlushFrames(time.Now())
 }
 
 // stopReason is the reason to end when the poller must stop, else "".
@@ -287,52 +255,32 @@ func (p *Poller) connect() error {
 	return nil
 }
 
+// identity is what the status hash and events say of the channel.
+func (p *Poller) identity() channel.Identity {
+	return channel.Identity{Listener: Listener, Profile: Listener, Remote: p.ch.URL, Template: p.ch.Template}
+}
+
 // connectFailed records a failed connection attempt: one log line and one
 // status update per attempt (attempts are spaced by the back-off), and a
 // connect_failed event when the reason differs from the last one.
 func (p *Poller) connectFailed(err error, retryIn time.Duration) {
-	now := time.Now()
-	p.st.connectFailures++
-	reason := "connect: " + err.Error()
-	if reason != p.lastReason {
-		p.event(sink.EventConnectFailed, reason, now)
-	}
-	p.lastReason = reason
-	p.log.Warn("modbus connect failed", "err", err, "attempt", p.st.connectFailures, "retry_in", retryIn)
-	p.writeStatus(now, false, reason)
+	p.core.ConnectFailed(time.Now(), p.identity(), "connect: "+err.Error())
+	p.log.Warn("modbus connect failed", "err", err, "attempt", p.core.Counters().ConnectFailures, "retry_in", retryIn)
 }
 
 func (p *Poller) onOnline() {
-	now := time.Now()
-	p.connectedAt = now
-	p.st.connects++
 	p.failStreak = 0
 	p.connAnswered = false
-	p.lastReason = ""
 	p.online.Store(true)
-	// A new connection gives every slave a fresh start; their values stay
-	// stale until each answers.
-	p.health = health.New(p.cfg.Modbus.BackoffAfter, p.cooldown())
-	p.health.MarkAllStale(p.plan.Slaves)
-	p.writeStatus(now, true, "")
-	p.event(sink.EventOnline, "", now)
+	p.core.Up(time.Now(), p.identity(), false)
 	p.log.Info("modbus online", "timeout", p.timeout)
 }
 
 func (p *Poller) onOffline(reason string) {
-	now := time.Now()
 	_ = p.client.Close()
 	p.online.Store(false)
-	p.lastReason = reason
-	p.markAllStale()
-	p.flushFrames(now)
-	p.writeStatus(now, false, reason)
-	p.event(sink.EventOffline, reason, now)
+	p.core.Down(time.Now(), reason)
 	p.log.Info("modbus offline", "reason", reason)
-}
-
-func (p *Poller) event(typ, reason string, now time.Time) {
-	p.sink.Event(sink.Event{Type: typ, Channel: p.ch.ID, Listener: Listener, Remote: p.ch.URL, Reason: reason, At: now}, p.cfg.Events.MaxLen)
 }
 
 // idle waits d while offline, answering commands with Offline. It reports
@@ -347,7 +295,7 @@ func (p *Poller) idle(ctx context.Context, d time.Duration) bool {
 		if c == nil {
 			return true
 		}
-		p.report(c, control.Outcome{Status: control.Offline, Message: "channel " + p.ch.ID + " is not connected: " + p.lastReason})
+		p.core.Report(c, control.Outcome{Status: control.Offline, Message: "channel " + p.ch.ID + " is not connected: " + p.core.OfflineReason()})
 	}
 }
 
@@ -373,23 +321,12 @@ func (p *Poller) wait(ctx context.Context, at time.Time) (*control.Command, bool
 }
 
 // serve polls over an open connection until it fails or the poller stops,
-// and returns why it ended.
+// and returns why it ended. Commands go ahead of queued polls.
 func (p *Poller) serve(ctx context.Context) string {
-	now := time.Now()
-	tasks := p.plan.Tasks
-	p.pending = p.pending[:0]
-	for i := range tasks {
-		p.next[i] = now.Add(poll.Phase(p.ch.ID, i, interval(&tasks[i])))
-		if tasks[i].Trigger == poll.Connect {
-			p.pending = append(p.pending, i)
-		}
-	}
-	p.nextStatus = now.Add(p.statusIv)
 	for {
 		if r := p.stopReason(ctx); r != "" {
 			return r
 		}
-		// Commands go ahead of due polls.
 		select {
 		case c := <-p.inbox.C:
 			if r := p.command(c); r != "" {
@@ -398,26 +335,13 @@ func (p *Poller) serve(ctx context.Context) string {
 			continue
 		default:
 		}
-		now = time.Now()
-		p.housekeeping(now)
-		if len(p.pending) > 0 {
-			i := p.pending[0]
-			p.pending = append(p.pending[:0], p.pending[1:]...)
+		now := time.Now()
+		wake := earlier(p.core.Due(now), p.core.Tick(now))
+		if i, ok := p.core.Next(now); ok {
 			if r := p.poll(i); r != "" {
 				return r
 			}
 			continue
-		}
-		due, wake := p.due(now)
-		if due >= 0 {
-			if r := p.poll(due); r != "" {
-				return r
-			}
-			continue
-		}
-		wake = earlier(wake, p.nextStatus)
-		if p.framesDirty {
-			wake = earlier(wake, p.lastFlush.Add(p.flushIv))
 		}
 		c, stop := p.wait(ctx, wake)
 		if stop {
@@ -431,56 +355,6 @@ func (p *Poller) serve(ctx context.Context) string {
 	}
 }
 
-// interval is a task's period; heartbeat-triggered tasks (which have no
-// heartbeat here) run on their interval too.
-func interval(t *poll.Task) time.Duration {
-	if t.Interval > 0 {
-		return t.Interval
-	}
-	return config.DefaultTaskInterval
-}
-
-// due picks the most overdue task whose slave is not cooling down and
-// schedules its next run; -1 when none is due. wake is when the next one is.
-// Tasks of a slave in cool-down skip their turn, so the other slaves keep
-// their schedule.
-func (p *Poller) due(now time.Time) (due int, wake time.Time) {
-	due, wake = -1, now.Add(time.Hour)
-	tasks := p.plan.Tasks
-	for i := range tasks {
-		t := &tasks[i]
-		if t.Trigger == poll.Connect {
-			continue
-		}
-		if now.Before(p.next[i]) {
-			wake = earlier(wake, p.next[i])
-			continue
-		}
-		if p.health.Skip(t.Req.Slave, now) {
-			p.advance(i, now)
-			wake = earlier(wake, p.next[i])
-			continue
-		}
-		if due < 0 || p.next[i].Before(p.next[due]) {
-			due = i
-		}
-	}
-	if due >= 0 {
-		p.advance(due, now)
-	}
-	return due, wake
-}
-
-// advance schedules task i's next run one interval on, or one interval from
-// now when it fell behind (no burst of catch-up polls).
-func (p *Poller) advance(i int, now time.Time) {
-	iv := interval(&p.plan.Tasks[i])
-	p.next[i] = p.next[i].Add(iv)
-	if p.next[i].Before(now) {
-		p.next[i] = now.Add(iv)
-	}
-}
-
 func earlier(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b
@@ -488,55 +362,33 @@ func earlier(a, b time.Time) time.Time {
 	return a
 }
 
-// housekeeping refreshes the status hash and flushes the frame log when due.
-func (p *Poller) housekeeping(now time.Time) {
-	if !now.Before(p.nextStatus) {
-		p.writeStatus(now, true, "")
-		p.nextStatus = now.Add(p.statusIv)
-	}
-	if p.framesDirty && now.Sub(p.lastFlush) >= p.flushIv {
-		p.flushFrames(now)
-	}
-}
-
-func (p *Poller) flushFrames(now time.Time) {
-	if !p.framesDirty {
-		return
-	}
-	p.framesDirty = false
-	p.lastFlush = now
-	p.sink.Frames(p.ch.ID, p.frames.Take(now), p.frames.Keep())
-}
-
 // poll runs task i, with retries after a timeout or a bad answer. It returns
 // a reason when the connection must be closed.
 func (p *Poller) poll(i int) string {
-	t := &p.plan.Tasks[i]
-	slave := t.Req.Slave
+	slave := p.plan.Tasks[i].Req.Slave
 	for attempt := 0; ; attempt++ {
-		payload, res, code, err := p.read(&t.Req)
+		payload, res, code, err := p.read(&p.plan.Tasks[i].Req)
 		now := time.Now()
 		switch res {
 		case resOK:
-			p.st.pollsOK++
-			p.answered(slave)
-			p.put(t, payload, now)
+			p.linkAnswered()
+			p.core.Response(now, i, payload)
 			return ""
 		case resException:
-			p.st.exceptions++
-			p.exception(slave, code, now)
+			p.linkAnswered()
+			p.core.Exception(now, slave, code)
 			return ""
 		case resTimeout:
-			p.st.timeouts++
-			p.timedOut(slave, now)
+			p.failStreak++
+			p.core.Timeout(now, slave)
 		case resCRC:
-			p.st.crcErrors++
 			p.failStreak++
+			p.core.CRCError()
 		case resMismatch:
-			p.st.mismatches++
 			p.failStreak++
+			p.core.Mismatch()
 		case resInvalid:
-			p.log.Error("modbus request refused by the client", "task", t.Name, "err", err)
+			p.log.Error("modbus request refused by the client", "task", p.plan.Tasks[i].Name, "err", err)
 			return ""
 		case resIO:
 			return lostReason(err)
@@ -544,10 +396,17 @@ func (p *Poller) poll(i int) string {
 		if r := p.deadLink(); r != "" {
 			return r
 		}
-		if attempt >= p.retries || p.health.Skip(slave, now) {
+		if attempt >= p.retries || p.core.Skip(slave, now) {
 			return ""
 		}
 	}
+}
+
+// linkAnswered records that the connection carried a valid answer (a
+// response or an exception, even one from a gateway about a silent slave).
+func (p *Poller) linkAnswered() {
+	p.failStreak = 0
+	p.connAnswered = true
 }
 
 // deadLink reports a reason to reconnect when a network connection has
@@ -566,74 +425,6 @@ func lostReason(err error) string {
 		return ReasonClosed
 	}
 	return "connection: " + err.Error()
-}
-
-// answered records a valid answer of slave: its values are good again.
-func (p *Poller) answered(slave uint8) {
-	p.failStreak = 0
-	p.connAnswered = true
-	if p.health.OK(slave) {
-		p.quality(slave, false)
-	}
-}
-
-// exception records an exception answer. "Gateway target device failed to
-// respond" means the slave behind a gateway is silent: it counts as a
-// timeout of that slave, although the connection is fine.
-func (p *Poller) exception(slave, code uint8, now time.Time) {
-	if code != rtu.ExGatewayTargetNoResponse {
-		p.answered(slave)
-		return
-	}
-	p.failStreak = 0
-	p.connAnswered = true
-	if p.health.Timeout(slave, now) {
-		p.quality(slave, true)
-	}
-}
-
-// timedOut records a request to slave that got no answer.
-func (p *Poller) timedOut(slave uint8, now time.Time) {
-	p.failStreak++
-	if p.health.Timeout(slave, now) {
-		p.log.Warn("modbus slave not answering; skipped during cool-down", "slave", slave, "cooldown", p.cooldown())
-		p.quality(slave, true)
-	}
-}
-
-// quality marks the points of slave stale or good.
-func (p *Poller) quality(slave uint8, stale bool) {
-	if !stale {
-		p.allStale = false
-	}
-	if !p.sink.Quality(p.ch.ID, stale, p.plan.SlavePoints[slave]) {
-		p.health.SetStale(slave, !stale) // not written: report the change again next time
-	}
-}
-
-// markAllStale marks every point stale, unless they already are.
-func (p *Poller) markAllStale() {
-	if p.allStale {
-		return
-	}
-	p.allStale = true
-	p.sink.Quality(p.ch.ID, true, p.allPoints)
-}
-
-// put decodes a response and queues the sample.
-func (p *Poller) put(t *poll.Task, payload []byte, now time.Time) {
-	if len(t.Decoders) == 0 {
-		return
-	}
-	smp := p.sink.NewSample()
-	smp.Channel = p.ch.ID
-	smp.Received = now
-	var bad int
-	smp.Pairs, p.scratch, bad = t.Decode(payload, p.scratch, smp.Pairs)
-	p.st.decodeErrors += uint64(bad)
-	if !p.sink.Put(smp) {
-		p.st.dropped++
-	}
 }
 
 // read runs a read request and returns its payload as the plan's decoders
@@ -698,7 +489,7 @@ func (p *Poller) write(r *rtu.Request) (result, uint8, error) {
 
 func (p *Poller) logRequest(r *rtu.Request) {
 	p.pdu = appendRequestPDU(p.pdu[:0], r)
-	p.st.bytesOut += uint64(len(p.pdu) + p.overhead)
+	p.core.Counters().BytesOut += uint64(len(p.pdu) + p.overhead)
 	p.addFrame(framelog.TX)
 }
 
@@ -711,28 +502,24 @@ func (p *Poller) logResult(r *rtu.Request, res result, code uint8, payload []byt
 	default:
 		return
 	}
-	p.st.bytesIn += uint64(len(p.pdu) + p.overhead)
+	p.core.Counters().BytesIn += uint64(len(p.pdu) + p.overhead)
 	p.addFrame(framelog.RX)
 }
 
 func (p *Poller) addFrame(dir string) {
-	if p.frames == nil {
-		return
-	}
-	p.frames.Add(time.Now(), dir, FrameKind, p.pdu)
-	p.framesDirty = true
+	p.core.Frame(time.Now(), dir, FrameKind, p.pdu)
 }
 
 // command executes one control command and reports its outcome. It returns
 // a reason when the connection was lost meanwhile.
 func (p *Poller) command(c *control.Command) string {
 	if c.Expired(time.Now()) {
-		p.report(c, control.Outcome{Status: control.Expired, Message: "deadline passed before the command could be sent"})
+		p.core.Report(c, control.Outcome{Status: control.Expired, Message: "deadline passed before the command could be sent"})
 		return ""
 	}
 	w, err := p.plan.Write(c.Point, c.Value)
 	if err != nil {
-		p.report(c, control.Outcome{Status: control.Invalid, Message: err.Error()})
+		p.core.Report(c, control.Outcome{Status: control.Invalid, Message: err.Error()})
 		return ""
 	}
 	req := w.Req
@@ -740,22 +527,23 @@ func (p *Poller) command(c *control.Command) string {
 		payload, res, code, err := p.read(&req)
 		if res != resOK {
 			o, lost := p.outcome(req.Slave, res, code, err)
-			p.report(c, o)
+			p.core.Report(c, o)
 			return lost
 		}
-		p.answered(req.Slave)
+		p.linkAnswered()
+		p.core.Answered(req.Slave)
 		if req, err = w.Complete(payload); err != nil {
-			p.report(c, control.Outcome{Status: control.Failed, Message: "read-modify-write: " + err.Error()})
+			p.core.Report(c, control.Outcome{Status: control.Failed, Message: "read-modify-write: " + err.Error()})
 			return ""
 		}
 		if c.Expired(time.Now()) { // the read took the rest of its time: never write late
-			p.report(c, control.Outcome{Status: control.Expired, Message: "deadline passed before the write could be sent"})
+			p.core.Report(c, control.Outcome{Status: control.Expired, Message: "deadline passed before the write could be sent"})
 			return ""
 		}
 	}
 	res, code, err := p.write(&req)
 	o, lost := p.outcome(req.Slave, res, code, err)
-	p.report(c, o)
+	p.core.Report(c, o)
 	if o.Status != control.OK {
 		p.log.Info("modbus control failed", "command", c.ID, "point", c.Point, "value", c.Value, "status", o.Status, "message", o.Message)
 	}
@@ -768,24 +556,25 @@ func (p *Poller) outcome(slave uint8, res result, code uint8, err error) (o cont
 	now := time.Now()
 	switch res {
 	case resOK:
-		p.answered(slave)
+		p.linkAnswered()
+		p.core.Answered(slave)
 		return control.Outcome{Status: control.OK}, ""
 	case resException:
-		p.st.exceptions++
-		p.exception(slave, code, now)
+		p.linkAnswered()
+		p.core.Exception(now, slave, code)
 		return control.Outcome{Status: control.Exception, Code: code,
 			Message: "exception " + strconv.Itoa(int(code)) + " (" + rtu.ExceptionText(code) + ")"}, ""
 	case resTimeout:
-		p.st.timeouts++
-		p.timedOut(slave, now)
+		p.failStreak++
+		p.core.Timeout(now, slave)
 		return control.Outcome{Status: control.Timeout, Message: "no answer from slave " + strconv.Itoa(int(slave)) + " within " + p.timeout.String()}, p.deadLink()
 	case resCRC:
-		p.st.crcErrors++
 		p.failStreak++
+		p.core.CRCError()
 		return control.Outcome{Status: control.Failed, Message: err.Error()}, p.deadLink()
 	case resMismatch:
-		p.st.mismatches++
 		p.failStreak++
+		p.core.Mismatch()
 		return control.Outcome{Status: control.Failed, Message: "bad answer: " + err.Error()}, p.deadLink()
 	case resInvalid:
 		return control.Outcome{Status: control.Invalid, Message: err.Error()}, ""
@@ -793,71 +582,3 @@ func (p *Poller) outcome(slave uint8, res result, code uint8, err error) (o cont
 	r := lostReason(err)
 	return control.Outcome{Status: control.Failed, Message: r}, r
 }
-
-// writeStatus queues the channel's status hash.
-func (p *Poller) writeStatus(now time.Time, online bool, reason string) {
-	st := &p.st
-	on := "0"
-	if online {
-		on = "1"
-	}
-	b := p.sink.B().Hset().Key(keys.ChannelStatus(p.ch.ID)).FieldValue().
-		FieldValue("online", on).
-		FieldValue("listener", Listener).
-		FieldValue("profile", Listener).
-		FieldValue("remote", p.ch.URL).
-		FieldValue("template", p.ch.Template).
-		FieldValue("connected_at", ms(p.connectedAt)).
-		FieldValue("polls_ok", u(st.pollsOK)).
-		FieldValue("timeouts", u(st.timeouts)).
-		FieldValue("crc_errors", u(st.crcErrors)).
-		FieldValue("exceptions", u(st.exceptions)).
-		FieldValue("mismatches", u(st.mismatches)).
-		FieldValue("bytes_in", u(st.bytesIn)).
-		FieldValue("bytes_out", u(st.bytesOut)).
-		FieldValue("decode_errors", u(st.decodeErrors)).
-		FieldValue("dropped", u(st.dropped)).
-		FieldValue("connects", u(st.connects)).
-		FieldValue("connect_failures", u(st.connectFailures)).
-		FieldValue("unreachable_slaves", slaveList(p.health.Unreachable(now))).
-		FieldValue("controls_ok", u(st.controls)).
-		FieldValue("controls_failed", u(st.controlsFailed)).
-		FieldValue("updated_at", ms(now))
-	if !online {
-		b = b.FieldValue("disconnected_at", ms(now)).FieldValue("disconnect_reason", reason)
-	}
-	p.sink.Do(b.Build())
-}
-
-// report records a command's outcome and counts it.
-func (p *Poller) report(c *control.Command, o control.Outcome) {
-	if o.Status == control.OK {
-		p.st.controls++
-	} else {
-		p.st.controlsFailed++
-	}
-	p.rep.Report(c, o)
-}
-
-func slaveList(ids []uint8) string {
-	if len(ids) == 0 {
-		return ""
-	}
-	var sb strings.Builder
-	for i, id := range ids {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(strconv.Itoa(int(id)))
-	}
-	return sb.String()
-}
-
-func ms(t time.Time) string {
-	if t.IsZero() {
-		return "0"
-	}
-	return strconv.FormatInt(t.UnixMilli(), 10)
-}
-
-func u(v uint64) string { return strconv.FormatUint(v, 10) }

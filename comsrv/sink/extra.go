@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/voltedge/voltedge/internal/keys"
-	"github.com/voltedge/voltedge/scripts"
 )
 
 // Event is one connection event for the comsrv:events stream.
@@ -29,12 +28,9 @@ const (
 )
 
 // Event queues an entry of the connection event stream, capped at about
-// maxLen entries. It never blocks.
-func (s *Sink) Event(e Event, maxLen int) bool {
-	if maxLen <= 0 {
-		maxLen = 10000
-	}
-	b := s.B().Xadd().Key(keys.ConnectionEvents).Maxlen().Almost().Threshold(strconv.Itoa(maxLen)).Id("*").FieldValue().
+// Options.EventsMaxLen entries. It never blocks.
+func (s *Sink) Event(e Event) bool {
+	b := s.client.B().Xadd().Key(keys.ConnectionEvents).Maxlen().Almost().Threshold(strconv.Itoa(s.opt.EventsMaxLen)).Id("*").FieldValue().
 		FieldValue("event", e.Type).
 		FieldValue("ts", strconv.FormatInt(e.At.UnixMilli(), 10))
 	for _, kv := range [...][2]string{{"channel", e.Channel}, {"listener", e.Listener}, {"registration", e.Registration}, {"remote", e.Remote}, {"reason", e.Reason}} {
@@ -42,7 +38,20 @@ func (s *Sink) Event(e Event, maxLen int) bool {
 			b = b.FieldValue(kv[0], kv[1])
 		}
 	}
-	return s.Do(b.Build())
+	return s.do(b.Build())
+}
+
+// Status queues an update of a channel's status hash with fields (name,
+// value, name, value, …). It never blocks.
+func (s *Sink) Status(channel string, fields []string) bool {
+	if len(fields) < 2 {
+		return true
+	}
+	b := s.client.B().Hset().Key(keys.ChannelStatus(channel)).FieldValue()
+	for i := 0; i+1 < len(fields); i += 2 {
+		b = b.FieldValue(fields[i], fields[i+1])
+	}
+	return s.do(b.Build())
 }
 
 // Frames queues entries (oldest first) for a channel's frame log, keeping
@@ -52,22 +61,36 @@ func (s *Sink) Frames(channel string, entries []string, keep int) bool {
 		return true
 	}
 	k := keys.ChannelFrames(channel)
-	if !s.Do(s.B().Lpush().Key(k).Element(entries...).Build()) {
+	if !s.do(s.client.B().Lpush().Key(k).Element(entries...).Build()) {
 		return false
 	}
-	return s.Do(s.B().Ltrim().Key(k).Start(0).Stop(int64(keep - 1)).Build())
+	return s.do(s.client.B().Ltrim().Key(k).Start(0).Stop(int64(keep - 1)).Build())
 }
 
-// Quality queues a change of the quality of a channel's points: stale true
-// marks them stale, false marks them good again. The Lua function
-// set_quality carries it to the mapped model points and publishes it.
-func (s *Sink) Quality(channel string, stale bool, points []string) bool {
-	if len(points) == 0 {
+// DeviceMessage publishes a device's own message (a line, a data frame),
+// rendered as JSON, on the channel's data channel. It never blocks.
+func (s *Sink) DeviceMessage(channel, msg string) bool {
+	return s.do(s.client.B().Publish().Channel(keys.ChannelData(channel)).Message(msg).Build())
+}
+
+// Publish queues a message on a pub/sub channel (outcomes of forwarded
+// lines). It never blocks.
+func (s *Sink) Publish(channel, msg string) bool {
+	return s.do(s.client.B().Publish().Channel(channel).Message(msg).Build())
+}
+
+// AddChannels queues adding ids to the channel set (keys.Channels).
+func (s *Sink) AddChannels(ids ...string) bool {
+	if len(ids) == 0 {
 		return true
 	}
-	q := "good"
-	if stale {
-		q = "stale"
+	return s.do(s.client.B().Sadd().Key(keys.Channels).Member(ids...).Build())
+}
+
+// RemoveChannels queues removing ids from the channel set (keys.Channels).
+func (s *Sink) RemoveChannels(ids ...string) bool {
+	if len(ids) == 0 {
+		return true
 	}
-	return s.Do(s.B().Fcall().Function(scripts.FnSetQuality).Numkeys(0).Arg(channel, q).Arg(points...).Build())
+	return s.do(s.client.B().Srem().Key(keys.Channels).Member(ids...).Build())
 }

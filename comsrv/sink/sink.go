@@ -1,12 +1,22 @@
-// Package sink writes what comsrv reads into Redis: decoded poll responses go
-// through the Lua library's sync_batch function, several responses per call,
-// and link status updates are pipelined. Nothing here blocks a device link:
-// when Redis cannot keep up, the queue is bounded and excess samples are
-// dropped and counted.
+// Package sink writes what comsrv reads into Redis. It is comsrv's only
+// writer of channel data, and it speaks in domain verbs: values and quality
+// marks of a channel (Lane), status hashes, connection events, frame logs,
+// device messages and the channel set.
+//
+// Values and quality marks of one channel travel one ordered path: every
+// channel is bound to one lane, each lane has one writer, and the writer
+// sends a channel's items in the order they were queued (values through the
+// Lua library's sync_batch function, several responses per call; marks
+// through set_quality). So a "good" mark never lands before the value that
+// earned it, nor a late value after a "stale" mark of a newer one.
+//
+// Nothing here blocks a device link: queues are bounded, and when Redis
+// cannot keep up the excess is dropped and counted.
 package sink
 
 import (
 	"context"
+	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -17,6 +27,7 @@ import (
 
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/scripts"
 )
 
 // Sample is one decoded poll response of one channel.
@@ -24,14 +35,18 @@ type Sample struct {
 	Channel  string
 	Received time.Time // when the response's last byte arrived
 	Pairs    []string  // point id, value, point id, value, …
+	// mark, when not empty, makes the item a quality mark ("stale" or
+	// "good") of the point ids in Pairs instead of values.
+	mark string
 }
 
 // Options tunes the sink.
 type Options struct {
-	Writers       int           // concurrent writers (FCALLs in flight), default 4
+	Writers       int           // lanes, each with one writer (FCALLs in flight), default 4
 	BatchPoints   int           // points per FCALL at most, default 512
-	Queue         int           // queued samples (and, separately, commands) at most, default 4096
+	Queue         int           // queued samples of all lanes (and, separately, commands) at most, default 4096
 	FlushInterval time.Duration // how often comsrv:stats is written, default 5s
+	EventsMaxLen  int           // approximate cap of the comsrv:events stream, default 10000
 }
 
 // Sink is the bounded queue in front of Redis plus its writers.
@@ -40,7 +55,7 @@ type Sink struct {
 	caller *lualib.Caller
 	log    *slog.Logger
 	opt    Options
-	in     chan *Sample
+	lanes  []chan *Sample
 	cmds   chan rueidis.Completed
 	pool   sync.Pool
 
@@ -66,9 +81,88 @@ func New(c rueidis.Client, caller *lualib.Caller, opt Options, log *slog.Logger,
 	if opt.FlushInterval <= 0 {
 		opt.FlushInterval = 5 * time.Second
 	}
-	s := &Sink{client: c, caller: caller, log: log, opt: opt, in: make(chan *Sample, opt.Queue), cmds: make(chan rueidis.Completed, opt.Queue), lat: NewHistogram(), gauges: gauges}
+	if opt.EventsMaxLen <= 0 {
+		opt.EventsMaxLen = 10000
+	}
+	s := &Sink{client: c, caller: caller, log: log, opt: opt, cmds: make(chan rueidis.Completed, opt.Queue), lat: NewHistogram(), gauges: gauges}
+	per := max(opt.Queue/opt.Writers, minLaneQueue)
+	s.lanes = make([]chan *Sample, opt.Writers)
+	for i := range s.lanes {
+		s.lanes[i] = make(chan *Sample, per)
+	}
 	s.pool.New = func() any { return &Sample{Pairs: make([]string, 0, 64)} }
 	return s
+}
+
+// minLaneQueue is the smallest queue of one lane.
+const minLaneQueue = 64
+
+// Lane is the ordered path of one channel's values and quality marks. Get
+// it once per channel with Sink.Lane; it is safe for concurrent use.
+type Lane struct {
+	s       *Sink
+	q       chan *Sample
+	channel string
+}
+
+// Lane returns the lane of channel: always the same one for the same id.
+func (s *Sink) Lane(channel string) *Lane {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(channel))
+	return &Lane{s: s, q: s.lanes[h.Sum32()%uint32(len(s.lanes))], channel: channel}
+}
+
+// NewSample returns an empty sample of the lane's channel from the pool.
+func (l *Lane) NewSample(received time.Time) *Sample {
+	smp := l.s.NewSample()
+	smp.Channel, smp.Received = l.channel, received
+	return smp
+}
+
+// Values queues a decoded response; it never blocks. It reports false, and
+// recycles the sample, when the lane is full (the sample is dropped and
+// counted). An empty sample is recycled at once.
+func (l *Lane) Values(smp *Sample) bool {
+	if len(smp.Pairs) == 0 {
+		l.s.release(smp)
+		return true
+	}
+	return l.put(smp)
+}
+
+// Quality queues a change of the quality of the channel's points, behind
+// the values queued before it: stale true marks them stale, false marks
+// them good again. The Lua function set_quality carries it to the mapped
+// model points and publishes it. It reports false when the lane is full;
+// the caller marks again later.
+func (l *Lane) Quality(stale bool, points []string) bool {
+	if len(points) == 0 {
+		return true
+	}
+	smp := l.NewSample(time.Time{})
+	smp.mark = QualityGood
+	if stale {
+		smp.mark = QualityStale
+	}
+	smp.Pairs = append(smp.Pairs, points...)
+	return l.put(smp)
+}
+
+// Quality marks, as set_quality takes them.
+const (
+	QualityStale = "stale"
+	QualityGood  = "good"
+)
+
+func (l *Lane) put(smp *Sample) bool {
+	select {
+	case l.q <- smp:
+		return true
+	default:
+		l.s.dropped.Add(1)
+		l.s.release(smp)
+		return false
+	}
 }
 
 // NewSample returns an empty sample from the pool.
@@ -78,26 +172,10 @@ func (s *Sink) NewSample() *Sample {
 	return smp
 }
 
-// Put queues a sample; it never blocks. It reports false, and recycles the
-// sample, when the queue is full. An empty sample is recycled at once.
-func (s *Sink) Put(smp *Sample) bool {
-	if len(smp.Pairs) == 0 {
-		s.release(smp)
-		return true
-	}
-	select {
-	case s.in <- smp:
-		return true
-	default:
-		s.dropped.Add(1)
-		s.release(smp)
-		return false
-	}
-}
-
-// Do queues a command (status updates); it never blocks and reports false
-// when the queue is full. Commands run in the order they were queued.
-func (s *Sink) Do(cmd rueidis.Completed) bool {
+// do queues a command (status updates, events, frames, messages); it never
+// blocks and reports false when the queue is full. Commands run in the order
+// they were queued.
+func (s *Sink) do(cmd rueidis.Completed) bool {
 	select {
 	case s.cmds <- cmd:
 		return true
@@ -107,12 +185,10 @@ func (s *Sink) Do(cmd rueidis.Completed) bool {
 	}
 }
 
-// B is the client's command builder.
-func (s *Sink) B() rueidis.Builder { return s.client.B() }
-
 func (s *Sink) release(smp *Sample) {
 	clear(smp.Pairs)
 	smp.Pairs = smp.Pairs[:0]
+	smp.mark = ""
 	s.pool.Put(smp)
 }
 
@@ -121,11 +197,11 @@ func (s *Sink) release(smp *Sample) {
 func (s *Sink) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	for i := 0; i < s.opt.Writers; i++ {
+	for _, q := range s.lanes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.sampleWriter(stop)
+			s.laneWriter(q, stop)
 		}()
 	}
 	wg.Add(1)
@@ -150,36 +226,50 @@ func (s *Sink) Run(ctx context.Context) {
 
 const drainTime = 3 * time.Second
 
-func (s *Sink) sampleWriter(stop <-chan struct{}) {
+// laneWriter writes one lane's items in order: runs of values as one
+// sync_batch call, quality marks as set_quality calls between them.
+func (s *Sink) laneWriter(in <-chan *Sample, stop <-chan struct{}) {
 	var (
 		batch []*Sample
 		args  []string
+		next  *Sample // an item taken but not yet written (a mark after values)
 	)
 	ctx := context.Background()
 	var drainUntil time.Time
 	for {
-		var first *Sample
-		select {
-		case first = <-s.in:
-		case <-stop:
-			if drainUntil.IsZero() {
-				drainUntil = time.Now().Add(drainTime)
-			}
+		first := next
+		next = nil
+		if first == nil {
 			select {
-			case first = <-s.in:
-			default:
-				return
+			case first = <-in:
+			case <-stop:
+				if drainUntil.IsZero() {
+					drainUntil = time.Now().Add(drainTime)
+				}
+				select {
+				case first = <-in:
+				default:
+					return
+				}
 			}
 		}
 		if !drainUntil.IsZero() && time.Now().After(drainUntil) {
 			return
+		}
+		if first.mark != "" {
+			s.writeMark(ctx, first)
+			continue
 		}
 		batch = append(batch[:0], first)
 		points := len(first.Pairs) / 2
 	collect:
 		for points < s.opt.BatchPoints {
 			select {
-			case smp := <-s.in:
+			case smp := <-in:
+				if smp.mark != "" {
+					next = smp // written after the values queued before it
+					break collect
+				}
 				batch = append(batch, smp)
 				points += len(smp.Pairs) / 2
 			default:
@@ -191,13 +281,24 @@ func (s *Sink) sampleWriter(stop <-chan struct{}) {
 	}
 }
 
+// writeMark runs set_quality for one quality mark.
+func (s *Sink) writeMark(ctx context.Context, m *Sample) {
+	args := make([]string, 0, 2+len(m.Pairs))
+	args = append(append(args, m.Channel, m.mark), m.Pairs...)
+	if err := s.caller.Fcall(ctx, scripts.FnSetQuality, args).Error(); err != nil {
+		s.failures.Add(1)
+		s.logFailure("set_quality failed", err, "channel", m.Channel, "quality", m.mark)
+	}
+	s.release(m)
+}
+
 func (s *Sink) writeSamples(ctx context.Context, batch []*Sample, args []string) []string {
 	args = args[:0]
 	for _, smp := range batch {
 		args = append(args, smp.Channel, strconv.FormatInt(smp.Received.UnixMilli(), 10), strconv.Itoa(len(smp.Pairs)/2))
 		args = append(args, smp.Pairs...)
 	}
-	res := s.caller.Fcall(ctx, "sync_batch", args)
+	res := s.caller.Fcall(ctx, scripts.FnSyncBatch, args)
 	now := time.Now()
 	s.calls.Add(1)
 	if err := res.Error(); err != nil {
