@@ -63,7 +63,7 @@ type Server struct {
 	events *budget
 
 	mu          sync.Mutex
-	links       map[string]*link     // channel id → active link
+	links       map[string]*link             // channel id → active link
 	counters    map[string]*channel.Counters // channel id → counters, kept across reconnects
 	provisioned map[string]*config.Channel
 	provPlans   map[*config.Channel]*poll.Plan
