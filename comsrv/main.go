@@ -92,6 +92,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Writers:       cfg.Redis.Writers,
 		BatchPoints:   cfg.Redis.BatchPoints,
 		FlushInterval: cfg.Redis.FlushInterval.Duration,
+		EventsMaxLen:  cfg.Events.MaxLen,
 	}, log, func() map[string]int64 {
 		return map[string]int64{
 			"connections":     srv.Connections(),

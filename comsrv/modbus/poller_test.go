@@ -19,8 +19,6 @@ request_timeout = "500ms"
 retries = 0
 reconnect_min = "50ms"
 reconnect_max = "400ms"
-
-[dtu]
 status_interval = "200ms"
 
 [frames]
