@@ -19,10 +19,10 @@ import (
 
 	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/comsrv/directory"
 	"github.com/voltedge/voltedge/comsrv/dtu"
 	"github.com/voltedge/voltedge/comsrv/modbus"
 	"github.com/voltedge/voltedge/comsrv/sink"
-	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/metrics"
@@ -82,9 +82,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer client.Close()
-	if err := registerChannels(ctx, client, cfg.ChannelList, nil); err != nil {
-		return err
-	}
 
 	var srv *dtu.Server
 	var mset *modbus.Set
@@ -107,7 +104,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ResultTTL:     cfg.Control.ResultTTL.Duration,
 		ResultsMaxLen: cfg.Control.ResultsMaxLen,
 	}, log)
-	srv, err = dtu.New(cfg, sk, log, dtu.WithControls(disp), dtu.WithRedis(client))
+	dir, err := directory.New(cfg, sk, log)
+	if err != nil {
+		return err
+	}
+	srv, err = dtu.New(cfg, sk, log, dtu.WithDirectory(dir), dtu.WithControls(disp), dtu.WithRedis(client))
 	if err != nil {
 		return err
 	}
@@ -143,30 +144,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	log.Info("comsrv starting", "channels", len(cfg.ChannelList), "templates", len(cfg.TemplateByID), "listeners", len(cfg.AllListeners()), "redis", cfg.RedisURL)
 	return srv.ListenAndServe(ctx)
-}
-
-// registerChannels keeps comsrv:channels in step with the configuration:
-// the ids of list are added, those of gone removed.
-func registerChannels(ctx context.Context, client rueidis.Client, list []*config.Channel, gone []string) error {
-	ids := make([]string, 0, len(list))
-	for _, ch := range list {
-		ids = append(ids, ch.ID)
-	}
-	for len(ids) > 0 {
-		n := min(len(ids), 1000)
-		if err := client.Do(ctx, client.B().Sadd().Key(keys.Channels).Member(ids[:n]...).Build()).Error(); err != nil {
-			return fmt.Errorf("register channels in %s: %w", keys.Channels, err)
-		}
-		ids = ids[n:]
-	}
-	for len(gone) > 0 {
-		n := min(len(gone), 1000)
-		if err := client.Do(ctx, client.B().Srem().Key(keys.Channels).Member(gone[:n]...).Build()).Error(); err != nil {
-			return fmt.Errorf("unregister channels in %s: %w", keys.Channels, err)
-		}
-		gone = gone[n:]
-	}
-	return nil
 }
 
 // comsrvMetrics exposes comsrv's counters and gauges for /metrics.

@@ -138,19 +138,6 @@ func (r *reloader) reload(ctx context.Context) control.ReloadReply {
 	if err != nil {
 		rep.Message = "modbus channels: " + err.Error()
 	}
-	var gone []string
-	now := make(map[string]bool, len(next.ChannelList))
-	for _, ch := range next.ChannelList {
-		now[ch.ID] = true
-	}
-	for _, ch := range r.cfg.ChannelList {
-		if !now[ch.ID] {
-			gone = append(gone, ch.ID)
-		}
-	}
-	if err := registerChannels(ctx, r.client, next.ChannelList, gone); err != nil {
-		r.log.Warn("reload: update channel set", "err", err)
-	}
 	if notes := restartNeeded(r.cfg, next); len(notes) > 0 {
 		msg := "changed settings need a restart to apply: " + strings.Join(notes, ", ")
 		rep.Message = strings.TrimPrefix(rep.Message+"; "+msg, "; ")

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +25,9 @@ import (
 	"github.com/voltedge/voltedge/comsrv/channel"
 	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/comsrv/directory"
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/comsrv/sink"
-	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/logging"
 )
 
@@ -42,6 +43,10 @@ type Option func(*Server)
 // WithControls lets links execute control commands.
 func WithControls(c Controls) Option { return func(s *Server) { s.ctl = c } }
 
+// WithDirectory makes the server find channels in d; without it the
+// server makes its own from the configuration.
+func WithDirectory(d *directory.Directory) Option { return func(s *Server) { s.dir = d } }
+
 // WithRedis gives the server a client for its subscriptions (the result
 // channels of line listeners).
 func WithRedis(c rueidis.Client) Option { return func(s *Server) { s.client = c } }
@@ -56,17 +61,14 @@ type Server struct {
 	client    rueidis.Client
 	log       *slog.Logger
 
-	cat    atomic.Pointer[catalog]
-	reg    atomic.Pointer[registry] // devices added at run time; nil until first read
+	dir    *directory.Directory
 	conns  atomic.Int64
 	wg     sync.WaitGroup
 	events *budget
 
-	mu          sync.Mutex
-	links       map[string]*link             // channel id → active link
-	counters    map[string]*channel.Counters // channel id → counters, kept across reconnects
-	provisioned map[string]*config.Channel
-	provPlans   map[*config.Channel]*poll.Plan
+	mu       sync.Mutex
+	links    map[string]*link             // channel id → active link
+	counters map[string]*channel.Counters // channel id → counters, kept across reconnects
 }
 
 // listener is one DTU server address with its profile.
@@ -76,24 +78,15 @@ type listener struct {
 	refusals *logging.Limited
 }
 
-// catalog is the channel set a reload swaps as a whole.
-type catalog struct {
-	byReg map[string]*config.Channel
-	byID  map[string]*config.Channel
-	plans map[*config.Channel]*poll.Plan
-}
-
 // New prepares a server for cfg. Plans are compiled once per channel setting.
 func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger, opts ...Option) (*Server, error) {
 	s := &Server{
-		cfg:         cfg,
-		sink:        sk,
-		log:         log,
-		links:       make(map[string]*link),
-		counters:    make(map[string]*channel.Counters),
-		provisioned: make(map[string]*config.Channel),
-		provPlans:   make(map[*config.Channel]*poll.Plan),
-		events:      newBudget(cfg.Events.RefusalsPerSec),
+		cfg:      cfg,
+		sink:     sk,
+		log:      log,
+		links:    make(map[string]*link),
+		counters: make(map[string]*channel.Counters),
+		events:   newBudget(cfg.Events.RefusalsPerSec),
 	}
 	for _, o := range opts {
 		o(s)
@@ -101,47 +94,14 @@ func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger, opts ...Option) (*
 	for _, l := range cfg.AllListeners() {
 		s.listeners = append(s.listeners, &listener{cfg: l, refusals: logging.NewLimited(log, l.RefuseLogInterval.Duration)})
 	}
-	cat, err := newCatalog(cfg.ChannelList, nil)
-	if err != nil {
-		return nil, err
-	}
-	s.cat.Store(cat)
-	return s, nil
-}
-
-// newCatalog indexes the DTU channels of list (those without a URL) and compiles their plans.
-func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
-	c := &catalog{
-		byReg: make(map[string]*config.Channel, len(list)),
-		byID:  make(map[string]*config.Channel, len(list)),
-		plans: make(map[*config.Channel]*poll.Plan, len(list)),
-	}
-	cache := poll.NewCache()
-	for _, ch := range list {
-		if ch.URL != "" {
-			continue
-		}
-		if old != nil {
-			// An unchanged channel keeps its object, so that its link stays.
-			if prev := old.byID[ch.ID]; prev != nil && config.SameChannel(prev, ch) {
-				ch = prev
-				c.plans[ch] = old.plans[prev]
-				c.byReg[ch.Registration] = ch
-				c.byID[ch.ID] = ch
-				continue
-			}
-		}
-		c.byReg[ch.Registration] = ch
-		c.byID[ch.ID] = ch
-		p, err := cache.For(ch)
+	if s.dir == nil {
+		d, err := directory.New(cfg, sk, log)
 		if err != nil {
 			return nil, err
 		}
-		if p != nil {
-			c.plans[ch] = p
-		}
+		s.dir = d
 	}
-	return c, nil
+	return s, nil
 }
 
 // Reload replaces the DTU channels with those of list. Links of unchanged
@@ -149,33 +109,20 @@ func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
 // (their DTUs reconnect and get the new definition). It returns the
 // numbers of DTU channels added, changed and removed.
 func (s *Server) Reload(list []*config.Channel) (added, changed, removed int, err error) {
-	old := s.cat.Load()
-	cat, err := newCatalog(list, old)
+	added, changed, removed, closing, err := s.dir.Reload(list)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	var drop []string
-	for id, ch := range old.byID {
-		nc, ok := cat.byID[id]
-		switch {
-		case !ok:
-			removed++
-			drop = append(drop, id)
-		case nc != ch:
-			changed++
-			drop = append(drop, id)
-		}
-	}
-	for id := range cat.byID {
-		if _, ok := old.byID[id]; !ok {
-			added++
-		}
-	}
-	s.cat.Store(cat)
+	s.closeLinks(func(l *link) bool { return slices.Contains(closing, l.ch.ID) })
+	return added, changed, removed, nil
+}
+
+// closeLinks closes the links that match, with the reason reasonReloaded.
+func (s *Server) closeLinks(match func(*link) bool) {
 	s.mu.Lock()
 	var closing []*link
-	for _, id := range drop {
-		if l := s.links[id]; l != nil {
+	for _, l := range s.links {
+		if match(l) {
 			closing = append(closing, l)
 		}
 	}
@@ -184,7 +131,6 @@ func (s *Server) Reload(list []*config.Channel) (added, changed, removed int, er
 		l.reloaded.Store(true)
 		_ = l.conn.Close()
 	}
-	return added, changed, removed, nil
 }
 
 // Online is the number of registered links.
@@ -320,7 +266,7 @@ func (s *Server) handle(ctx context.Context, l *listener, c net.Conn) {
 		s.refuse(l, "bad registration", err.Error(), remote, "")
 		return
 	}
-	ch, plan := s.channelFor(l, s.cat.Load(), id)
+	ch, plan := s.channelFor(l, id)
 	if ch == nil {
 		s.refuse(l, "unknown registration id", "", remote, id)
 		return
@@ -390,41 +336,15 @@ func (s *Server) readRegistration(l *listener, c net.Conn, f *framer) (string, [
 
 // channelFor finds the channel and plan for a registration id,
 // provisioning a channel when the listener allows it.
-func (s *Server) channelFor(l *listener, cat *catalog, id string) (*config.Channel, *poll.Plan) {
-	if ch, ok := cat.byReg[id]; ok {
-		return ch, cat.plans[ch]
+func (s *Server) channelFor(l *listener, id string) (*config.Channel, *poll.Plan) {
+	if ch, p := s.dir.Find(id); ch != nil || l.cfg.UnknownIDs != "provision" {
+		return ch, p
 	}
-	if reg := s.reg.Load(); reg != nil {
-		if ch, ok := reg.byReg[id]; ok {
-			return ch, reg.plans[ch]
-		}
+	ch, p := s.dir.Provision(id, l.cfg.ProvisionTemplate)
+	if ch != nil {
+		s.log.Info("provisioned channel", "channel", id, "listener", l.cfg.Name, "template", ch.Template)
 	}
-	if l.cfg.UnknownIDs != "provision" || !keys.ValidID(id) {
-		return nil, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ch, ok := s.provisioned[id]; ok {
-		return ch, s.provPlans[ch]
-	}
-	ch := &config.Channel{ID: id, Registration: id, Name: id}
-	if l.cfg.ProvisionTemplate != "" {
-		t := s.cfg.TemplateByID[l.cfg.ProvisionTemplate]
-		if t == nil {
-			return nil, nil
-		}
-		ch.T, ch.Template = t, t.Name
-		p, err := poll.Compile(t)
-		if err != nil {
-			s.log.Error("provision: compile template", "template", t.Name, "err", err)
-			return nil, nil
-		}
-		s.provPlans[ch] = p
-	}
-	s.provisioned[id] = ch
-	s.sink.AddChannels(id)
-	s.log.Info("provisioned channel", "channel", id, "listener", l.cfg.Name, "template", ch.Template)
-	return ch, s.provPlans[ch]
+	return ch, p
 }
 
 // attach makes l the channel's active link. An older link of the same channel
@@ -497,18 +417,12 @@ func (s *Server) settings(l *listener) channel.Settings {
 
 // linkFor returns the active link of the channel registered as id, and whether such a channel exists.
 func (s *Server) linkFor(id string) (*link, bool) {
-	ch := s.cat.Load().byReg[id]
-	if reg := s.reg.Load(); ch == nil && reg != nil {
-		ch = reg.byReg[id]
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ch == nil {
-		ch = s.provisioned[id]
-	}
+	ch, _ := s.dir.Find(id)
 	if ch == nil {
 		return nil, false
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.links[ch.ID], true
 }
 

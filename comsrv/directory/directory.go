@@ -1,0 +1,283 @@
+// Package directory is comsrv's channel directory: where a DTU's
+// registration id is looked up, and the one writer of the channel set
+// (keys.Channels) that the other services list.
+//
+// A channel comes from one of three places, looked up in this order:
+//
+//   - the configuration files (every channel kind; replaced as a whole by a reload),
+//   - the run-time device registry (keys.DeviceRegistry: registration id →
+//     template; DTUs added without a restart, served as channels whose id is
+//     the registration id),
+//   - provisioning: a listener with unknown_ids = "provision" serves an
+//     unknown, valid id as a new channel.
+package directory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/poll"
+	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/internal/keys"
+)
+
+// MaxRegistry bounds the devices taken from the run-time registry.
+const MaxRegistry = 100000
+
+// Directory finds channels. It is safe for concurrent use.
+type Directory struct {
+	templates map[string]*config.Template
+	sink      *sink.Sink
+	log       *slog.Logger
+
+	cat atomic.Pointer[catalog]
+	reg atomic.Pointer[catalog] // devices of the run-time registry; nil until first read
+
+	mu          sync.Mutex
+	provisioned map[string]*config.Channel
+	provPlans   map[*config.Channel]*poll.Plan
+}
+
+// catalog is a set of DTU channels with their plans, swapped as a whole.
+type catalog struct {
+	byReg map[string]*config.Channel
+	byID  map[string]*config.Channel
+	plans map[*config.Channel]*poll.Plan
+	ids   []string // every channel id of the set, DTU or not
+	// ignored counts the registry entries skipped (invalid id or unknown template).
+	ignored int
+}
+
+// New indexes the channels of cfg and adds their ids to the channel set.
+// Plans are compiled once per channel setting.
+func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger) (*Directory, error) {
+	d := &Directory{
+		templates:   cfg.TemplateByID,
+		sink:        sk,
+		log:         log,
+		provisioned: make(map[string]*config.Channel),
+		provPlans:   make(map[*config.Channel]*poll.Plan),
+	}
+	cat, err := newCatalog(cfg.ChannelList, nil)
+	if err != nil {
+		return nil, err
+	}
+	d.cat.Store(cat)
+	sk.AddChannels(cat.ids...)
+	return d, nil
+}
+
+// newCatalog indexes the DTU channels of list (those without a URL) and
+// compiles their plans; an unchanged channel of old keeps its object, so
+// that its link stays.
+func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
+	c := &catalog{
+		byReg: make(map[string]*config.Channel, len(list)),
+		byID:  make(map[string]*config.Channel, len(list)),
+		plans: make(map[*config.Channel]*poll.Plan, len(list)),
+		ids:   make([]string, 0, len(list)),
+	}
+	cache := poll.NewCache()
+	for _, ch := range list {
+		c.ids = append(c.ids, ch.ID)
+		if ch.URL != "" {
+			continue
+		}
+		if old != nil {
+			if prev := old.byID[ch.ID]; prev != nil && config.SameChannel(prev, ch) {
+				c.add(prev, old.plans[prev])
+				continue
+			}
+		}
+		p, err := cache.For(ch)
+		if err != nil {
+			return nil, err
+		}
+		c.add(ch, p)
+	}
+	return c, nil
+}
+
+func (c *catalog) add(ch *config.Channel, p *poll.Plan) {
+	c.byReg[ch.Registration] = ch
+	c.byID[ch.ID] = ch
+	if p != nil {
+		c.plans[ch] = p
+	}
+}
+
+// Find returns the channel a registration id belongs to and its plan (nil
+// for a channel without a template), from the files or the registry; nil
+// when neither lists it.
+func (d *Directory) Find(reg string) (*config.Channel, *poll.Plan) {
+	if ch, ok := d.cat.Load().byReg[reg]; ok {
+		return ch, d.cat.Load().plans[ch]
+	}
+	if r := d.reg.Load(); r != nil {
+		if ch, ok := r.byReg[reg]; ok {
+			return ch, r.plans[ch]
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ch, ok := d.provisioned[reg]; ok {
+		return ch, d.provPlans[ch]
+	}
+	return nil, nil
+}
+
+// Provision serves an unknown registration id as a new channel of that id,
+// polled with template (none when ""), and adds it to the channel set. It
+// returns the channel found instead when id is known, and nil when id is not
+// a valid channel id or the template is unknown.
+func (d *Directory) Provision(id, template string) (*config.Channel, *poll.Plan) {
+	if ch, p := d.Find(id); ch != nil {
+		return ch, p
+	}
+	if !keys.ValidID(id) {
+		return nil, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ch, ok := d.provisioned[id]; ok {
+		return ch, d.provPlans[ch]
+	}
+	ch := &config.Channel{ID: id, Registration: id, Name: id}
+	if template != "" {
+		t := d.templates[template]
+		if t == nil {
+			return nil, nil
+		}
+		ch.T, ch.Template = t, t.Name
+		p, err := poll.Compile(t)
+		if err != nil {
+			d.log.Error("provision: compile template", "template", t.Name, "err", err)
+			return nil, nil
+		}
+		d.provPlans[ch] = p
+	}
+	d.provisioned[id] = ch
+	d.sink.AddChannels(id)
+	return ch, d.provPlans[ch]
+}
+
+// Reload replaces the channels of the files with list and updates the
+// channel set. It returns how many DTU channels were added, changed and
+// removed, and the ids of the DTU channels whose links must close (changed
+// or removed: their DTUs reconnect and get the new definition). Nothing
+// changes when a plan does not compile.
+func (d *Directory) Reload(list []*config.Channel) (added, changed, removed int, closing []string, err error) {
+	old := d.cat.Load()
+	cat, err := newCatalog(list, old)
+	if err != nil {
+		return 0, 0, 0, nil, err
+	}
+	for id, ch := range old.byID {
+		switch nc, ok := cat.byID[id]; {
+		case !ok:
+			removed++
+			closing = append(closing, id)
+		case nc != ch:
+			changed++
+			closing = append(closing, id)
+		}
+	}
+	for id := range cat.byID {
+		if _, ok := old.byID[id]; !ok {
+			added++
+		}
+	}
+	d.cat.Store(cat)
+	keep := make(map[string]bool, len(cat.ids))
+	for _, id := range cat.ids {
+		keep[id] = true
+	}
+	var gone []string
+	for _, id := range old.ids {
+		if !keep[id] {
+			gone = append(gone, id)
+		}
+	}
+	d.sink.AddChannels(cat.ids...)
+	d.sink.RemoveChannels(gone...)
+	return added, changed, removed, closing, nil
+}
+
+// ReadRegistry applies the run-time registry's current content: new devices
+// are found from now on and added to the channel set, removed ones leave it.
+// It returns the channels of devices removed or changed, whose links must
+// close. Entries with an invalid id or an unknown template are skipped and
+// logged; ids the files list win.
+func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]*config.Channel, error) {
+	m, err := client.Do(ctx, client.B().Hgetall().Key(keys.DeviceRegistry).Build()).AsStrMap()
+	if err != nil {
+		return nil, fmt.Errorf("read device registry %s: %w", keys.DeviceRegistry, err)
+	}
+	old := d.reg.Load()
+	files := d.cat.Load()
+	next := &catalog{byReg: map[string]*config.Channel{}, byID: map[string]*config.Channel{}, plans: map[*config.Channel]*poll.Plan{}}
+	cache := poll.NewCache()
+	var added []string
+	first := ""
+	for id, tpl := range m {
+		if len(next.byReg) >= MaxRegistry {
+			break
+		}
+		if files.byReg[id] != nil || files.byID[id] != nil {
+			continue // configured in the files: they win
+		}
+		t := d.templates[tpl]
+		if !keys.ValidID(id) || t == nil {
+			if next.ignored++; first == "" {
+				first = id
+			}
+			continue
+		}
+		ch := &config.Channel{ID: id, Registration: id, Template: t.Name, Name: id, T: t}
+		if old != nil {
+			if prev := old.byReg[id]; prev != nil && prev.Template == ch.Template {
+				ch = prev
+			}
+		}
+		if old == nil || old.byReg[id] != ch {
+			added = append(added, id)
+		}
+		p, err := cache.For(ch)
+		if err != nil {
+			d.log.Warn("device registry: compile template", "device", id, "template", tpl, "err", err)
+			continue
+		}
+		next.add(ch, p)
+		next.ids = append(next.ids, id)
+	}
+	d.reg.Store(next)
+	if next.ignored > 0 && (old == nil || next.ignored != old.ignored) {
+		d.log.Warn("device registry: entries ignored (invalid id or unknown template)", "count", next.ignored, "first", first)
+	}
+	if len(added) > 0 {
+		d.sink.AddChannels(added...)
+		d.log.Info("device registry: devices added", "count", len(added))
+	}
+	if old == nil {
+		return nil, nil
+	}
+	var gone []string
+	var closing []*config.Channel
+	for id, ch := range old.byReg {
+		if next.byReg[id] == ch {
+			continue
+		}
+		closing = append(closing, ch)
+		if next.byReg[id] == nil && files.byID[id] == nil {
+			gone = append(gone, id)
+		}
+	}
+	d.sink.RemoveChannels(gone...)
+	return closing, nil
+}

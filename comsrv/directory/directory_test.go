@@ -1,0 +1,186 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/redistest"
+)
+
+const template = `
+[[point]]
+id = "1"
+address = 0
+`
+
+// load writes a configuration with the given channel file and loads it.
+func load(t *testing.T, dir, channels string) *config.Config {
+	t.Helper()
+	for name, text := range map[string]string{
+		"comsrv.toml": "", "templates/meter.toml": template, "channels/c.toml": channels,
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Load(filepath.Join(dir, "comsrv.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func start(t *testing.T) (rueidis.Client, *sink.Sink) {
+	t.Helper()
+	rc := redistest.Start(t).Client(t)
+	if _, err := lualib.Ensure(context.Background(), rc); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sk := sink.New(rc, lualib.NewCaller(rc, log), sink.Options{}, log, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); sk.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return rc, sk
+}
+
+// channelSet waits until keys.Channels holds exactly want (sorted, comma-separated).
+func channelSet(t *testing.T, rc rueidis.Client, want string) {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		m, err := rc.Do(context.Background(), rc.B().Smembers().Key(keys.Channels).Build()).AsStrSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(m)
+		if got = strings.Join(m, ","); got == want {
+			return
+		}
+	}
+	t.Fatalf("%s = %q, want %q", keys.Channels, got, want)
+}
+
+const two = `
+[[channel]]
+id = "a"
+registration = "REGA"
+template = "meter"
+
+[[channel]]
+id = "m"
+url = "tcp://127.0.0.1:1502"
+template = "meter"
+`
+
+func TestReloadKeepsTheChannelSet(t *testing.T) {
+	rc, sk := start(t)
+	dir := t.TempDir()
+	d, err := New(load(t, dir, two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	channelSet(t, rc, "a,m")
+	a, _ := d.Find("REGA")
+	if a == nil || a.ID != "a" {
+		t.Fatalf("REGA found %v", a)
+	}
+	// a changes, m goes, b comes.
+	next := load(t, dir, `
+[[channel]]
+id = "a"
+registration = "REGA2"
+template = "meter"
+
+[[channel]]
+id = "b"
+registration = "REGB"
+`)
+	added, changed, removed, closing, err := d.Reload(next.ChannelList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added != 1 || changed != 1 || removed != 0 || !slices.Equal(closing, []string{"a"}) {
+		t.Fatalf("reload: added %d changed %d removed %d closing %v", added, changed, removed, closing)
+	}
+	channelSet(t, rc, "a,b")
+	if ch, _ := d.Find("REGA"); ch != nil {
+		t.Fatal("old registration still found")
+	}
+}
+
+func TestRegistryAndProvisioning(t *testing.T) {
+	rc, sk := start(t)
+	d, err := New(load(t, t.TempDir(), two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	put := rc.B().Hset().Key(keys.DeviceRegistry).FieldValue().FieldValue("R1", "meter").FieldValue("REGA", "meter").FieldValue("R2", "nope").Build()
+	if err := rc.Do(ctx, put).Error(); err != nil {
+		t.Fatal(err)
+	}
+	closing, err := d.ReadRegistry(ctx, rc)
+	if err != nil || len(closing) != 0 {
+		t.Fatalf("first read: closing %v, err %v", closing, err)
+	}
+	if ch, p := d.Find("R1"); ch == nil || p == nil || ch.ID != "R1" {
+		t.Fatalf("R1 from the registry: %v %v", ch, p)
+	}
+	if ch, _ := d.Find("R2"); ch != nil {
+		t.Fatal("an unknown template was accepted")
+	}
+	if ch, _ := d.Find("REGA"); ch == nil || ch.ID != "a" {
+		t.Fatal("the files must win over the registry")
+	}
+	channelSet(t, rc, "R1,a,m")
+
+	if ch, _ := d.Provision("P1", "meter"); ch == nil || ch.ID != "P1" {
+		t.Fatal("not provisioned")
+	}
+	if ch, _ := d.Provision("bad id", ""); ch != nil {
+		t.Fatal("an invalid id was provisioned")
+	}
+	channelSet(t, rc, "P1,R1,a,m")
+
+	if err := rc.Do(ctx, rc.B().Hdel().Key(keys.DeviceRegistry).Field("R1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	closing, err = d.ReadRegistry(ctx, rc)
+	if err != nil || len(closing) != 1 || closing[0].ID != "R1" {
+		t.Fatalf("removal: closing %v, err %v", closing, err)
+	}
+	channelSet(t, rc, "P1,a,m")
+}
+
+func TestRegistryReadError(t *testing.T) {
+	rc, sk := start(t)
+	d, err := New(load(t, t.TempDir(), two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := d.ReadRegistry(ctx, rc); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+}
