@@ -1,6 +1,7 @@
 package svc
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 // TestConnectRedisWaitsForRedis starts the service side first and Redis a
@@ -93,21 +95,21 @@ func TestMetricsOnListen(t *testing.T) {
 			return nil
 		})
 	}()
-	var body string
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	wait.For(t, 10*time.Second, "/metrics", func() error {
 		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !strings.Contains(body, "testsvc_redis_up 1") || !strings.Contains(body, "testsvc_uptime_seconds") {
-		t.Fatalf("metrics:\n%s", body)
-	}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body := string(b)
+		if err != nil {
+			return fmt.Errorf("read /metrics: %w", err)
+		}
+		return wait.Check(strings.Contains(body, "testsvc_redis_up 1") && strings.Contains(body, "testsvc_uptime_seconds"),
+			"metrics:\n%s", body)
+	})
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
