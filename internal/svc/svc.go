@@ -119,20 +119,19 @@ func BaseMetrics(name string, client rueidis.Client, started time.Time) *metrics
 // version in use. While Redis cannot be reached (a box whose Redis starts
 // later, or restarts), it retries with back-off until ctx is cancelled.
 func ConnectRedis(ctx context.Context, name, url string, conns int, log *slog.Logger) (rueidis.Client, error) {
-	backoff := 500 * time.Millisecond
+	backoff := redisconn.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {
 		client, err := connectOnce(ctx, name, url, conns, log)
 		if err == nil {
 			return client, nil
 		}
-		log.Warn("redis not ready, retrying", "redis", url, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		d := backoff.Next()
+		log.Warn("redis not ready, retrying", "redis", url, "err", err, "retry_in", d)
+		if !redisconn.Sleep(ctx, d) {
 			return nil, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
 	}
+
 }
 
 func connectOnce(ctx context.Context, name, url string, conns int, log *slog.Logger) (rueidis.Client, error) {
