@@ -19,6 +19,7 @@ import (
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/mappings"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/internal/wait"
 	"github.com/voltedge/voltedge/tools/dtusim/fleet"
 )
@@ -228,7 +229,17 @@ func startComsrv(ctx context.Context, cfg *config.Config) chan error {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, log) }()
+	go func() {
+		client, err := svc.ConnectRedis(ctx, "comsrv", cfg.RedisURL, redisConnections, log)
+		if err != nil {
+			served <- err
+			return
+		}
+		err = serve(ctx, cfg, log, client)
+		client.Close()
+		served <- err
+	}()
+
 	return served
 }
 

@@ -57,7 +57,6 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-
 // Warner is where Subscribe reports a lost subscription: a *slog.Logger, or
 // a rate-limited logger.
 type Warner interface {

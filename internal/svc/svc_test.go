@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voltedge/voltedge/internal/conf"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -90,10 +91,11 @@ func TestMetricsOnListen(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, "testsvc", cfgPath, "", func(ctx context.Context, env *Env) error {
+		done <- Start(ctx, basic("testsvc", func(ctx context.Context, env *Env[conf.ServiceConfig]) error {
 			<-ctx.Done()
 			return nil
-		})
+		}), Args{Config: cfgPath})
+
 	}()
 	wait.For(t, 10*time.Second, "/metrics", func() error {
 		resp, err := http.Get("http://" + addr + "/metrics")
