@@ -19,6 +19,8 @@ import (
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/mappings"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/svc"
+	"github.com/voltedge/voltedge/internal/wait"
 	"github.com/voltedge/voltedge/tools/dtusim/fleet"
 )
 
@@ -79,7 +81,7 @@ func TestEndToEnd(t *testing.T) {
 		go func() {
 			for ctx.Err() == nil {
 				_ = fleet.RunDevice(ctx, dc, &fleet.Stats{})
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // a reconnect delay, as a real DTU has
 			}
 		}()
 	}
@@ -88,10 +90,10 @@ func TestEndToEnd(t *testing.T) {
 		v, _ := rc.Do(context.Background(), rc.B().Hget().Key(key).Field(field).Build()).ToString()
 		return v
 	}
-	eventually(t, "channel value comsrv:1001:m 10001 = 230", func() bool { return hget(keys.ChannelValues("1001"), "10001") == "230" })
-	eventually(t, "model value modsrv:power_meter voltage = 230", func() bool { return hget(keys.ModelValues("power_meter"), "voltage") == "230" })
-	eventually(t, "model value modsrv:power_meter_3 voltage", func() bool { return hget(keys.ModelValues("power_meter_3"), "voltage") == "230" })
-	eventually(t, "status online", func() bool { return hget(keys.ChannelStatus("1002"), "online") == "1" })
+	wait.For(t, patience, "channel value comsrv:1001:m 10001 = 230", func() error { return wait.Equal(hget(keys.ChannelValues("1001"), "10001"), "230") })
+	wait.For(t, patience, "model value modsrv:power_meter voltage = 230", func() error { return wait.Equal(hget(keys.ModelValues("power_meter"), "voltage"), "230") })
+	wait.For(t, patience, "model value modsrv:power_meter_3 voltage", func() error { return wait.Equal(hget(keys.ModelValues("power_meter_3"), "voltage"), "230") })
+	wait.For(t, patience, "status online", func() error { return wait.Equal(hget(keys.ChannelStatus("1002"), "online"), "1") })
 
 	// Each response publishes the points it carried; wait for one with the voltage.
 	timeout := time.After(5 * time.Second)
@@ -126,7 +128,9 @@ func TestEndToEnd(t *testing.T) {
 
 	// Over the threshold (250): one raise event.
 	maps["DTU1001"].SetRegister(fleet.HoldingRegisters, 2000, 2612)
-	eventually(t, "alarm raised", func() bool { return hget(keys.AlarmActive, "power_meter:voltage") != "" })
+	wait.For(t, patience, "alarm raised", func() error {
+		return wait.Check(hget(keys.AlarmActive, "power_meter:voltage") != "", "not in %s", keys.AlarmActive)
+	})
 	events := func() []map[string]string {
 		r, err := rc.Do(ctx, rc.B().Xrange().Key(keys.AlarmEvents).Start("-").End("+").Build()).AsXRange()
 		if err != nil {
@@ -145,7 +149,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// Back to normal: cleared.
 	maps["DTU1001"].SetRegister(fleet.HoldingRegisters, 2000, 2300)
-	eventually(t, "alarm cleared", func() bool { return hget(keys.AlarmActive, "power_meter:voltage") == "" })
+	wait.For(t, patience, "alarm cleared", func() error { return wait.Equal(hget(keys.AlarmActive, "power_meter:voltage"), "") })
 	ev = events()
 	if len(ev) != 2 || ev[1]["type"] != "clear" {
 		t.Fatalf("alarm events after clear: %v", ev)
@@ -163,9 +167,9 @@ func TestEndToEnd(t *testing.T) {
 			id = strconv.FormatInt(id2, 10)
 		}
 		var res map[string]string
-		eventually(t, "outcome of command "+id, func() bool {
+		wait.For(t, patience, "outcome of command "+id, func() error {
 			res, _ = rc.Do(ctx, rc.B().Hgetall().Key(keys.CommandResult(id)).Build()).AsStrMap()
-			return res["status"] != ""
+			return wait.Check(res["status"] != "", "result %v", res)
 		})
 		return res
 	}
@@ -205,18 +209,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// patience bounds every wait for a state comsrv reaches on its own.
+const patience = 10 * time.Second
 
 func freeAddr(t *testing.T) string {
+
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +229,17 @@ func startComsrv(ctx context.Context, cfg *config.Config) chan error {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, log) }()
+	go func() {
+		client, err := svc.ConnectRedis(ctx, "comsrv", cfg.RedisURL, redisConnections, log)
+		if err != nil {
+			served <- err
+			return
+		}
+		err = serve(ctx, cfg, log, client)
+		client.Close()
+		served <- err
+	}()
+
 	return served
 }
 

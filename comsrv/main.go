@@ -8,11 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"runtime/debug"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -23,65 +19,46 @@ import (
 	"github.com/voltedge/voltedge/comsrv/dtu"
 	"github.com/voltedge/voltedge/comsrv/modbus"
 	"github.com/voltedge/voltedge/comsrv/sink"
-	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/metrics"
 	"github.com/voltedge/voltedge/internal/svc"
 )
 
-// defaultMemoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT is set.
+// defaultMemoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT
+// is set. The edge plan budgets 256 MB for comsrv.
 const defaultMemoryLimit = 128 << 20
 
+// redisConnections is the size of comsrv's Redis connection pool.
+const redisConnections = 2
+
 func main() {
-	cfgPath := flag.String("config", "config/comsrv.toml", "comsrv configuration file")
-	check := flag.Bool("check", false, "validate the configuration and exit")
-	redisURL := flag.String("redis", "", "Redis URL, overriding redis_url of the configuration")
-	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off by default")
-	flag.Parse()
-	if *pprofAddr != "" {
-		go servePprof(*pprofAddr)
-	}
-	if err := run(*cfgPath, *redisURL, *check); err != nil {
-		fmt.Fprintln(os.Stderr, "comsrv:", err)
-		os.Exit(1)
-	}
-}
-
-func run(cfgPath, redisURL string, check bool) error {
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return err
-	}
-	if redisURL != "" {
-		cfg.RedisURL = redisURL
-	}
-	if check {
-		fmt.Printf("%s: ok (%d templates, %d channels)\n", cfgPath, len(cfg.TemplateByID), len(cfg.ChannelList))
-		return nil
-	}
-	log, closer, err := logging.New("comsrv", cfg.LogFile, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// A soft limit: the GC works harder before the heap doubles. The
-		// edge plan budgets 256 MB for comsrv; GOMEMLIMIT overrides this.
-		debug.SetMemoryLimit(defaultMemoryLimit)
-	}
-
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	return serve(ctx, cfg, log)
+	var pprofAddr string
+	svc.Run(svc.Service[config.Config]{
+		Name: "comsrv",
+		Load: config.Load,
+		Settings: func(c *config.Config) svc.Settings {
+			// serve exposes its own counters on metrics_listen.
+			return svc.Settings{RedisURL: &c.RedisURL, LogFile: c.LogFile, LogLevel: c.LogLevel}
+		},
+		Summary: func(c *config.Config) string {
+			return fmt.Sprintf("%d templates, %d channels", len(c.TemplateByID), len(c.ChannelList))
+		},
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off by default")
+		},
+		RedisConnections: redisConnections,
+		MemoryLimit:      defaultMemoryLimit,
+		Serve: func(ctx context.Context, env *svc.Env[config.Config]) error {
+			if pprofAddr != "" {
+				go servePprof(pprofAddr)
+			}
+			return serve(ctx, env.Config, env.Log, env.Redis)
+		},
+	})
 }
 
 // serve runs comsrv until ctx is cancelled.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	client, err := svc.ConnectRedis(ctx, "comsrv", cfg.RedisURL, 2, log)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, client rueidis.Client) error {
 
 	var srv *dtu.Server
 	var mset *modbus.Set
@@ -124,7 +101,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer func() {
 		stopBg()
 		bg.Wait()
-		log.Info("comsrv stopped")
 	}()
 
 	if _, _, _, err := mset.Sync(ctx, cfg.ChannelList); err != nil {

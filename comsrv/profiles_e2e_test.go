@@ -17,6 +17,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 	"github.com/voltedge/voltedge/tools/dtusim/fleet"
 )
 
@@ -121,7 +122,7 @@ func TestProfilesEndToEnd(t *testing.T) {
 		go func() {
 			for ctx.Err() == nil {
 				_ = fleet.RunDevice(ctx, dc, st)
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // a reconnect delay, as a real device has
 			}
 		}()
 	}
@@ -135,12 +136,14 @@ func TestProfilesEndToEnd(t *testing.T) {
 		return v
 	}
 	// tlv: polled through 0x04 frames, heartbeats and data acknowledged, data published.
-	eventually(t, "tlv channel values", func() bool { return hget(keys.ChannelValues("5001"), "10001") != "" })
-	eventually(t, "tlv heartbeat and data acks", func() bool {
-		s := tlvStats.Snapshot()
-		return s.HeartbeatAcks > 0 && s.DataAcks > 0 && s.RegistrationAcks > 0
+	wait.For(t, patience, "tlv channel values", func() error {
+		return wait.Check(hget(keys.ChannelValues("5001"), "10001") != "", "point 10001 not written")
 	})
-	eventually(t, "tlv data frame published", func() bool { return len(msgs.of(keys.ChannelData("5001"))) > 0 })
+	wait.For(t, patience, "tlv heartbeat and data acks", func() error {
+		s := tlvStats.Snapshot()
+		return wait.Check(s.HeartbeatAcks > 0 && s.DataAcks > 0 && s.RegistrationAcks > 0, "device stats %+v", s)
+	})
+	wait.For(t, patience, "tlv data frame published", func() error { return wait.Check(len(msgs.of(keys.ChannelData("5001"))) > 0, "nothing published") })
 	if m := msgs.of(keys.ChannelData("5001"))[0]; !strings.Contains(m, `"hex":"abcd"`) {
 		t.Fatalf("tlv data message %s", m)
 	}
@@ -162,19 +165,19 @@ func TestProfilesEndToEnd(t *testing.T) {
 	}
 
 	// line: forwarded messages reach the device; its own lines are published.
-	eventually(t, "line device online", func() bool { return hget(keys.ChannelStatus("DEV001"), "online") == "1" })
+	wait.For(t, patience, "line device online", func() error { return wait.Equal(hget(keys.ChannelStatus("DEV001"), "online"), "1") })
 	if err := rc.Do(ctx, rc.B().Publish().Channel(keys.DefaultLineResults).Message("open,DEV001,valve=1").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "line forwarded to the device", func() bool {
+	wait.For(t, patience, "line forwarded to the device", func() error {
 		l, ok := lines.Last()
-		return ok && l == "open,DEV001,valve=1"
+		return wait.Check(ok && l == "open,DEV001,valve=1", "last line %q", l)
 	})
-	eventually(t, "forward outcome", func() bool {
+	wait.For(t, patience, "forward outcome", func() error {
 		o := msgs.of(keys.LineOutcomes(keys.DefaultLineResults))
-		return len(o) > 0 && strings.Contains(o[0], `"status":"forwarded"`)
+		return wait.Check(len(o) > 0 && strings.Contains(o[0], `"status":"forwarded"`), "outcomes %v", o)
 	})
-	eventually(t, "device line published", func() bool { return len(msgs.of(keys.ChannelData("DEV001"))) > 0 })
+	wait.For(t, patience, "device line published", func() error { return wait.Check(len(msgs.of(keys.ChannelData("DEV001"))) > 0, "nothing published") })
 
 	// Reload: a new channel is added, the running links stay.
 	connectedAt := hget(keys.ChannelStatus("5001"), "connected_at")
@@ -193,13 +196,14 @@ func TestProfilesEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		var r control.ReloadReply
-		eventually(t, "reload reply "+id, func() bool {
+		wait.For(t, patience, "reload reply "+id, func() error {
 			for _, m := range msgs.of(keys.ReloadResult) {
 				if err := json.Unmarshal([]byte(m), &r); err == nil && r.ID == id {
-					return true
+					return nil
 				}
 			}
-			return false
+			return fmt.Errorf("replies %v", msgs.of(keys.ReloadResult))
+
 		})
 		return r
 	}
@@ -222,8 +226,9 @@ func TestProfilesEndToEnd(t *testing.T) {
 	if r := reply("r2"); r.OK || !strings.Contains(r.Message, "demo.toml") {
 		t.Fatalf("broken reload reply %+v", r)
 	}
-	time.Sleep(500 * time.Millisecond)
-	if got := hget(keys.ChannelStatus("5001"), "connected_at"); got != connectedAt || hget(keys.ChannelStatus("5001"), "online") != "1" {
+	time.Sleep(500 * time.Millisecond) // gives a wrongly dropped link time to show
+	if got := hget(
+		keys.ChannelStatus("5001"), "connected_at"); got != connectedAt || hget(keys.ChannelStatus("5001"), "online") != "1" {
 		t.Fatalf("tlv link was dropped by the reload (connected_at %s → %s)", connectedAt, got)
 	}
 	if isMember, _ := rc.Do(ctx, rc.B().Sismember().Key(keys.Channels).Member("1009").Build()).AsBool(); !isMember {

@@ -20,6 +20,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/modbus"
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/redisconn"
 )
 
 // reloader re-reads the channel and template files on SIGHUP and on a
@@ -79,30 +80,19 @@ const maxPendingReloads = 256
 
 // listen queues reload requests from keys.Reload, resubscribing after errors.
 func (r *reloader) listen(ctx context.Context, requests chan<- string) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := r.client.Receive(ctx, r.client.B().Subscribe().Channel(keys.Reload).Build(), func(m rueidis.PubSubMessage) {
-			id := m.Message
-			if len(id) > maxReloadID {
-				id = id[:maxReloadID]
-			}
-			select {
-			case requests <- id:
-			default:
-				r.log.Warn("reload request dropped: too many waiting", "id", id)
-			}
-		})
-		if ctx.Err() != nil {
-			return
+	redisconn.Subscribe(ctx, r.client, func(b rueidis.Builder) rueidis.Completed {
+		return b.Subscribe().Channel(keys.Reload).Build()
+	}, func(m rueidis.PubSubMessage) {
+		id := m.Message
+		if len(id) > maxReloadID {
+			id = id[:maxReloadID]
 		}
-		r.log.Warn("reload subscription ended; resubscribing", "channel", keys.Reload, "err", err, "retry_in", backoff)
 		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return
+		case requests <- id:
+		default:
+			r.log.Warn("reload request dropped: too many waiting", "id", id)
 		}
-		backoff = min(backoff*2, 10*time.Second)
-	}
+	}, redisconn.SubscribeOptions{Name: "reload " + keys.Reload, Log: r.log, Backoff: redisconn.Backoff{Max: 10 * time.Second}})
 }
 
 func (r *reloader) publish(ctx context.Context, rep control.ReloadReply) {

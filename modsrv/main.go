@@ -10,18 +10,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/modsrv/api"
 	"github.com/voltedge/voltedge/modsrv/auth"
@@ -35,50 +30,38 @@ const shutdownTimeout = 10 * time.Second
 const redisConnections = 2
 
 func main() {
-	cfgPath := flag.String("config", "config/modsrv.toml", "modsrv configuration file")
-	redisURL := flag.String("redis", "", "Redis URL, overriding redis_url of the configuration")
-	check := flag.Bool("check", false, "validate the configuration and exit")
-	flag.Parse()
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *cfgPath, *redisURL, *check, nil)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "modsrv:", err)
-		os.Exit(1)
+	svc.Run(service(nil))
+}
+
+// service is modsrv for svc; ready (if not nil) is called with the
+// listening address.
+func service(ready func(net.Addr)) svc.Service[config.Config] {
+	return svc.Service[config.Config]{
+		Name: "modsrv",
+		Load: config.Load,
+		Settings: func(c *config.Config) svc.Settings {
+			return svc.Common(&c.ServiceConfig) // the API serves /metrics on its own listener
+		},
+
+		Summary: func(c *config.Config) string {
+			return fmt.Sprintf("%d tokens, %d users", len(c.Tokens), len(c.Users))
+		},
+		RedisConnections: redisConnections,
+		StartAttrs: func(c *config.Config) []any {
+			return []any{"listen", c.Listen, "read_open", c.ReadOpen, "tokens", len(c.Tokens), "users", len(c.Users)}
+		},
+		Serve: func(ctx context.Context, env *svc.Env[config.Config]) error { return run(ctx, env, ready) },
 	}
 }
 
-// run loads the configuration and serves until ctx ends; ready (if not
-// nil) is called with the listening address.
-func run(ctx context.Context, cfgPath, redisURL string, check bool, ready func(net.Addr)) error {
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return err
-	}
-	if redisURL != "" {
-		cfg.RedisURL = redisURL
-	}
-	if check {
-		fmt.Printf("%s: ok (%d tokens, %d users)\n", cfgPath, len(cfg.Tokens), len(cfg.Users))
-		return nil
-	}
-	log, closer, err := logging.New("modsrv", cfg.LogFile, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
-	started := time.Now()
-	client, err := svc.ConnectRedis(ctx, "modsrv", cfg.RedisURL, redisConnections, log)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-
+// run serves the API until ctx ends.
+func run(ctx context.Context, env *svc.Env[config.Config], ready func(net.Addr)) error {
+	cfg := env.Config
 	a, err := auth.New(authOptions(cfg))
 	if err != nil {
 		return err
 	}
-	deps := api.Deps{Redis: client, Auth: a, Log: log, Metrics: svc.BaseMetrics("modsrv", client, started), Config: cfg, Started: started}
+	deps := api.Deps{Redis: env.Redis, Auth: a, Log: env.Log, Metrics: env.Metrics, Config: cfg, Started: env.Started}
 	app, err := api.New(deps)
 	if err != nil {
 		return err
@@ -87,11 +70,8 @@ func run(ctx context.Context, cfgPath, redisURL string, check bool, ready func(n
 	if err != nil {
 		return err
 	}
-	log.Info("modsrv started", "redis", cfg.RedisURL, "listen", cfg.Listen, "read_open", cfg.ReadOpen,
-		"tokens", len(cfg.Tokens), "users", len(cfg.Users))
-	err = serve(ctx, app, cfg.Listen, log, ready)
+	err = serve(ctx, app, cfg.Listen, env.Log, ready)
 	bg.Wait()
-	log.Info("modsrv stopped")
 	return err
 }
 

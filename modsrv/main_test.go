@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/scripts"
 )
 
@@ -34,7 +35,9 @@ func TestRun(t *testing.T) {
 	defer cancel()
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, srv.URL(), false, func(a net.Addr) { addrc <- a }) }()
+	go func() {
+		done <- svc.Start(ctx, service(func(a net.Addr) { addrc <- a }), svc.Args{Config: cfg, Redis: srv.URL()})
+	}()
 	var addr net.Addr
 	select {
 	case addr = <-addrc:
@@ -100,11 +103,11 @@ func TestRunConfigErrors(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("listen = \":8002\"\nbogus = 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := run(context.Background(), cfg, "", false, nil)
+	err := svc.Start(context.Background(), service(nil), svc.Args{Config: cfg})
 	if err == nil || !strings.Contains(err.Error(), `bad.toml:2:1: key "bogus": unknown key`) {
 		t.Fatalf("got %v", err)
 	}
-	if err := run(context.Background(), "../config/modsrv.toml", "", true, nil); err != nil {
+	if err := svc.Start(context.Background(), service(nil), svc.Args{Config: "../config/modsrv.toml", Check: true}); err != nil {
 		t.Fatalf("-check of the example: %v", err)
 	}
 }

@@ -7,11 +7,12 @@ package main
 import (
 	"context"
 
+	"github.com/voltedge/voltedge/internal/conf"
 	"github.com/voltedge/voltedge/internal/svc"
 )
 
 func main() {
-	svc.Main("netsrv", func(ctx context.Context, env *svc.Env) error {
+	svc.Main("netsrv", func(ctx context.Context, env *svc.Env[conf.ServiceConfig]) error {
 		<-ctx.Done()
 		return nil
 	})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 	"github.com/voltedge/voltedge/scripts"
 )
 
@@ -128,26 +129,19 @@ func subscribe(t *testing.T, srv *redistest.Server, channels ...string) *subscri
 			s.msgs <- m
 		})
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	wait.For(t, 5*time.Second, fmt.Sprintf("the subscription to %v", channels), func() error {
 		counts, err := sc.Do(context.Background(), sc.B().PubsubNumsub().Channel(channels...).Build()).AsIntMap()
 		if err != nil {
-			t.Fatalf("PUBSUB NUMSUB: %v", err)
+			return fmt.Errorf("PUBSUB NUMSUB: %w", err)
 		}
-		all := true
 		for _, ch := range channels {
 			if counts[ch] == 0 {
-				all = false
+				return fmt.Errorf("no subscriber on %s", ch)
 			}
 		}
-		if all {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("subscription to %v not seen", channels)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return s
 }
 
 // drain publishes a marker on channel and returns every message received

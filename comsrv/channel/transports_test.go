@@ -27,6 +27,7 @@ import (
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/rtu"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 // The same scenarios run through a DTU link (the device dials comsrv,
@@ -368,22 +369,6 @@ func num(m map[string]string, field string) int {
 	return n
 }
 
-// within polls cond until it returns nil, and fails with its last error after d.
-func within(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // step sets slave 1's behaviour (or drops the link) and waits for what the channel must then show.
 type step struct {
 	mode   string // slave 1 behaviour from now on; "drop" closes the link
@@ -459,7 +444,7 @@ func TestTransportsShareChannelLogic(t *testing.T) {
 				b := newBed(t, tr, testComsrv)
 				for i, st := range sc.steps {
 					if st.mode == "drop" {
-						within(t, 5*time.Second, "device connected", func() error {
+						wait.For(t, 5*time.Second, "device connected", func() error {
 							if !b.dev.connected() {
 								return errors.New("no connection")
 							}
@@ -471,7 +456,7 @@ func TestTransportsShareChannelLogic(t *testing.T) {
 					} else {
 						b.dev.set(st.mode)
 					}
-					within(t, 8*time.Second, fmt.Sprintf("step %d (%s)", i+1, st.mode), func() error {
+					wait.For(t, 8*time.Second, fmt.Sprintf("step %d (%s)", i+1, st.mode), func() error {
 						return st.expect(b.status(t), b.stale(t), b.events(t))
 					})
 				}
@@ -487,13 +472,13 @@ func TestStatusIntervalPerChannelKind(t *testing.T) {
 		"[dtu]\nlisten = \"127.0.0.1:0\"\nstatus_interval = \"1h\"", 1)
 	b := newBed(t, transports[1], cfg)
 	var first string
-	within(t, 5*time.Second, "first status", func() error {
+	wait.For(t, 5*time.Second, "first status", func() error {
 		if first = b.status(t)["updated_at"]; first == "" {
 			return errors.New("no status yet")
 		}
 		return nil
 	})
-	within(t, 3*time.Second, "status refreshed on [modbus] status_interval", func() error {
+	wait.For(t, 3*time.Second, "status refreshed on [modbus] status_interval", func() error {
 		if u := b.status(t)["updated_at"]; u == first {
 			return fmt.Errorf("updated_at still %s", u)
 		}

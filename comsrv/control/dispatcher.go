@@ -18,6 +18,7 @@ import (
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/redisconn"
 	"github.com/voltedge/voltedge/scripts"
 )
 
@@ -48,9 +49,6 @@ const (
 	reportDrain = 3 * time.Second
 	// reportAttempts is how often an outcome is tried before it is given up.
 	reportAttempts = 3
-	// subscribe back-off after a lost or refused subscription.
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 5 * time.Second
 	// failLogInterval bounds how often a repeated failure is logged.
 	failLogInterval = 10 * time.Second
 )
@@ -517,78 +515,18 @@ func normalID(s string) (string, bool) {
 }
 
 // subscribe keeps a pattern subscription to the command channels until ctx
-// ends, re-subscribing with back-off when it is lost.
+// ends, re-subscribing with back-off when it is lost. It has a connection of
+// its own, closed when ctx ends. Each confirmation asks for a sweep:
+// messages published while unsubscribed are lost, the queues are not.
 func (d *Dispatcher) subscribe(ctx context.Context) {
-	backoff := minBackoff
-	for ctx.Err() == nil {
-		confirmed, err := d.subscribeOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if confirmed {
-			backoff = minBackoff
-		}
-		d.fails.Warn("control: subscription lost, subscribing again", "pattern", keys.CommandPattern,
-			"err", err, "retry_in", backoff.String())
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
-// subscribeOnce subscribes on a dedicated connection and returns when the
-// connection ends or ctx does. Each confirmation asks for a sweep: messages
-// published while unsubscribed are lost, the queues are not.
-func (d *Dispatcher) subscribeOnce(ctx context.Context) (confirmed bool, err error) {
-	dc, release := d.client.Dedicate()
-	defer release()
-	var ok atomic.Bool
-	wait := dc.SetPubSubHooks(rueidis.PubSubHooks{
-		OnMessage: func(m rueidis.PubSubMessage) { d.onMessage(m.Channel) },
-		OnSubscription: func(s rueidis.PubSubSubscription) {
-			if s.Kind == "psubscribe" {
-				ok.Store(true)
-				d.requestSweep()
-			}
-		},
+	redisconn.Subscribe(ctx, d.client, func(b rueidis.Builder) rueidis.Completed {
+		return b.Psubscribe().Pattern(keys.CommandPattern).Build()
+	}, func(m rueidis.PubSubMessage) { d.onMessage(m.Channel) }, redisconn.SubscribeOptions{
+		Name:         "control commands " + keys.CommandPattern,
+		Log:          d.fails,
+		Dedicated:    true,
+		OnSubscribed: d.requestSweep,
 	})
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	err = dc.Do(cctx, dc.B().Psubscribe().Pattern(keys.CommandPattern).Build()).Error()
-	cancel()
-	if err == nil {
-		select {
-		case e, open := <-wait:
-			if open {
-				err = e
-			}
-		case <-ctx.Done():
-		}
-	}
-	dc.Close()
-	waitClosed(wait, callTimeout)
-	return ok.Load(), err
-}
-
-// waitClosed waits, for at most limit, until the hooks' channel is closed:
-// the hooks run on the connection's reader, which has then stopped.
-func waitClosed(wait <-chan error, limit time.Duration) {
-	t := time.NewTimer(limit)
-	defer t.Stop()
-	for {
-		select {
-		case _, open := <-wait:
-			if !open {
-				return
-			}
-		case <-t.C:
-			return
-		}
-	}
 }
 
 // writeReports writes queued outcomes until ctx ends, then those still

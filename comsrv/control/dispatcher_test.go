@@ -21,6 +21,7 @@ import (
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redisconn"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 	"github.com/voltedge/voltedge/scripts"
 )
 
@@ -170,23 +171,11 @@ func (e *env) patternSubscriber(t *testing.T) string {
 func (e *env) waitSubscribed(t *testing.T, not string) string {
 	t.Helper()
 	var id string
-	eventually(t, "subscription to "+keys.CommandPattern, func() bool {
+	wait.For(t, patience, "subscription to "+keys.CommandPattern, func() error {
 		id = e.patternSubscriber(t)
-		return id != "" && id != not
+		return wait.Check(id != "" && id != not, "pattern subscriber %q (the old one is %q)", id, not)
 	})
 	return id
-}
-
-// eventually polls cond until it holds, failing the test after patience.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func (e *env) result(t *testing.T, id string) map[string]string {
@@ -226,7 +215,7 @@ func TestDeliverOnPublish(t *testing.T) {
 	e.waitSubscribed(t, "")
 
 	id := e.send(t, "pm", "12.5", "")
-	eventually(t, "delivery of command "+id, func() bool { return len(rec.ids()) == 1 })
+	wait.For(t, patience, "delivery of command "+id, func() error { return wait.Equal(len(rec.ids()), 1) })
 	c := rec.got[0]
 	if c.ID != id || c.Channel != "1001" || c.Point != "40001" || c.Value != "12.5" || c.Model != "pm" || c.Control != "setpoint" {
 		t.Errorf("delivered %+v", c)
@@ -238,7 +227,7 @@ func TestDeliverOnPublish(t *testing.T) {
 	// Only the message can wake this one: the channel is not in cmd:pending.
 	redistest.Do(t, e.c, "LPUSH", keys.CommandQueue("1001"), `{"id":500,"channel":"1001","point":"40001","value":3,"ts":1,"deadline":0}`)
 	redistest.Do(t, e.c, "PUBLISH", keys.Command("1001"), "40001:3")
-	eventually(t, "delivery on the message alone", func() bool { return len(rec.ids()) == 2 })
+	wait.For(t, patience, "delivery on the message alone", func() error { return wait.Equal(len(rec.ids()), 2) })
 	if got := rec.ids(); got[1] != "500" {
 		t.Errorf("delivered %v", got)
 	}
@@ -255,8 +244,8 @@ func TestDeliverBySweep(t *testing.T) {
 
 	redistest.Do(t, e.c, "LPUSH", keys.CommandQueue("1001"), `{"id":7,"channel":"1001","point":"40001","value":1,"ts":1,"deadline":0}`)
 	redistest.Do(t, e.c, "SADD", keys.CommandPending, "1001")
-	eventually(t, "delivery by sweep", func() bool { return len(rec.ids()) == 1 })
-	eventually(t, "cmd:pending emptied", func() bool { return !e.pending(t, "1001") })
+	wait.For(t, patience, "delivery by sweep", func() error { return wait.Equal(len(rec.ids()), 1) })
+	wait.For(t, patience, "cmd:pending emptied", func() error { return wait.Check(!e.pending(t, "1001"), "1001 still pending") })
 	if m := e.result(t, "7"); m["status"] != "ok" {
 		t.Errorf("result = %v", m)
 	}
@@ -269,7 +258,7 @@ func TestStartupGrace(t *testing.T) {
 	id := e.send(t, "pm2", "1", "")
 	d := e.dispatcher(Options{StartupGrace: time.Hour, SweepInterval: 20 * time.Millisecond})
 	e.run(t, d)
-	eventually(t, "five sweeps", func() bool { return d.Stats().Sweeps >= 5 })
+	wait.For(t, patience, "five sweeps", func() error { return wait.Check(d.Stats().Sweeps >= 5, "%d sweeps", d.Stats().Sweeps) })
 	if q := e.queue(t, "9"); len(q) != 1 || !e.pending(t, "9") {
 		t.Errorf("queue = %v, pending %v: want the command left queued during the grace", q, e.pending(t, "9"))
 	}
@@ -280,7 +269,7 @@ func TestStartupGrace(t *testing.T) {
 	// A link that attaches during the grace gets its commands at once.
 	rec := newRecorder(d)
 	d.Attach("9", rec)
-	eventually(t, "delivery after Attach", func() bool { return len(rec.ids()) == 1 })
+	wait.For(t, patience, "delivery after Attach", func() error { return wait.Equal(len(rec.ids()), 1) })
 }
 
 // TestOfflineAfterGrace: after the grace, commands of a channel without a
@@ -337,7 +326,7 @@ func TestOrder(t *testing.T) {
 	rec := newRecorder(d)
 	d.Attach("1001", rec)
 	e.run(t, d)
-	eventually(t, "40 deliveries", func() bool { return len(rec.ids()) == 40 })
+	wait.For(t, patience, "40 deliveries", func() error { return wait.Equal(len(rec.ids()), 40) })
 	if got := rec.ids(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("delivered %v, want %v", got, want)
 	}
@@ -380,7 +369,7 @@ func TestLinkBusy(t *testing.T) {
 	// A new link for the channel gets the rest at once, in order.
 	rec2 := newRecorder(d)
 	d.Attach("1001", rec2)
-	eventually(t, "the requeued commands", func() bool { return len(rec2.ids()) == 2 })
+	wait.For(t, patience, "the requeued commands", func() error { return wait.Equal(len(rec2.ids()), 2) })
 	if got := rec2.ids(); strings.Join(got, ",") != strings.Join(ids[3:], ",") {
 		t.Errorf("delivered %v after the link freed up", got)
 	}
@@ -402,7 +391,7 @@ func TestLinkBusyRetriedBySweep(t *testing.T) {
 	rec.acceptIf(func(n int) bool { return n != 2 })
 	d.Attach("1001", rec)
 	e.run(t, d)
-	eventually(t, "four deliveries", func() bool { return len(rec.ids()) == 4 })
+	wait.For(t, patience, "four deliveries", func() error { return wait.Equal(len(rec.ids()), 4) })
 	want := []string{ids[0], ids[1], ids[3], ids[4]}
 	if got := rec.ids(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("delivered %v, want %v", got, want)
@@ -430,7 +419,7 @@ func TestUnreadableEntries(t *testing.T) {
 	d.Attach("1001", rec)
 	e.run(t, d)
 
-	eventually(t, "the good command", func() bool { return len(rec.ids()) == 1 })
+	wait.For(t, patience, "the good command", func() error { return wait.Equal(len(rec.ids()), 1) })
 	if rec.ids()[0] != good {
 		t.Errorf("delivered %v", rec.ids())
 	}
@@ -481,7 +470,7 @@ func TestReport(t *testing.T) {
 	}
 	// An outcome without a usable id is logged, not written.
 	d.Report(&Command{ID: "x", Channel: "1001"}, Outcome{Status: OK})
-	eventually(t, "the refused outcome", func() bool { return d.Stats().ReportErrors == 1 })
+	wait.For(t, patience, "the refused outcome", func() error { return wait.Equal(d.Stats().ReportErrors, 1) })
 }
 
 // TestReportQueueFull: Report never blocks; beyond the queue it drops and
@@ -499,7 +488,7 @@ func TestReportQueueFull(t *testing.T) {
 		t.Error("the drop was not logged")
 	}
 	e.run(t, d)
-	eventually(t, "all queued outcomes written", func() bool { return d.Stats().Reported == reportQueue })
+	wait.For(t, patience, "all queued outcomes written", func() error { return wait.Equal(d.Stats().Reported, reportQueue) })
 	if n, _ := redistest.Do(t, e.c, "XLEN", keys.CommandResults).AsInt64(); n != reportQueue {
 		t.Errorf("XLEN = %d", n)
 	}
@@ -520,7 +509,7 @@ func TestResubscribe(t *testing.T) {
 	// Not in cmd:pending: only the message can wake the channel.
 	redistest.Do(t, e.c, "LPUSH", keys.CommandQueue("1001"), `{"id":9,"channel":"1001","point":"40001","value":3,"ts":1,"deadline":0}`)
 	redistest.Do(t, e.c, "PUBLISH", keys.Command("1001"), "40001:3")
-	eventually(t, "delivery after re-subscription", func() bool { return len(rec.ids()) == 1 })
+	wait.For(t, patience, "delivery after re-subscription", func() error { return wait.Equal(len(rec.ids()), 1) })
 }
 
 // TestMessageChannels: only messages on exactly "cmd:{valid id}" wake a channel.
@@ -565,19 +554,16 @@ func TestRunStopsCleanly(t *testing.T) {
 	case <-time.After(patience):
 		t.Fatal("Run did not return")
 	}
-	eventually(t, "the subscription to end", func() bool { return e.patternSubscriber(t) == "" })
+	wait.For(t, patience, "the subscription to end", func() error { return wait.Equal(e.patternSubscriber(t), "") })
 	if stacks := goroutines(); strings.Contains(stacks, "control.(*Dispatcher)") {
 		t.Fatalf("dispatcher goroutines left after Run returned:\n%s", stacks)
 	}
 	client.Close()
-	deadline := time.Now().Add(patience)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after Run returned and the client closed, %d before:\n%s",
-				runtime.NumGoroutine(), before, goroutines())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, patience, "the goroutines to end", func() error {
+		n := runtime.NumGoroutine()
+		return wait.Check(n <= before, "%d goroutines after Run returned and the client closed, %d before:\n%s",
+			n, before, goroutines())
+	})
 }
 
 func goroutines() string {
@@ -600,7 +586,7 @@ func TestWaitResult(t *testing.T) {
 	// A hash without a status (being written by hand) is not a result yet.
 	redistest.Do(t, e.c, "HSET", keys.CommandResult("6"), "channel", "1001")
 	go func() {
-		time.Sleep(30 * time.Millisecond)
+		time.Sleep(30 * time.Millisecond) // lets WaitResult poll the incomplete hash first
 		_ = e.c.Do(context.Background(), e.c.B().Hset().Key(keys.CommandResult("6")).FieldValue().FieldValue("status", "timeout").Build()).Error()
 	}()
 	ctx2, cancel2 := context.WithTimeout(context.Background(), patience)
@@ -743,8 +729,9 @@ func BenchmarkDispatch(b *testing.B) {
 			d.Run(rctx)
 		}()
 		for d.Stats().Reported < uint64(n) {
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // a fine poll: the wait is part of the measured time
 		}
+
 		b.StopTimer()
 		cancel()
 		<-done

@@ -19,6 +19,7 @@ import (
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 const template = `
@@ -66,18 +67,14 @@ func start(t *testing.T) (rueidis.Client, *sink.Sink) {
 // channelSet waits until keys.Channels holds exactly want (sorted, comma-separated).
 func channelSet(t *testing.T, rc rueidis.Client, want string) {
 	t.Helper()
-	var got string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	wait.For(t, 5*time.Second, keys.Channels+" = "+want, func() error {
 		m, err := rc.Do(context.Background(), rc.B().Smembers().Key(keys.Channels).Build()).AsStrSlice()
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		slices.Sort(m)
-		if got = strings.Join(m, ","); got == want {
-			return
-		}
-	}
-	t.Fatalf("%s = %q, want %q", keys.Channels, got, want)
+		return wait.Equal(strings.Join(m, ","), want)
+	})
 }
 
 const two = `

@@ -11,6 +11,7 @@ import (
 
 	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/redisconn"
 )
 
 // Outcomes of a message on a line listener's result channel, published on keys.LineOutcomes.
@@ -40,26 +41,13 @@ func (s *Server) startLineResults(ctx context.Context) {
 
 func (s *Server) subscribeLines(ctx context.Context, l *listener) {
 	ch := l.cfg.Line.ResultChannel
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		start := time.Now()
-		err := s.client.Receive(ctx, s.client.B().Subscribe().Channel(ch).Build(), func(m rueidis.PubSubMessage) {
-			s.forwardLine(l, m.Message)
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(start) > time.Minute {
-			backoff = 100 * time.Millisecond
-		}
-		s.log.Warn("line result subscription ended; resubscribing", "listener", l.cfg.Name, "channel", ch, "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return
-		}
-		backoff = min(backoff*2, 10*time.Second)
-	}
+	redisconn.Subscribe(ctx, s.client, func(b rueidis.Builder) rueidis.Completed {
+		return b.Subscribe().Channel(ch).Build()
+	}, func(m rueidis.PubSubMessage) { s.forwardLine(l, m.Message) }, redisconn.SubscribeOptions{
+		Name:    "line results " + ch + " of listener " + l.cfg.Name,
+		Log:     s.log,
+		Backoff: redisconn.Backoff{Max: 10 * time.Second},
+	})
 }
 
 // forwardLine hands one "command,device_id,data" message to its device's link.

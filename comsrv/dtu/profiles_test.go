@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 const profileListeners = `
@@ -81,11 +83,11 @@ func (r *recorder) Report(c *control.Command, o control.Outcome) {
 func (r *recorder) deliver(t *testing.T, c *control.Command) {
 	t.Helper()
 	var tg control.Target
-	waitFor(t, "link attached for "+c.Channel, func() bool {
+	wait.For(t, patience, "link attached for "+c.Channel, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		tg = r.targets[c.Channel]
-		return tg != nil
+		return wait.Check(tg != nil, "no link attached")
 	})
 	if !tg.Deliver(c) {
 		t.Fatal("deliver refused")
@@ -95,12 +97,12 @@ func (r *recorder) deliver(t *testing.T, c *control.Command) {
 func (r *recorder) outcome(t *testing.T, id string) control.Outcome {
 	t.Helper()
 	var o control.Outcome
-	waitFor(t, "outcome of command "+id, func() bool {
+	wait.For(t, patience, "outcome of command "+id, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		var ok bool
 		o, ok = r.outcomes[id]
-		return ok
+		return wait.Check(ok, "no outcome yet")
 	})
 	return o
 }
@@ -180,19 +182,20 @@ func TestTLVProfile(t *testing.T) {
 	}
 	resp := rtu.AppendResponse(nil, r, regs)
 	d.send(append([]byte{0x04, byte(len(resp))}, resp...))
-	waitFor(t, "values of the tlv channel", func() bool { return b.hash(t, keys.ChannelValues("t1"))["1"] == "220.5" })
+	wait.For(t, patience, "values of the tlv channel", func() error { return wait.Equal(b.hash(t, keys.ChannelValues("t1"))["1"], "220.5") })
 
 	d.send([]byte{0x03, 0x03, 0xAA, 0xBB, 0xCC})
 	// The next bytes may be another poll; look for the 0x03 acknowledgement among them.
-	waitFor(t, "data frame published", func() bool { return len(data()) > 0 })
+	wait.For(t, patience, "data frame published", func() error { return wait.Check(len(data()) > 0, "nothing published") })
 	var m map[string]any
 	if err := json.Unmarshal([]byte(data()[0]), &m); err != nil || m["hex"] != "aabbcc" || m["kind"] != "data" {
 		t.Fatalf("data message %q: %v", data()[0], err)
 	}
-	waitFor(t, "frame log", func() bool {
+	wait.For(t, patience, "frame log", func() error {
 		l, _ := b.rc.Do(context.Background(), b.rc.B().Lrange().Key(keys.ChannelFrames("t1")).Start(0).Stop(-1).Build()).AsStrSlice()
 		s := strings.Join(l, "\n")
-		return strings.Contains(s, `"kind":"data","hex":"aabbcc"`) && strings.Contains(s, `"dir":"tx","kind":"rtu"`) && strings.Contains(s, `"kind":"registration","hex":"000003e9"`)
+		return wait.Check(strings.Contains(s, `"kind":"data","hex":"aabbcc"`) && strings.Contains(s, `"dir":"tx","kind":"rtu"`) && strings.Contains(s, `"kind":"registration","hex":"000003e9"`),
+			"frames:\n%s", s)
 	})
 	st := b.hash(t, keys.ChannelStatus("t1"))
 	if st["profile"] != "tlv" || st["listener"] != "tlv" || st["online"] != "1" {
@@ -206,15 +209,15 @@ func TestTLVProfile(t *testing.T) {
 	if el := time.Since(start); el < 500*time.Millisecond {
 		t.Fatalf("closed after %v, before timeout × max_missed", el)
 	}
-	waitFor(t, "offline event", func() bool {
+	wait.For(t, patience, "offline event", func() error {
 		ev, _ := b.rc.Do(context.Background(), b.rc.B().Xrange().Key(keys.ConnectionEvents).Start("-").End("+").Build()).ToArray()
 		for _, e := range ev {
 			x, _ := e.AsXRangeEntry()
 			if x.FieldValues["event"] == "offline" && x.FieldValues["channel"] == "t1" && x.FieldValues["reason"] == "heartbeat timeout" && x.FieldValues["listener"] == "tlv" {
-				return true
+				return nil
 			}
 		}
-		return false
+		return fmt.Errorf("events %v", ev)
 	})
 }
 
@@ -240,7 +243,7 @@ func TestLineProfile(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); wg.Wait() }()
-	waitFor(t, "line device online", func() bool { return b.hash(t, keys.ChannelStatus("l1"))["online"] == "1" })
+	wait.For(t, patience, "line device online", func() error { return wait.Equal(b.hash(t, keys.ChannelStatus("l1"))["online"], "1") })
 
 	publish := func(msg string) {
 		if err := b.rc.Do(context.Background(), b.rc.B().Publish().Channel(keys.DefaultLineResults).Message(msg).Build()).Error(); err != nil {
@@ -263,7 +266,9 @@ func TestLineProfile(t *testing.T) {
 	publish("open,NOPE,1")
 	publish("open,DEV001,a\nsecond")
 	publish("garbage")
-	waitFor(t, "four outcomes", func() bool { return len(outcomes()) >= 4 })
+	wait.For(t, patience, "four outcomes", func() error {
+		return wait.Check(len(outcomes()) >= 4, "outcomes %v", outcomes())
+	})
 	var statuses []string
 	for _, o := range outcomes() {
 		var m map[string]any
@@ -279,13 +284,14 @@ func TestLineProfile(t *testing.T) {
 		t.Fatalf("outcomes %v", outcomes())
 	}
 	d.send([]byte("temp=<b>21</b>\n"))
-	waitFor(t, "device line published", func() bool { return len(data()) > 0 })
+	wait.For(t, patience, "device line published", func() error { return wait.Check(len(data()) > 0, "nothing published") })
 	var m map[string]any
 	if err := json.Unmarshal([]byte(data()[0]), &m); err != nil || m["text"] != "temp=<b>21</b>" || m["kind"] != "line" {
 		t.Fatalf("line message %q", data()[0])
 	}
 	// The heartbeat keeps it online well beyond the 1 s timeout.
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // lets more than the timeout pass
+
 	if st := b.hash(t, keys.ChannelStatus("l1")); st["online"] != "1" || st["forwarded"] == "0" {
 		t.Fatalf("status %v", st)
 	}
@@ -395,7 +401,7 @@ func TestControls(t *testing.T) {
 	if o := rec.outcome(t, "8"); o.Status != control.Offline {
 		t.Fatalf("queued command: %+v", o)
 	}
-	waitFor(t, "offline", func() bool { return b.hash(t, keys.ChannelStatus("c1"))["online"] == "0" })
+	wait.For(t, patience, "offline", func() error { return wait.Equal(b.hash(t, keys.ChannelStatus("c1"))["online"], "0") })
 	rec.mu.Lock()
 	_, attached := rec.targets["c1"]
 	rec.mu.Unlock()
@@ -435,8 +441,8 @@ func TestReloadKeepsUntouchedLinks(t *testing.T) {
 	if !d1.closed(2 * time.Second) {
 		t.Fatal("the changed channel's link was not closed")
 	}
-	waitFor(t, "reload reason", func() bool {
-		return b.hash(t, keys.ChannelStatus("c1"))["disconnect_reason"] == "channel changed by reload"
+	wait.For(t, patience, "reload reason", func() error {
+		return wait.Equal(b.hash(t, keys.ChannelStatus("c1"))["disconnect_reason"], "channel changed by reload")
 	})
 	for i := 0; i < 3; i++ {
 		r := d2.mustRequest()
@@ -506,9 +512,9 @@ func TestDeadSlaveDoesNotSlowItsNeighbour(t *testing.T) {
 		return s1, s2
 	}
 	// Let slave 2 run out of chances (3 timeouts of 200 ms).
-	waitFor(t, "slave 2 in back-off", func() bool {
+	wait.For(t, patience, "slave 2 in back-off", func() error {
 		answer(300 * time.Millisecond)
-		return b.hash(t, keys.ChannelStatus("two"))["unreachable_slaves"] == "2"
+		return wait.Equal(b.hash(t, keys.ChannelStatus("two"))["unreachable_slaves"], "2")
 	})
 	s1, s2 := answer(2 * time.Second)
 	t.Logf("in 2 s after the back-off: %d polls of slave 1 (period %v), %d of slave 2", s1, 2*time.Second/time.Duration(max(s1, 1)), s2)
@@ -537,14 +543,14 @@ func TestDeviceRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	var d *device
-	waitFor(t, "registered device accepted", func() bool {
+	wait.For(t, patience, "registered device accepted", func() error {
 		d = dial(t, b.addr, "REG77\n")
 		_, err := d.request(500 * time.Millisecond)
-		return err == nil
+		return wait.Equal(err, nil)
 	})
 	r := d.mustRequest()
 	d.send(rtu.AppendResponse(nil, r, regs))
-	waitFor(t, "values of the registered device", func() bool { return b.hash(t, keys.ChannelValues("REG77"))["1"] == "220.5" })
+	wait.For(t, patience, "values of the registered device", func() error { return wait.Equal(b.hash(t, keys.ChannelValues("REG77"))["1"], "220.5") })
 	if !dial(t, b.addr, "BAD\n").closed(2 * time.Second) {
 		t.Fatal("registry entry with an unknown template was accepted")
 	}

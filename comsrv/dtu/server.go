@@ -29,6 +29,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/comsrv/sink"
 	"github.com/voltedge/voltedge/internal/logging"
+	"github.com/voltedge/voltedge/internal/redisconn"
 )
 
 // Controls is where links register for control commands and report their outcomes.
@@ -199,7 +200,7 @@ func (s *Server) acceptLoop(ctx context.Context, l *listener, ln net.Listener) e
 	s.log.Info("dtu listener started", "listener", l.cfg.Name, "profile", l.cfg.Profile, "addr", ln.Addr().String(), "max_connections", l.cfg.MaxConnections)
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
-	var backoff time.Duration
+	backoff := redisconn.Backoff{Min: 5 * time.Millisecond, Max: time.Second}
 	max := int64(l.cfg.MaxConnections)
 	for {
 		c, err := ln.Accept()
@@ -211,15 +212,13 @@ func (s *Server) acceptLoop(ctx context.Context, l *listener, ln net.Listener) e
 				return fmt.Errorf("dtu listener %s: accept: %w", l.cfg.Name, err)
 			}
 			// Out of file descriptors and the like: back off, never spin.
-			backoff = min(max2(backoff*2, 5*time.Millisecond), time.Second)
-			s.log.Warn("dtu accept failed", "listener", l.cfg.Name, "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-			}
+			d := backoff.Next()
+			s.log.Warn("dtu accept failed", "listener", l.cfg.Name, "err", err, "retry_in", d)
+			redisconn.Sleep(ctx, d)
 			continue
 		}
-		backoff = 0
+		backoff.Reset()
+
 		if l.conns.Add(1) > max {
 			l.conns.Add(-1)
 			_ = c.Close()
@@ -230,13 +229,6 @@ func (s *Server) acceptLoop(ctx context.Context, l *listener, ln net.Listener) e
 		s.wg.Add(1)
 		go s.handle(ctx, l, c)
 	}
-}
-
-func max2(a, b time.Duration) time.Duration {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // refuse logs (rate-limited) and records (within the event budget) a refused connection.

@@ -3,6 +3,7 @@ package dtu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/rtu"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 const testTemplate = `
@@ -245,18 +247,11 @@ func (d *device) closed(within time.Duration) bool {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// patience bounds every wait for a state the server reaches on its own.
+const patience = 5 * time.Second
 
 func (b *bed) hash(t *testing.T, key string) map[string]string {
+
 	t.Helper()
 	m, err := b.rc.Do(context.Background(), b.rc.B().Hgetall().Key(key).Build()).AsStrMap()
 	if err != nil {
@@ -276,9 +271,9 @@ func TestPollWritesValues(t *testing.T) {
 	// Heartbeat glued before and after the response, response split in two writes.
 	resp := rtu.AppendResponse(nil, r, regs)
 	d.send(append([]byte("www.usr.cn"), resp[:5]...))
-	time.Sleep(10 * time.Millisecond)
+	time.Sleep(10 * time.Millisecond) // lets the first half arrive as a read of its own
 	d.send(append(resp[5:], "www.usr.cn"...))
-	waitFor(t, "values in comsrv:c1:m", func() bool { return b.hash(t, keys.ChannelValues("c1"))["1"] != "" })
+	wait.For(t, patience, "values in comsrv:c1:m", func() error { return wait.Check(b.hash(t, keys.ChannelValues("c1"))["1"] != "", "point 1 not written") })
 	got := b.hash(t, keys.ChannelValues("c1"))
 	want := map[string]string{"1": "220.5", "2": "7", "3": "1.5"}
 	for k, v := range want {
@@ -289,9 +284,9 @@ func TestPollWritesValues(t *testing.T) {
 	if ts := b.hash(t, keys.ChannelTimestamps("c1")); ts["1"] == "" {
 		t.Errorf("no timestamp for point 1")
 	}
-	waitFor(t, "status with heartbeats", func() bool {
+	wait.For(t, patience, "status with heartbeats", func() error {
 		st := b.hash(t, keys.ChannelStatus("c1"))
-		return st["online"] == "1" && st["heartbeats"] == "3" && st["polls_ok"] == "1" && st["registration"] == "DTU1"
+		return wait.Check(st["online"] == "1" && st["heartbeats"] == "3" && st["polls_ok"] == "1" && st["registration"] == "DTU1", "status %v", st)
 	})
 }
 
@@ -330,13 +325,13 @@ func TestReplaceClosesOldLink(t *testing.T) {
 	}
 	r := nw.mustRequest()
 	nw.send(rtu.AppendResponse(nil, r, regs))
-	waitFor(t, "values through the new link", func() bool { return b.hash(t, keys.ChannelValues("c3"))["1"] == "220.5" })
+	wait.For(t, patience, "values through the new link", func() error { return wait.Equal(b.hash(t, keys.ChannelValues("c3"))["1"], "220.5") })
 	if n := b.srv.Online(); n != 1 {
 		t.Fatalf("online links = %d, want 1", n)
 	}
-	waitFor(t, "status online with connects=2", func() bool {
+	wait.For(t, patience, "status online with connects=2", func() error {
 		st := b.hash(t, keys.ChannelStatus("c3"))
-		return st["online"] == "1" && st["connects"] == "2"
+		return wait.Check(st["online"] == "1" && st["connects"] == "2", "status %v", st)
 	})
 }
 
@@ -346,9 +341,9 @@ func TestHeartbeatTimeout(t *testing.T) {
 	if !d.closed(3 * time.Second) {
 		t.Fatal("link without heartbeats not closed")
 	}
-	waitFor(t, "offline status", func() bool {
+	wait.For(t, patience, "offline status", func() error {
 		st := b.hash(t, keys.ChannelStatus("c4"))
-		return st["online"] == "0" && st["disconnect_reason"] == "heartbeat timeout"
+		return wait.Check(st["online"] == "0" && st["disconnect_reason"] == "heartbeat timeout", "status %v", st)
 	})
 }
 
@@ -358,16 +353,17 @@ func TestLateReplyIsNeverTakenForTheNextAnswer(t *testing.T) {
 	r := d.mustRequest()
 	// No answer: the request times out (200 ms). Then a late reply with a
 	// different value arrives during the flush delay and must be discarded.
-	time.Sleep(220 * time.Millisecond)
+	time.Sleep(220 * time.Millisecond) // lets the 200 ms request timeout elapse
+
 	late := rtu.AppendResponse(nil, r, []byte{0x27, 0x0F, 0, 0, 0, 0, 0, 0}) // 999.9
 	d.send(late)
 	r2 := d.mustRequest()
 	d.send(rtu.AppendResponse(nil, r2, regs))
-	waitFor(t, "value from the second answer", func() bool { return b.hash(t, keys.ChannelValues("c5"))["1"] != "" })
+	wait.For(t, patience, "value from the second answer", func() error { return wait.Check(b.hash(t, keys.ChannelValues("c5"))["1"] != "", "point 1 not written") })
 	if v := b.hash(t, keys.ChannelValues("c5"))["1"]; v != "220.5" {
 		t.Fatalf("voltage %q: the late reply was taken as the answer", v)
 	}
-	waitFor(t, "timeout counted", func() bool { return b.hash(t, keys.ChannelStatus("c5"))["timeouts"] == "1" })
+	wait.For(t, patience, "timeout counted", func() error { return wait.Equal(b.hash(t, keys.ChannelStatus("c5"))["timeouts"], "1") })
 }
 
 func TestGarbageAndBadCRC(t *testing.T) {
@@ -386,14 +382,16 @@ func TestGarbageAndBadCRC(t *testing.T) {
 			break
 		}
 	}
-	waitFor(t, "crc error counted and values written", func() bool {
+	wait.For(t, patience, "crc error counted and values written", func() error {
 		st := b.hash(t, keys.ChannelStatus("c1"))
-		return st["crc_errors"] == "1" && b.hash(t, keys.ChannelValues("c1"))["1"] == "220.5"
+		v := b.hash(t, keys.ChannelValues("c1"))["1"]
+		return wait.Check(st["crc_errors"] == "1" && v == "220.5", "crc_errors %q, point 1 %q", st["crc_errors"], v)
+
 	})
 	// An exception answer is counted and does not break the link.
 	r = d.mustRequest()
 	d.send(rtu.AppendException(nil, r.Slave, r.Function, rtu.ExIllegalDataAddress))
-	waitFor(t, "exception counted", func() bool { return b.hash(t, keys.ChannelStatus("c1"))["exceptions"] == "1" })
+	wait.For(t, patience, "exception counted", func() error { return wait.Equal(b.hash(t, keys.ChannelStatus("c1"))["exceptions"], "1") })
 	d.mustRequest()
 }
 
@@ -431,12 +429,12 @@ func TestNoGoroutineLeak(t *testing.T) {
 		dial(t, b.addr, "garbage\n") // refused
 		b.stop()
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+8 && time.Now().Before(deadline) { // rueidis keeps a few until cleanup
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before+8 {
+	wait.For(t, patience, "the goroutines to end", func() error {
+		n := runtime.NumGoroutine()
+		if n <= before+8 { // rueidis keeps a few until cleanup
+			return nil
+		}
 		buf := make([]byte, 1<<16)
-		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
+		return fmt.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	})
 }

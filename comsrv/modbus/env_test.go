@@ -20,6 +20,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/sink"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 // env is a private Redis with the Lua library loaded and a running sink.
@@ -66,16 +67,14 @@ func (e *env) hget(t *testing.T, key, field string) string {
 	return v
 }
 
-// eventually polls cond every 20ms until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+// hgetall reads a whole hash.
+func (e *env) hgetall(t *testing.T, key string) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	m, err := e.rc.Do(context.Background(), e.rc.B().Hgetall().Key(key).Build()).AsStrMap()
+	if err != nil {
+		t.Fatalf("HGETALL %s: %v", key, err)
 	}
+	return m
 }
 
 // recorder is a control.Reporter that keeps every outcome.
@@ -93,12 +92,13 @@ func (r *recorder) Report(c *control.Command, o control.Outcome) {
 func (r *recorder) wait(t *testing.T, id string) control.Outcome {
 	t.Helper()
 	var o control.Outcome
-	eventually(t, 10*time.Second, "outcome of command "+id, func() bool {
+	wait.For(t, 10*time.Second, "outcome of command "+id, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		var ok bool
 		o, ok = r.got[id]
-		return ok
+		return wait.Check(ok, "no outcome yet")
+
 	})
 	return o
 }
@@ -158,11 +158,11 @@ func newDevice(units ...uint8) *device {
 func (d *device) enter(unit uint8) (bool, error) {
 	d.mu.Lock()
 	d.requests[unit]++
-	silent, wait := d.silent[unit], d.silentFor
+	silent, delay := d.silent[unit], d.silentFor
 	_, known := d.holding[unit]
 	d.mu.Unlock()
 	if silent {
-		time.Sleep(wait)
+		time.Sleep(delay) // a silent slave: the request must time out
 		return false, mb.ErrGWTargetFailedToRespond
 	}
 	if !known {
@@ -262,16 +262,9 @@ func startServer(t *testing.T, addr string, d *device) *mb.ModbusServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var startErr error
-	for i := 0; i < 50; i++ { // the port may still be held briefly after a stop
-		if startErr = srv.Start(); startErr == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if startErr != nil {
-		t.Fatalf("start modbus server on %s: %v", addr, startErr)
-	}
+	// The port may still be held briefly after a stop.
+	wait.For(t, time.Second, "modbus server on "+addr, srv.Start)
+
 	t.Cleanup(func() { _ = srv.Stop() })
 	return srv
 }

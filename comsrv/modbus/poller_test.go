@@ -2,6 +2,7 @@ package modbus
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 const testComsrv = `
@@ -117,9 +119,9 @@ func startSet(t *testing.T, e *env, cfg *config.Config) *Set {
 func (e *env) deliver(t *testing.T, ch string, c *control.Command) {
 	t.Helper()
 	var tg control.Target
-	eventually(t, 10*time.Second, "channel "+ch+" attached", func() bool {
+	wait.For(t, 10*time.Second, "channel "+ch+" attached", func() error {
 		tg = e.reg.target(ch)
-		return tg != nil
+		return wait.Check(tg != nil, "no link attached")
 	})
 	c.Channel = ch
 	if c.Queued.IsZero() {
@@ -151,18 +153,19 @@ func TestPollValuesAndControls(t *testing.T) {
 
 	values := keys.ChannelValues("m1")
 	want := map[string]string{"100": "-220.5", "101": "1.5", "102": "0", "103": "0", "110": "1", "201": "7"}
-	eventually(t, 10*time.Second, "values in "+values, func() bool {
+	wait.For(t, 10*time.Second, "values in "+values, func() error {
 		for p, v := range want {
-			if e.hget(t, values, p) != v {
-				return false
+			if got := e.hget(t, values, p); got != v {
+				return fmt.Errorf("point %s = %q, want %q", p, got, v)
 			}
 		}
-		return true
+		return nil
 	})
 	status := keys.ChannelStatus("m1")
-	eventually(t, 5*time.Second, "status online", func() bool {
-		return e.hget(t, status, "online") == "1" && e.hget(t, status, "remote") == url &&
-			e.hget(t, status, "template") == "meter" && e.hget(t, status, "polls_ok") != "0"
+	wait.For(t, 5*time.Second, "status online", func() error {
+		st := e.hgetall(t, status)
+		return wait.Check(st["online"] == "1" && st["remote"] == url && st["template"] == "meter" && st["polls_ok"] != "0",
+			"status %v", st)
 	})
 	if set.Count() != 1 || set.Online() != 1 {
 		t.Fatalf("count %d online %d", set.Count(), set.Online())
@@ -176,7 +179,7 @@ func TestPollValuesAndControls(t *testing.T) {
 	if v := dev.getHolding(1, 10); v != 50 {
 		t.Fatalf("register 10 = %d after the write, want 50", v)
 	}
-	eventually(t, 5*time.Second, "written value polled back", func() bool { return e.hget(t, values, "102") == "50" })
+	wait.For(t, 5*time.Second, "written value polled back", func() error { return wait.Equal(e.hget(t, values, "102"), "50") })
 
 	// Out of range for uint16: refused before anything is sent.
 	e.deliver(t, "m1", &control.Command{ID: "2", Point: "102", Value: "70000"})
@@ -209,7 +212,7 @@ func TestPollValuesAndControls(t *testing.T) {
 	if o := e.rep.wait(t, "6"); o.Status != control.OK {
 		t.Fatalf("command 6: %+v", o)
 	}
-	eventually(t, 5*time.Second, "coil polled back", func() bool { return e.hget(t, values, "110") == "0" })
+	wait.For(t, 5*time.Second, "coil polled back", func() error { return wait.Equal(e.hget(t, values, "110"), "0") })
 	// Unknown point.
 	e.deliver(t, "m1", &control.Command{ID: "7", Point: "999", Value: "1"})
 	if o := e.rep.wait(t, "7"); o.Status != control.Invalid {
@@ -217,13 +220,14 @@ func TestPollValuesAndControls(t *testing.T) {
 	}
 
 	// The frame log holds request and response PDUs.
-	eventually(t, 5*time.Second, "frame log", func() bool {
+	wait.For(t, 5*time.Second, "frame log", func() error {
 		fr, err := e.rc.Do(context.Background(), e.rc.B().Lrange().Key(keys.ChannelFrames("m1")).Start(0).Stop(-1).Build()).AsStrSlice()
-		if err != nil || len(fr) == 0 {
-			return false
+		if err != nil {
+			return err
 		}
 		all := strings.Join(fr, "\n")
-		return strings.Contains(all, `"dir":"tx","kind":"pdu","hex":"03000000`) && strings.Contains(all, `"dir":"rx","kind":"pdu","hex":"0320`)
+		return wait.Check(strings.Contains(all, `"dir":"tx","kind":"pdu","hex":"03000000`) && strings.Contains(all, `"dir":"rx","kind":"pdu","hex":"0320`),
+			"frames:\n%s", all)
 	})
 }
 
@@ -238,13 +242,14 @@ func TestReconnectAfterServerStops(t *testing.T) {
 
 	status := keys.ChannelStatus("r1")
 	values := keys.ChannelValues("r1")
-	eventually(t, 10*time.Second, "first value", func() bool { return e.hget(t, values, "102") == "5" })
+	wait.For(t, 10*time.Second, "first value", func() error { return wait.Equal(e.hget(t, values, "102"), "5") })
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "offline status", func() bool {
-		return e.hget(t, status, "online") == "0" && e.hget(t, status, "disconnect_reason") != ""
+	wait.For(t, 10*time.Second, "offline status", func() error {
+		st := e.hgetall(t, status)
+		return wait.Check(st["online"] == "0" && st["disconnect_reason"] != "", "status %v", st)
 	})
 	// Commands while offline are answered at once.
 	e.deliver(t, "r1", &control.Command{ID: "10", Point: "102", Value: "1"})
@@ -252,22 +257,23 @@ func TestReconnectAfterServerStops(t *testing.T) {
 		t.Fatalf("command while offline: %+v", o)
 	}
 	// Let a few connection attempts fail (back-off 50ms..400ms).
-	eventually(t, 10*time.Second, "connect failures", func() bool {
+	wait.For(t, 10*time.Second, "connect failures", func() error {
 		n := e.hget(t, status, "connect_failures")
-		return n != "" && n != "0" && n != "1" && n != "2"
+		return wait.Check(n != "" && n != "0" && n != "1" && n != "2", "connect_failures %q, want 3 or more", n)
 	})
 
 	dev.setHolding(1, 10, 6)
 	restarted := time.Now()
 	startServer(t, addr, dev)
-	eventually(t, 10*time.Second, "online again", func() bool {
-		return e.hget(t, status, "online") == "1" && e.hget(t, status, "connects") == "2"
+	wait.For(t, 10*time.Second, "online again", func() error {
+		st := e.hgetall(t, status)
+		return wait.Check(st["online"] == "1" && st["connects"] == "2", "status %v", st)
 	})
 	// The back-off is capped at 400ms; allow for a loaded machine.
 	if d := time.Since(restarted); d > 5*time.Second {
 		t.Errorf("reconnected %v after the server came back", d)
 	}
-	eventually(t, 10*time.Second, "new value", func() bool { return e.hget(t, values, "102") == "6" })
+	wait.For(t, 10*time.Second, "new value", func() error { return wait.Equal(e.hget(t, values, "102"), "6") })
 
 	// The events: online, offline, connect_failed (once per reason), online.
 	ev, err := e.rc.Do(context.Background(), e.rc.B().Xrange().Key(keys.ConnectionEvents).Start("-").End("+").Build()).AsXRange()
@@ -302,13 +308,14 @@ func TestDeadSlaveDoesNotSlowOthers(t *testing.T) {
 
 	status := keys.ChannelStatus("d1")
 	quality := keys.ChannelQuality("d1")
-	eventually(t, 10*time.Second, "slave 2 in cool-down", func() bool {
-		return e.hget(t, status, "unreachable_slaves") == "2"
+	wait.For(t, 10*time.Second, "slave 2 in cool-down", func() error {
+		return wait.Equal(e.hget(t, status, "unreachable_slaves"), "2")
 	})
 	// Slave 1 is polled on its own schedule meanwhile: two tasks every 100ms.
 	const window = 4 * time.Second
 	before := dev.count(1)
-	time.Sleep(window)
+	time.Sleep(window) // counts the requests made over this time
+
 	n := dev.count(1) - before
 	nominal := int(2 * window / (100 * time.Millisecond))
 	t.Logf("slave 1: %d requests in %v (nominal %d)", n, window, nominal)
@@ -322,9 +329,10 @@ func TestDeadSlaveDoesNotSlowOthers(t *testing.T) {
 		t.Errorf("slave 2 was asked %d times despite its cool-down", s2)
 	}
 	// Slave 2's points are stale, slave 1's are good.
-	eventually(t, 5*time.Second, "quality marks", func() bool {
-		return e.hget(t, quality, "200") == "stale" && e.hget(t, quality, "201") == "stale" &&
-			e.hget(t, quality, "100") == "" && e.hget(t, quality, "102") == ""
+	wait.For(t, 5*time.Second, "quality marks", func() error {
+		q := e.hgetall(t, quality)
+		return wait.Check(q["200"] == "stale" && q["201"] == "stale" && q["100"] == "" && q["102"] == "", "quality %v", q)
+
 	})
 	if v := e.hget(t, keys.ChannelValues("d1"), "102"); v != "0" {
 		t.Errorf("slave 1 value = %q", v)
@@ -352,7 +360,7 @@ func TestSetSync(t *testing.T) {
 	}
 	check(cfg.ChannelList, 2, 0, 0)
 	pa, pb := set.Poller("a"), set.Poller("b")
-	eventually(t, 10*time.Second, "both online", func() bool { return set.Online() == 2 })
+	wait.For(t, 10*time.Second, "both online", func() error { return wait.Equal(set.Online(), 2) })
 
 	// The same files loaded again: nothing restarts.
 	again := loadConfig(t, testComsrv, meterTemplate, two)
@@ -385,7 +393,7 @@ interval = "300ms"`, 1)
 	// A changed channel field restarts too.
 	moved := loadConfig(t, testComsrv, changedTpl, channelFile("b", url)+channelFile("c", url)+"timeout = \"900ms\"\n")
 	check(moved.ChannelList, 0, 1, 0)
-	eventually(t, 10*time.Second, "online after reload", func() bool { return set.Online() == 2 })
+	wait.For(t, 10*time.Second, "online after reload", func() error { return wait.Equal(set.Online(), 2) })
 	if o := e.hget(t, keys.ChannelStatus("a"), "disconnect_reason"); o != ReasonStopped {
 		t.Errorf("removed channel's reason = %q", o)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 const serialTemplate = `
@@ -68,10 +69,10 @@ func ptyPair(t *testing.T) (master, slave string) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	eventually(t, 10*time.Second, "socat's pseudo-terminals", func() bool {
+	wait.For(t, 10*time.Second, "socat's pseudo-terminals", func() error {
 		_, e1 := os.Stat(master)
 		_, e2 := os.Stat(slave)
-		return e1 == nil && e2 == nil
+		return errors.Join(e1, e2)
 	})
 	return master, slave
 }
@@ -161,8 +162,10 @@ func TestSerialRTU(t *testing.T) {
 	startSet(t, e, cfg)
 
 	values := keys.ChannelValues("s1")
-	eventually(t, 15*time.Second, "serial values", func() bool {
-		return e.hget(t, values, "1") == "234.56" && e.hget(t, values, "2") == "-2" && e.hget(t, values, "3") == "1"
+	wait.For(t, 15*time.Second, "serial values", func() error {
+		v := e.hgetall(t, values)
+		return wait.Check(v["1"] == "234.56" && v["2"] == "-2" && v["3"] == "1", "values %v", v)
+
 	})
 	if s := e.hget(t, keys.ChannelStatus("s1"), "online"); s != "1" {
 		t.Fatalf("online = %q", s)
@@ -174,5 +177,5 @@ func TestSerialRTU(t *testing.T) {
 	if v := dev.getHolding(1, 0); v != 150 {
 		t.Fatalf("register 0 = %d, want 150", v)
 	}
-	eventually(t, 5*time.Second, "written value polled back", func() bool { return e.hget(t, values, "1") == "1.5" })
+	wait.For(t, 5*time.Second, "written value polled back", func() error { return wait.Equal(e.hget(t, values, "1"), "1.5") })
 }

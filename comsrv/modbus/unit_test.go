@@ -18,6 +18,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 func TestClassify(t *testing.T) {
@@ -171,9 +172,11 @@ func TestSilentConnectionIsReopened(t *testing.T) {
 	cfg := loadConfig(t, testComsrv, meterTemplate, ch)
 	startSet(t, e, cfg)
 	status := keys.ChannelStatus("q")
-	eventually(t, 15*time.Second, "reconnect after silence", func() bool {
-		return strings.HasPrefix(e.hget(t, status, "disconnect_reason"), "no answer to 4 requests") &&
-			atoi(e.hget(t, status, "connects")) >= 2
+	wait.For(t, 15*time.Second, "reconnect after silence", func() error {
+		st := e.hgetall(t, status)
+		return wait.Check(strings.HasPrefix(st["disconnect_reason"], "no answer to 4 requests") && atoi(st["connects"]) >= 2,
+			"status %v", st)
+
 	})
 	if e.hget(t, keys.ChannelQuality("q"), "100") != "stale" {
 		t.Error("points not stale on a silent connection")

@@ -23,6 +23,9 @@ import (
 type Server struct {
 	Addr string
 	cmd  *exec.Cmd
+	bin  string
+	dir  string
+	port int
 }
 
 // Start launches redis-server on a free loopback port and stops it when the
@@ -48,6 +51,7 @@ func Start(tb testing.TB) *Server {
 		s, err := launch(bin, dir, port)
 		if err == nil {
 			tb.Cleanup(s.stop)
+
 			return s
 		}
 		lastErr = err
@@ -69,7 +73,7 @@ func launch(bin, dir string, port int) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), cmd: cmd}
+	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), cmd: cmd, bin: bin, dir: dir, port: port}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if ping(s.Addr) == nil {
@@ -109,7 +113,25 @@ func (s *Server) stop() {
 	}
 }
 
+// Restart stops the server (its data is lost: nothing is saved) and starts
+// redis-server again on the same port, as when Redis restarts under a
+// running service. Clients see their connections break and must reconnect.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.stop()
+	var err error
+	for attempt := 0; attempt < 5; attempt++ { // the port may be held for a moment after the stop
+		var n *Server
+		if n, err = launch(s.bin, s.dir, s.port); err == nil {
+			s.cmd = n.cmd
+			return
+		}
+	}
+	tb.Fatalf("restart redis-server on %s: %v", s.Addr, err)
+}
+
 // URL is the server's redis:// URL.
+
 func (s *Server) URL() string { return "redis://" + s.Addr }
 
 // Client returns a lean rueidis client for the server, closed at test end.

@@ -1,6 +1,7 @@
 // Package svc runs the common part of a VoltEdge service process: flags,
-// configuration, logging, the Redis client, the Lua library check and
-// shutdown on SIGINT/SIGTERM.
+// configuration (of the service's own type), logging, the memory limit, the
+// Redis client, the Lua library check, /metrics and shutdown on
+// SIGINT/SIGTERM.
 package svc
 
 import (
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -22,58 +24,156 @@ import (
 	"github.com/voltedge/voltedge/internal/redisconn"
 )
 
-// Env is what a service's serve function gets.
-type Env struct {
-	Name   string
-	Config *conf.ServiceConfig
-	Log    *slog.Logger
-	Redis  rueidis.Client
-	// Metrics is served as /metrics on Config.Listen; a service may add its own.
-	Metrics *metrics.Registry
+// Settings are what the common start-up needs from a service's configuration.
+type Settings struct {
+	// RedisURL points at the configuration's Redis URL, which -redis overrides.
+	RedisURL *string
+	// LogFile and LogLevel set up the service's logger (see logging.New).
+	LogFile, LogLevel string
+	// MetricsListen, if not empty, is where Env.Metrics is served as
+	// /metrics. A service that serves its metrics itself leaves it empty.
+	MetricsListen string
 }
 
-// Main parses the standard flags (-config, -redis), sets everything up and
-// calls serve until a signal arrives. It exits the process on error.
-func Main(name string, serve func(ctx context.Context, env *Env) error) {
-	fs := flag.NewFlagSet(name, flag.ExitOnError)
-	cfgPath := fs.String("config", "config/"+name+".toml", name+" configuration file")
-	redisURL := fs.String("redis", "", "Redis URL, overriding redis_url of the configuration")
+// Common is the Settings of a configuration that embeds
+// conf.ServiceConfig, without a metrics endpoint.
+func Common(c *conf.ServiceConfig) Settings {
+	return Settings{RedisURL: &c.RedisURL, LogFile: c.LogFile, LogLevel: c.LogLevel}
+}
+
+// Service describes a service process: its configuration type C, how to
+// load it and what to run once everything is set up.
+type Service[C any] struct {
+	// Name is the service's name: the default configuration file is
+	// config/Name.toml, and logs and metrics carry it.
+	Name string
+	// Load reads and validates the configuration file (required).
+	Load func(path string) (*C, error)
+	// Settings picks the common settings out of a loaded configuration (required).
+	Settings func(*C) Settings
+	// Summary, if set, enables -check: it describes a valid configuration
+	// in a few words ("3 templates, 12 channels").
+	Summary func(*C) string
+	// Flags, if set, adds the service's own flags; it is called before the
+	// flags are parsed.
+	Flags func(*flag.FlagSet)
+	// RedisConnections is the number of pipelined Redis connections (default 1).
+	RedisConnections int
+	// MemoryLimit, if positive, is the Go runtime's soft memory limit
+	// unless GOMEMLIMIT is set: the GC works harder before the heap grows
+	// past it.
+	MemoryLimit int64
+	// StartAttrs, if set, adds key-value pairs to the "started" log line.
+	StartAttrs func(*C) []any
+	// Serve runs the service until ctx ends (required).
+	Serve func(ctx context.Context, env *Env[C]) error
+}
+
+// Env is what a service's Serve function gets.
+type Env[C any] struct {
+	Name   string
+	Config *C
+	Log    *slog.Logger
+	Redis  rueidis.Client
+	// Metrics is the base registry (BaseMetrics), served on
+	// Settings.MetricsListen if that is set; a service may add its own.
+	Metrics *metrics.Registry
+	// Started is when the process started.
+	Started time.Time
+}
+
+// Args are the values of the standard flags.
+type Args struct {
+	Config string // -config: the configuration file
+	Redis  string // -redis: overrides the configuration's Redis URL
+	Check  bool   // -check: validate the configuration and exit
+}
+
+// Main runs a service that has only the common settings
+// (conf.ServiceConfig), serving /metrics on its listen address.
+func Main(name string, serve func(ctx context.Context, env *Env[conf.ServiceConfig]) error) {
+	Run(basic(name, serve))
+}
+
+// basic is the Service of Main.
+func basic(name string, serve func(ctx context.Context, env *Env[conf.ServiceConfig]) error) Service[conf.ServiceConfig] {
+	return Service[conf.ServiceConfig]{
+		Name: name,
+		Load: conf.LoadService,
+		Settings: func(c *conf.ServiceConfig) Settings {
+			s := Common(c)
+			s.MetricsListen = c.Listen
+			return s
+		},
+		Serve: serve,
+	}
+}
+
+// Run parses the standard flags (-config, -redis, -check if the service
+// has a Summary, and the service's own), sets everything up and serves
+// until SIGINT or SIGTERM. It exits the process on error.
+func Run[C any](s Service[C]) {
+	fs := flag.NewFlagSet(s.Name, flag.ExitOnError)
+	var a Args
+	fs.StringVar(&a.Config, "config", "config/"+s.Name+".toml", s.Name+" configuration file")
+	fs.StringVar(&a.Redis, "redis", "", "Redis URL, overriding redis_url of the configuration")
+	if s.Summary != nil {
+		fs.BoolVar(&a.Check, "check", false, "validate the configuration and exit")
+	}
+	if s.Flags != nil {
+		s.Flags(fs)
+	}
 	_ = fs.Parse(os.Args[1:])
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, name, *cfgPath, *redisURL, serve)
+	err := Start(ctx, s, a)
 	cancel()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", s.Name, err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, name, cfgPath, redisURL string, serve func(context.Context, *Env) error) error {
-	cfg, err := conf.LoadService(cfgPath)
+// Start is Run without flags, signals and exit: it loads the configuration
+// a names, sets everything up and serves until ctx ends.
+func Start[C any](ctx context.Context, s Service[C], a Args) error {
+	started := time.Now()
+	cfg, err := s.Load(a.Config)
 	if err != nil {
 		return err
 	}
-	if redisURL != "" {
-		cfg.RedisURL = redisURL
+	set := s.Settings(cfg)
+	if a.Redis != "" {
+		*set.RedisURL = a.Redis
 	}
-	log, closer, err := logging.New(name, cfg.LogFile, cfg.LogLevel)
+	if a.Check {
+		fmt.Printf("%s: ok (%s)\n", a.Config, s.Summary(cfg))
+		return nil
+	}
+	log, closer, err := logging.New(s.Name, set.LogFile, set.LogLevel)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	client, err := ConnectRedis(ctx, name, cfg.RedisURL, 1, log)
+	if s.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(s.MemoryLimit)
+	}
+	client, err := ConnectRedis(ctx, s.Name, *set.RedisURL, max(s.RedisConnections, 1), log)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	reg := BaseMetrics(name, client, time.Now())
-	log.Info(name+" started", "redis", cfg.RedisURL, "metrics", cfg.Listen)
+	reg := BaseMetrics(s.Name, client, started)
+	attrs := []any{"redis", *set.RedisURL, "metrics", set.MetricsListen}
+	if s.StartAttrs != nil {
+		attrs = append(attrs, s.StartAttrs(cfg)...)
+	}
+	log.Info(s.Name+" started", attrs...)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	merr := make(chan error, 1)
-	if cfg.Listen != "" {
+	if set.MetricsListen != "" {
 		go func() {
-			err := metrics.Serve(ctx, cfg.Listen, reg, nil)
+			err := metrics.Serve(ctx, set.MetricsListen, reg, nil)
 			if err != nil {
 				cancel() // the service stops with its metrics endpoint
 			}
@@ -82,12 +182,12 @@ func run(ctx context.Context, name, cfgPath, redisURL string, serve func(context
 	} else {
 		merr <- nil
 	}
-	err = serve(ctx, &Env{Name: name, Config: cfg, Log: log, Redis: client, Metrics: reg})
+	err = s.Serve(ctx, &Env[C]{Name: s.Name, Config: cfg, Log: log, Redis: client, Metrics: reg, Started: started})
 	cancel()
 	if e := <-merr; err == nil {
 		err = e
 	}
-	log.Info(name + " stopped")
+	log.Info(s.Name + " stopped")
 	return err
 }
 
@@ -119,20 +219,19 @@ func BaseMetrics(name string, client rueidis.Client, started time.Time) *metrics
 // version in use. While Redis cannot be reached (a box whose Redis starts
 // later, or restarts), it retries with back-off until ctx is cancelled.
 func ConnectRedis(ctx context.Context, name, url string, conns int, log *slog.Logger) (rueidis.Client, error) {
-	backoff := 500 * time.Millisecond
+	backoff := redisconn.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {
 		client, err := connectOnce(ctx, name, url, conns, log)
 		if err == nil {
 			return client, nil
 		}
-		log.Warn("redis not ready, retrying", "redis", url, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		d := backoff.Next()
+		log.Warn("redis not ready, retrying", "redis", url, "err", err, "retry_in", d)
+		if !redisconn.Sleep(ctx, d) {
 			return nil, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
 	}
+
 }
 
 func connectOnce(ctx context.Context, name, url string, conns int, log *slog.Logger) (rueidis.Client, error) {

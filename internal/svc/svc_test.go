@@ -1,6 +1,7 @@
 package svc
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -15,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voltedge/voltedge/internal/conf"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 // TestConnectRedisWaitsForRedis starts the service side first and Redis a
@@ -88,26 +91,27 @@ func TestMetricsOnListen(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, "testsvc", cfgPath, "", func(ctx context.Context, env *Env) error {
+		done <- Start(ctx, basic("testsvc", func(ctx context.Context, env *Env[conf.ServiceConfig]) error {
 			<-ctx.Done()
 			return nil
-		})
+		}), Args{Config: cfgPath})
+
 	}()
-	var body string
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	wait.For(t, 10*time.Second, "/metrics", func() error {
 		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !strings.Contains(body, "testsvc_redis_up 1") || !strings.Contains(body, "testsvc_uptime_seconds") {
-		t.Fatalf("metrics:\n%s", body)
-	}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body := string(b)
+		if err != nil {
+			return fmt.Errorf("read /metrics: %w", err)
+		}
+		return wait.Check(strings.Contains(body, "testsvc_redis_up 1") && strings.Contains(body, "testsvc_uptime_seconds"),
+			"metrics:\n%s", body)
+	})
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

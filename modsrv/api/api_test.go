@@ -28,6 +28,7 @@ import (
 	"github.com/voltedge/voltedge/internal/metrics"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/svc"
+	"github.com/voltedge/voltedge/internal/wait"
 	"github.com/voltedge/voltedge/modsrv/auth"
 	"github.com/voltedge/voltedge/modsrv/config"
 	"github.com/voltedge/voltedge/scripts"
@@ -228,15 +229,12 @@ func TestHealthRedisDown(t *testing.T) {
 	// Stop this test's own Redis.
 	_ = e.rc.Do(context.Background(), e.rc.B().Shutdown().Nosave().Build()).Error()
 	var r reply
-	deadline := time.Now().Add(patience)
-	for {
+	wait.For(t, patience, "/health to answer 503", func() error {
 		r = e.do(t, "GET", "/health", "")
-		if r.code == 503 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return wait.Equal(r.code, 503)
+	})
 	r.fails(t, 503, "unavailable", "redis")
+
 	if r.body["redis"] != "down" {
 		t.Fatalf("health %s", r.raw)
 	}

@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 	"github.com/voltedge/voltedge/modsrv/api"
 	"github.com/voltedge/voltedge/modsrv/auth"
 	"github.com/voltedge/voltedge/modsrv/config"
@@ -246,19 +248,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	waitFor := func(what, expr, want string) {
 		t.Helper()
-		deadline := time.Now().Add(patience)
-		got := ""
-		for {
-			got = js(expr)
-			if got == want {
-				return
+		wait.For(t, patience, what, func() error {
+			if got := js(expr); got != want {
+				return fmt.Errorf("%s is %q, want %q", expr, got, want)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s: %s is %q, want %q", what, expr, got, want)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	}
+
 	cell := func(model, point string) string {
 		return `(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === ` + jsString(model) +
 			`); const r = c && [...c.querySelectorAll('tr')].find(r => r.dataset.point === ` + jsString(point) +

@@ -2,20 +2,17 @@ package ws
 
 import (
 	"context"
-	"errors"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/redisconn"
 )
 
-// Redis loops: back-off after errors, and bounds of what is read.
+// Redis loops: bounds of what is read.
 const (
-	minBackoff     = 100 * time.Millisecond
-	maxBackoff     = 5 * time.Second
 	callTimeout    = 5 * time.Second
 	maxPayload     = 1 << 20 // an update:* payload longer than this is not relayed
 	alarmBlock     = 2 * time.Second
@@ -28,50 +25,34 @@ var updatePrefix = keys.ModelUpdates("")
 
 // relayUpdates keeps one pattern subscription to every model's update
 // channel until ctx ends, re-subscribing with back-off when it is lost.
+// The subscription shares the client's pipelined connection (RESP3 push
+// messages): it takes nothing from the pool of blocking connections.
 func (h *Hub) relayUpdates(ctx context.Context) {
-	h.retry(ctx, "updates", func() (bool, error) { return h.subscribeOnce(ctx) })
+	redisconn.Subscribe(ctx, h.client, func(b rueidis.Builder) rueidis.Completed {
+		return b.Psubscribe().Pattern(keys.ModelUpdates("*")).Build()
+	}, func(m rueidis.PubSubMessage) { h.onUpdate(m.Channel, m.Message) },
+		redisconn.SubscribeOptions{Name: "ws updates", Log: h.log})
 }
 
 // retry runs once until ctx ends, waiting with back-off after each return.
-// once reports whether it got going (which resets the back-off).
+// once reports whether it got going, which resets the back-off as a
+// confirmed subscription does in redisconn.Subscribe.
 func (h *Hub) retry(ctx context.Context, what string, once func() (bool, error)) {
-	backoff := minBackoff
+	var bo redisconn.Backoff
 	for ctx.Err() == nil {
 		started, err := once()
 		if ctx.Err() != nil {
 			return
 		}
 		if started {
-			backoff = minBackoff
+			bo.Reset()
 		}
-		h.log.Warn("ws: redis "+what+" interrupted, retrying", "err", err, "retry_in", backoff.String())
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		d := bo.Next()
+		h.log.Warn("ws: redis "+what+" interrupted, retrying", "err", err, "retry_in", d.String())
+		if !redisconn.Sleep(ctx, d) {
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
-}
-
-// subscribeOnce subscribes and relays until the subscription or ctx ends.
-// The subscription shares the client's pipelined connection (RESP3 push
-// messages): it takes nothing from the pool of blocking connections.
-func (h *Hub) subscribeOnce(ctx context.Context) (bool, error) {
-	var ok atomic.Bool
-	sctx := rueidis.WithOnSubscriptionHook(ctx, func(s rueidis.PubSubSubscription) {
-		if s.Kind == "psubscribe" {
-			ok.Store(true)
-		}
-	})
-	err := h.client.Receive(sctx, h.client.B().Psubscribe().Pattern(keys.ModelUpdates("*")).Build(),
-		func(m rueidis.PubSubMessage) { h.onUpdate(m.Channel, m.Message) })
-	if err == nil {
-		err = errors.New("subscription ended")
-	}
-	return ok.Load(), err
 }
 
 // onUpdate relays one update:{model} message to the model's subscribers.

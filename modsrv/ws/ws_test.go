@@ -24,6 +24,7 @@ import (
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 	"github.com/voltedge/voltedge/scripts"
 )
 
@@ -96,9 +97,13 @@ func startHub(t *testing.T, c rueidis.Client, opt Options) *env {
 		_ = app.ShutdownWithTimeout(5 * time.Second)
 	})
 	e := &env{c: c, hub: hub, addr: ln.Addr().String()}
-	eventually(t, "the pattern subscription", func() bool {
+	wait.For(t, patience, "the pattern subscription", func() error {
 		n, err := c.Do(context.Background(), c.B().PubsubNumpat().Build()).AsInt64()
-		return err == nil && n >= 1
+		if err != nil {
+			return err
+		}
+		return wait.Check(n >= 1, "PUBSUB NUMPAT = %d", n)
+
 	})
 	return e
 }
@@ -114,18 +119,6 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-// eventually polls cond until it holds, failing the test after patience.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // dial connects a websocket client with the given request headers.
@@ -315,7 +308,7 @@ func TestSlowClientDropped(t *testing.T) {
 		n += batch
 	}
 	t.Logf("slow client dropped after %d messages of 32 KiB", n)
-	eventually(t, "the slow client's removal", func() bool { return e.hub.Clients() == 1 })
+	wait.For(t, patience, "the slow client's removal", func() error { return wait.Equal(e.hub.Clients(), 1) })
 
 	// The fast client is still served.
 	do(t, e.c, "PUBLISH", keys.ModelUpdates("m"), `{"model":"m","ts":-1,"values":{}}`)
@@ -426,7 +419,7 @@ func TestBadMessages(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != fws.CloseMessageTooBig {
 		t.Fatalf("oversized message: %v, want close 1009", err)
 	}
-	eventually(t, "the client's removal", func() bool { return e.hub.Clients() == 0 })
+	wait.For(t, patience, "the client's removal", func() error { return wait.Equal(e.hub.Clients(), 0) })
 }
 
 func TestOrigin(t *testing.T) {
@@ -496,7 +489,7 @@ func TestRequireAuthAndMaxClients(t *testing.T) {
 		t.Fatalf("without credentials: %v %v, want 401", err, resp)
 	}
 	e.dial(t, "/ws?token="+testToken, nil)
-	eventually(t, "the client", func() bool { return e.hub.Clients() == 1 })
+	wait.For(t, patience, "the client", func() error { return wait.Equal(e.hub.Clients(), 1) })
 	h := http.Header{"Authorization": {"Bearer " + testToken}}
 	if _, resp, err := e.dialErr("/ws", h); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("over MaxClients: %v %v, want 503", err, resp)
@@ -628,7 +621,7 @@ func TestAlarmsAndChannels(t *testing.T) {
 	do(t, e.c, "HSET", keys.AlarmThreshold, keys.PointRef("power_meter", "voltage"), "250")
 	// An event from before the client connected is not replayed.
 	do(t, e.c, "XADD", keys.AlarmEvents, "*", "type", "raise", "model", "old", "point", "p", "ts", "1")
-	eventually(t, "the hub to read the old event", func() bool { return e.hub.Stats().Alarms == 1 })
+	wait.For(t, patience, "the hub to read the old event", func() error { return wait.Equal(e.hub.Stats().Alarms, 1) })
 
 	conn := e.dial(t, "/ws", nil)
 	subscribe(t, conn, map[string]any{"alarms": true})
@@ -691,7 +684,7 @@ func TestShutdownClosesClients(t *testing.T) {
 	case <-time.After(patience):
 		t.Fatal("Run did not return")
 	}
-	eventually(t, "no clients", func() bool { return hub.Clients() == 0 })
+	wait.For(t, patience, "no clients", func() error { return wait.Equal(hub.Clients(), 0) })
 }
 
 func TestRelayPayload(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 // fakeComsrv plays comsrv's side of a reload: it subscribes to keys.Reload
@@ -41,17 +42,13 @@ func fakeComsrv(t *testing.T, srv *redistest.Server, answer func(id string) []st
 			}
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.For(t, 10*time.Second, "the fake comsrv's subscription", func() error {
 		n, err := c.Do(ctx, c.B().PubsubNumsub().Channel(keys.Reload).Build()).AsIntMap()
-		if err == nil && n[keys.Reload] > 0 {
-			return
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fake comsrv not subscribed: %v, %v", n, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return wait.Check(n[keys.Reload] > 0, "PUBSUB NUMSUB %v", n)
+	})
 }
 
 func replyJSON(t *testing.T, r control.ReloadReply) string {

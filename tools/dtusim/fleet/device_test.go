@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/voltedge/voltedge/internal/rtu"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 const testHeartbeat = "www.usr.cn"
@@ -101,9 +102,13 @@ func (m *master) send(b []byte) {
 	}
 }
 
-// response reads the answer to req, skipping heartbeats, within wait.
-func (m *master) response(req rtu.Request, wait time.Duration) ([]byte, error) {
-	deadline := time.Now().Add(wait)
+// patience bounds every wait for a state the devices reach on their own.
+const patience = 3 * time.Second
+
+// response reads the answer to req, skipping heartbeats, within the given time.
+
+func (m *master) response(req rtu.Request, within time.Duration) ([]byte, error) {
+	deadline := time.Now().Add(within)
 	var tmp [512]byte
 	for {
 		for len(m.hb) > 0 && bytes.HasPrefix(m.buf, m.hb) {
@@ -287,7 +292,8 @@ func TestDeviceSplitMergedGarbage(t *testing.T) {
 	// One byte at a time.
 	for _, b := range f2 {
 		m.send([]byte{b})
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // lets each byte arrive as a read of its own
+
 	}
 	if _, err := m.response(r2, 3*time.Second); err != nil {
 		t.Fatal(err)
@@ -372,7 +378,7 @@ func TestDeviceFaults(t *testing.T) {
 			}
 		}
 		want := int64(len("DTU1001\n") + 5*rtu.ResponseLen(read))
-		eventually(t, func() bool { return st.BytesOut.Load() == want }, "bytes out never reached %d", want)
+		wait.For(t, patience, "the bytes out", func() error { return wait.Equal(st.BytesOut.Load(), want) })
 	})
 }
 
@@ -407,16 +413,6 @@ func TestDeviceConfigErrors(t *testing.T) {
 	} {
 		if err := RunDevice(context.Background(), cfg, nil); err == nil {
 			t.Errorf("%+v: no error", cfg)
-		}
-	}
-}
-
-// eventually polls cond for up to 3 seconds.
-func eventually(t *testing.T, cond func() bool, format string, args ...any) {
-	t.Helper()
-	for deadline := time.Now().Add(3 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf(format, args...)
 		}
 	}
 }

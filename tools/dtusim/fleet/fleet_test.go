@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/voltedge/voltedge/internal/rtu"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 // registry accepts connections and records each registration id.
@@ -146,7 +147,9 @@ func TestFleet200(t *testing.T) {
 		}
 	}
 	reg.mu.Unlock()
-	eventually(t, func() bool { return st.Connected.Load() == n && st.Responses.Load() == n }, "stats %+v", st)
+	wait.For(t, patience, "every device connected and answering", func() error {
+		return wait.Check(st.Connected.Load() == n && st.Responses.Load() == n, "stats %+v", st.Snapshot())
+	})
 	stop()
 	if c := st.Connected.Load(); c != 0 {
 		t.Fatalf("%d still connected after stop", c)
@@ -165,11 +168,11 @@ func TestFleetReconnects(t *testing.T) {
 		BackoffMin: 5 * time.Millisecond, BackoffMax: 10 * time.Millisecond,
 		Device: DeviceConfig{Addr: ln.Addr().String()},
 	})
-	eventually(t, func() bool {
+	wait.For(t, patience, "the devices to reconnect", func() error {
 		reg.mu.Lock()
 		defer reg.mu.Unlock()
-		return reg.ids["R000"] >= 3 && reg.ids["R001"] >= 3
-	}, "devices did not reconnect: %v", reg.ids)
+		return wait.Check(reg.ids["R000"] >= 3 && reg.ids["R001"] >= 3, "registrations %v", reg.ids)
+	})
 	if st.Reconnects.Load() < 4 || st.Snapshot().LastError == "" {
 		t.Fatalf("stats %+v", st.Snapshot())
 	}
@@ -186,7 +189,7 @@ func TestFleetFixedIDs(t *testing.T) {
 		return string(b), err
 	}, nil)
 	runFleet(t, FleetConfig{N: 20, Prefix: "SN", Start: 95, Width: 8, Fixed: true, Device: DeviceConfig{Addr: ln.Addr().String()}})
-	eventually(t, func() bool { d, _ := reg.count(); return d == 20 }, "not all fixed ids arrived")
+	wait.For(t, patience, "every fixed id", func() error { d, _ := reg.count(); return wait.Equal(d, 20) })
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	for _, id := range []string{"SN00000095", "SN00000114"} {

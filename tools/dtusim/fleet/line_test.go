@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 // lineMaster plays comsrv's side of a line link.
@@ -68,7 +70,8 @@ func TestLineDevice(t *testing.T) {
 	m.send(long[3000:] + "\n")
 	for _, b := range []byte("reset,DEV001,\r\n") {
 		m.send(string(b))
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // lets each byte arrive as a read of its own
+
 	}
 	for i, want := range []string{"set,DEV001,42", long[:DefaultMaxLineLength], "reset,DEV001,"} {
 		select {
@@ -107,7 +110,9 @@ func TestLineDevice(t *testing.T) {
 		t.Fatalf("data lines %q", data)
 	}
 	// The counters follow the writes.
-	eventually(t, func() bool { return st.Heartbeats.Load() >= 3 && st.DataSent.Load() >= 3 }, "stats %+v", st)
+	wait.For(t, patience, "heartbeats and data lines", func() error {
+		return wait.Check(st.Heartbeats.Load() >= 3 && st.DataSent.Load() >= 3, "stats %+v", st.Snapshot())
+	})
 }
 
 func TestLineReply(t *testing.T) {
@@ -162,7 +167,7 @@ func TestFleetLine(t *testing.T) {
 		N: n, Prefix: "L", Start: 1, Width: 3, Ramp: 5000, Stats: st,
 		Device: DeviceConfig{Addr: ln.Addr().String(), Profile: ProfileLine, Lines: log, HeartbeatInterval: time.Minute, FirstHeartbeat: time.Minute},
 	})
-	eventually(t, func() bool { return log.Total() == n }, "lines received: %d", log.Total())
+	wait.For(t, patience, "every line", func() error { return wait.Equal(log.Total(), n) })
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	for _, id := range []string{"L001", "L020"} {

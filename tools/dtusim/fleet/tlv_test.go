@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/voltedge/voltedge/internal/rtu"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 // tlvMaster plays comsrv's side of a tlv link: it acks the registration,
@@ -57,9 +58,9 @@ func (m *tlvMaster) send(b []byte) {
 	}
 }
 
-// frame reads one frame within wait.
-func (m *tlvMaster) frame(wait time.Duration) (byte, []byte, error) {
-	m.conn.SetReadDeadline(time.Now().Add(wait))
+// frame reads one frame within the given time.
+func (m *tlvMaster) frame(within time.Duration) (byte, []byte, error) {
+	m.conn.SetReadDeadline(time.Now().Add(within))
 	var hdr [2]byte
 	if _, err := io.ReadFull(m.br, hdr[:]); err != nil {
 		return 0, nil, err
@@ -73,8 +74,8 @@ func (m *tlvMaster) frame(wait time.Duration) (byte, []byte, error) {
 
 // next returns the next frame that is not a heartbeat or data frame; those
 // are acked and recorded on the way.
-func (m *tlvMaster) next(wait time.Duration) (byte, []byte, error) {
-	deadline := time.Now().Add(wait)
+func (m *tlvMaster) next(within time.Duration) (byte, []byte, error) {
+	deadline := time.Now().Add(within)
 	for {
 		typ, p, err := m.frame(time.Until(deadline))
 		if err != nil || !m.ack(typ, p) {
@@ -101,9 +102,9 @@ func (m *tlvMaster) ack(typ byte, p []byte) bool {
 	return true
 }
 
-// response reads the answer to req within wait.
-func (m *tlvMaster) response(req rtu.Request, wait time.Duration) ([]byte, error) {
-	typ, p, err := m.next(wait)
+// response reads the answer to req within the given time.
+func (m *tlvMaster) response(req rtu.Request, within time.Duration) ([]byte, error) {
+	typ, p, err := m.next(within)
 	if err != nil {
 		return nil, err
 	}
@@ -222,9 +223,9 @@ func TestTLVDevice(t *testing.T) {
 			t.Fatalf("data frame %d: % X, want % X", i, m.data[i], want)
 		}
 	}
-	eventually(t, func() bool {
-		return st.HeartbeatAcks.Load() >= 3 && st.DataAcks.Load() >= 4
-	}, "acks not counted: %+v", st)
+	wait.For(t, patience, "the acks", func() error {
+		return wait.Check(st.HeartbeatAcks.Load() >= 3 && st.DataAcks.Load() >= 4, "stats %+v", st.Snapshot())
+	})
 	if st.RegistrationAcks.Load() != 1 || st.DataSent.Load() < 4 || st.Heartbeats.Load() < 3 {
 		t.Fatalf("stats %+v", st.Snapshot())
 	}
@@ -249,9 +250,10 @@ func TestTLVBareAcks(t *testing.T) {
 			}
 			// Every ack but possibly the last is counted at once.
 			hb, data := int64(m.heartbeats), int64(len(m.data))
-			eventually(t, func() bool {
-				return st.HeartbeatAcks.Load() >= hb-1 && st.DataAcks.Load() >= data-1
-			}, "acks counted %d/%d and %d/%d", st.HeartbeatAcks.Load(), hb, st.DataAcks.Load(), data)
+			wait.For(t, patience, "the acks", func() error {
+				h, d := st.HeartbeatAcks.Load(), st.DataAcks.Load()
+				return wait.Check(h >= hb-1 && d >= data-1, "acks counted %d/%d and %d/%d", h, hb, d, data)
+			})
 			if st.BadFrames.Load() != 0 || st.HeartbeatAcks.Load() > hb || st.DataAcks.Load() > data {
 				t.Fatalf("stats %+v after %d heartbeats, %d data frames", st.Snapshot(), hb, data)
 			}
@@ -367,7 +369,7 @@ func TestTLVFaults(t *testing.T) {
 			}
 		}
 		want := int64(4 + 5*(2+rtu.ResponseLen(read)))
-		eventually(t, func() bool { return st.BytesOut.Load() == want }, "bytes out never reached %d", want)
+		wait.For(t, patience, "the bytes out", func() error { return wait.Equal(st.BytesOut.Load(), want) })
 	})
 }
 
