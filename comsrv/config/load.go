@@ -94,6 +94,33 @@ func Load(path string) (*Config, error) {
 	return cfg, nil
 }
 
+// Defaults returns the settings of an empty comsrv.toml: every default
+// filled in as Load fills it, no templates and no channels. Code that builds
+// a configuration without a file (tests) starts from it.
+func Defaults() *Config {
+	c := &Config{}
+	var errs conf.Errors
+	c.check(nil, &errs) // nothing is set: nothing to refuse
+	if errs.Len() > 0 {
+		panic("config: the defaults do not validate: " + errs.Err().Error())
+	}
+	c.TemplateByID = map[string]*Template{}
+	return c
+}
+
+// NewDTUChannel returns the channel for registration id served without a
+// channel file (the device registry, provisioning), with the defaults Load
+// gives a DTU channel: name and registration = id, the request timeout and
+// the status interval of [modbus] and [dtu]. t may be nil (not polled).
+func (c *Config) NewDTUChannel(id string, t *Template) *Channel {
+	ch := &Channel{ID: id, Registration: id, Name: id, T: t,
+		Timeout: c.Modbus.RequestTimeout, StatusInterval: c.DTU.StatusInterval}
+	if t != nil {
+		ch.Template = t.Name
+	}
+	return ch
+}
+
 // ChannelByRegistration indexes ChannelList by registration id.
 func (c *Config) ChannelByRegistration() map[string]*Channel {
 	m := make(map[string]*Channel, len(c.ChannelList))
@@ -428,6 +455,7 @@ func (m *Modbus) check(pos *conf.Positions, errs *conf.Errors) {
 	dur(pos, errs, "modbus.backoff_cooldown", &m.BackoffCooldown, DefaultBackoffCooldown, 1)
 	dur(pos, errs, "modbus.reconnect_min", &m.ReconnectMin, DefaultReconnectMin, 1)
 	dur(pos, errs, "modbus.reconnect_max", &m.ReconnectMax, DefaultReconnectMax, 1)
+	dur(pos, errs, "modbus.status_interval", &m.StatusInterval, DefaultStatusInterval, 1)
 	if m.ReconnectMin.Duration > 0 && m.ReconnectMax.Duration < m.ReconnectMin.Duration {
 		key := "modbus.reconnect_max"
 		if !pos.Defined(key) {

@@ -105,6 +105,10 @@ type Modbus struct {
 	// attempts of Modbus TCP and serial channels (doubling from min to max); defaults 1s and 60s.
 	ReconnectMin conf.Duration `toml:"reconnect_min"`
 	ReconnectMax conf.Duration `toml:"reconnect_max"`
+	// StatusInterval is how often the status hash of a Modbus TCP or serial
+	// channel (one with url) is refreshed; default 5s, like dtu.status_interval.
+	// Load copies it into each url channel's Channel.StatusInterval.
+	StatusInterval conf.Duration `toml:"status_interval"`
 }
 
 // Control configures how comsrv executes the control commands queued by send_control.
@@ -205,6 +209,15 @@ type Channel struct {
 	Timeout  conf.Duration `toml:"timeout"`   // request timeout; default modbus.request_timeout
 	// OnePerPoint overrides the template's plan.one_request_per_point for this device.
 	OnePerPoint *bool `toml:"one_request_per_point"`
+
+	// StatusInterval is how often the channel's status hash is refreshed,
+	// resolved by Load: [modbus].status_interval for url channels,
+	// [dtu].status_interval for DTU channels. A DTU channel is not bound to a
+	// listener (any listener accepts its registration); a link through a
+	// [[listener]] that sets its own status_interval refreshes at that
+	// listener's DTU.StatusInterval, which Load fills (inherited from [dtu]
+	// unless the listener sets it).
+	StatusInterval conf.Duration `toml:"-"`
 
 	T *Template `toml:"-"`
 }
