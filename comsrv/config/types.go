@@ -178,15 +178,15 @@ type Task struct {
 
 // Point is one value decoded from a task's response.
 type Point struct {
-	ID       string  `toml:"id"`   // number or token without ':'; unique in the template
+	ID       string  `toml:"id"`   // number or token without ':'; unique in the template; a label, not an address
 	Name     string  `toml:"name"` // human name
 	Slave    uint8   `toml:"slave"`
-	Area     string  `toml:"area"` // "holding" (FC 3, default), "input" (FC 4), "coil" (FC 1), "discrete" (FC 2)
-	Address  uint16  `toml:"address"`
-	Type     string  `toml:"type"`  // bool, int16, uint16 (default), int32, uint32, float32, int64, uint64, float64
-	Bit      int     `toml:"bit"`   // for type bool in a register area: bit 0..15; default -1 (unset)
-	Order    string  `toml:"order"` // ABCD (default), CDAB, BADC, DCBA; 64-bit: ABCDEFGH, GHEFCDAB, BADCFEHG, HGFEDCBA (or the 4-letter names, which Load turns into these)
-	Scale    float64 `toml:"scale"` // default 1
+	Area     string  `toml:"area"`    // "holding" (FC 3, default), "input" (FC 4), "coil" (FC 1), "discrete" (FC 2)
+	Address  uint16  `toml:"address"` // 0-based protocol address in Area, as sent on the wire (not a Modicon 4xxxx number)
+	Type     string  `toml:"type"`    // bool, int16, uint16 (default), int32, uint32, float32, int64, uint64, float64
+	Bit      int     `toml:"bit"`     // for type bool in a register area: bit 0..15; default -1 (unset)
+	Order    string  `toml:"order"`   // ABCD (default), CDAB, BADC, DCBA; 64-bit: ABCDEFGH, GHEFCDAB, BADCFEHG, HGFEDCBA (or the 4-letter names, which Load turns into these)
+	Scale    float64 `toml:"scale"`   // default 1
 	Offset   float64 `toml:"offset"`
 	Decimals *int    `toml:"decimals"` // digits after the point; default derived from scale and offset
 }
