@@ -116,6 +116,10 @@ func (cl *channelLoader) file(f string) {
 			}
 		}
 		dur(pos, cl.errs, k+"timeout", &c.Timeout, cl.cfg.Modbus.RequestTimeout.Duration, 1)
+		c.StatusInterval = cl.cfg.DTU.StatusInterval
+		if c.URL != "" {
+			c.StatusInterval = cl.cfg.Modbus.StatusInterval
+		}
 		if !ok || (t == nil && c.URL != "") {
 			continue
 		}
@@ -367,7 +371,8 @@ func (cl *channelLoader) rangeEntries(pos *conf.Positions, k string, r *ChannelR
 	hasName := pos.Defined(k + "name")
 	timeout := cl.cfg.Modbus.RequestTimeout
 	for n := r.First; n <= r.Last; n++ {
-		c := &Channel{ID: idP.Expand(n), Registration: regP.Expand(n), Template: r.Template, T: t, Timeout: timeout}
+		c := &Channel{ID: idP.Expand(n), Registration: regP.Expand(n), Template: r.Template, T: t, Timeout: timeout,
+			StatusInterval: cl.cfg.DTU.StatusInterval}
 		if hasName {
 			c.Name = nameP.Expand(n)
 		} else {

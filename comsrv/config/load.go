@@ -78,8 +78,8 @@ func Load(path string) (*Config, error) {
 		if i > 0 {
 			key = fmt.Sprintf("listener[%d].provision_template", i-1)
 		}
-		if l.UnknownIDs != "provision" || l.ProvisionTemplate == "" {
-			continue
+		if l.UnknownIDs != "provision" || l.ProvisionTemplate == "" || (i > 0 && !pos.Defined(key)) {
+			continue // [dtu]'s, inherited: checked once, at [dtu]
 		}
 		if _, ok := cfg.TemplateByID[l.ProvisionTemplate]; !ok {
 			errs.Addf(pos, key, "template %q does not exist", l.ProvisionTemplate)
@@ -92,6 +92,33 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// Defaults returns the settings of an empty comsrv.toml: every default
+// filled in as Load fills it, no templates and no channels. Code that builds
+// a configuration without a file (tests) starts from it.
+func Defaults() *Config {
+	c := &Config{}
+	var errs conf.Errors
+	c.check(nil, &errs) // nothing is set: nothing to refuse
+	if errs.Len() > 0 {
+		panic("config: the defaults do not validate: " + errs.Err().Error())
+	}
+	c.TemplateByID = map[string]*Template{}
+	return c
+}
+
+// NewDTUChannel returns the channel for registration id served without a
+// channel file (the device registry, provisioning), with the defaults Load
+// gives a DTU channel: name and registration = id, the request timeout and
+// the status interval of [modbus] and [dtu]. t may be nil (not polled).
+func (c *Config) NewDTUChannel(id string, t *Template) *Channel {
+	ch := &Channel{ID: id, Registration: id, Name: id, T: t,
+		Timeout: c.Modbus.RequestTimeout, StatusInterval: c.DTU.StatusInterval}
+	if t != nil {
+		ch.Template = t.Name
+	}
+	return ch
 }
 
 // ChannelByRegistration indexes ChannelList by registration id.
@@ -131,13 +158,20 @@ func (c *Config) check(pos *conf.Positions, errs *conf.Errors) {
 	}
 	checkGlobs(pos, "templates", c.Templates, errs)
 	checkGlobs(pos, "channels", c.Channels, errs)
-	c.DTU.check(pos, errs, "dtu.", "dtu")
+	raw := c.DTU // as decoded: the listeners inherit what [dtu] sets
+	before := errs.Len()
+	c.DTU.check(pos, errs, keyer{own: "dtu."}, "dtu")
+	dtuOK := errs.Len() == before
 	names := map[string]string{c.DTU.Name: "dtu"}
 	addrs := map[string]string{c.DTU.Listen: "dtu"}
 	for i := range c.Listeners {
 		p := fmt.Sprintf("listener[%d].", i)
 		l := &c.Listeners[i]
-		l.check(pos, errs, p, fmt.Sprintf("listener%d", i+1))
+		k := keyer{own: p}
+		if dtuOK { // else [dtu]'s errors would be reported again for each listener
+			k = inherit(pos, &raw, l, p)
+		}
+		l.check(pos, errs, k, fmt.Sprintf("listener%d", i+1))
 		if prev, dup := names[l.Name]; dup {
 			errs.Addf(pos, p+"name", "listener name %q is already used by %s", l.Name, prev)
 		}
@@ -259,96 +293,97 @@ func orList(s []string) string {
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
-// check applies the defaults of one DTU listener (keys under prefix p) and validates it.
-func (d *DTU) check(pos *conf.Positions, errs *conf.Errors, p, defName string) {
-	str(pos, errs, p+"name", &d.Name, defName)
+// check applies the defaults of one DTU listener, whose keys k names, and validates it.
+func (d *DTU) check(pos *conf.Positions, errs *conf.Errors, k keyer, defName string) {
+	p := k.own
+	str(pos, errs, k.of("name"), &d.Name, defName)
 	if !keys.ValidID(d.Name) {
-		errs.Addf(pos, p+"name", "%q is not a valid listener name", d.Name)
+		errs.Addf(pos, k.of("name"), "%q is not a valid listener name", d.Name)
 	}
-	str(pos, errs, p+"profile", &d.Profile, ProfileTransparent, ProfileTransparent, ProfileLine, ProfileTLV)
+	str(pos, errs, k.of("profile"), &d.Profile, ProfileTransparent, ProfileTransparent, ProfileLine, ProfileTLV)
 	def := DefaultListen
 	if p != "dtu." {
-		def = ""
+		def = "" // each listener needs its own address
 	}
-	str(pos, errs, p+"listen", &d.Listen, def)
+	str(pos, errs, k.of("listen"), &d.Listen, def)
 	if d.Listen == "" {
-		errs.Addf(pos, p+"listen", "must not be empty")
+		errs.Addf(pos, k.of("listen"), "must not be empty")
 	}
-	num(pos, errs, p+"max_connections", &d.MaxConnections, DefaultMaxConnections, 1, 100000)
-	dur(pos, errs, p+"registration_timeout", &d.RegistrationTimeout, DefaultRegistrationTimeout, 1)
-	dur(pos, errs, p+"write_timeout", &d.WriteTimeout, DefaultWriteTimeout, 1)
-	dur(pos, errs, p+"refuse_log_interval", &d.RefuseLogInterval, DefaultRefuseLogInterval, 1)
-	dur(pos, errs, p+"status_interval", &d.StatusInterval, DefaultStatusInterval, 1)
-	str(pos, errs, p+"unknown_ids", &d.UnknownIDs, "refuse", "refuse", "provision")
+	num(pos, errs, k.of("max_connections"), &d.MaxConnections, DefaultMaxConnections, 1, 100000)
+	dur(pos, errs, k.of("registration_timeout"), &d.RegistrationTimeout, DefaultRegistrationTimeout, 1)
+	dur(pos, errs, k.of("write_timeout"), &d.WriteTimeout, DefaultWriteTimeout, 1)
+	dur(pos, errs, k.of("refuse_log_interval"), &d.RefuseLogInterval, DefaultRefuseLogInterval, 1)
+	dur(pos, errs, k.of("status_interval"), &d.StatusInterval, DefaultStatusInterval, 1)
+	str(pos, errs, k.of("unknown_ids"), &d.UnknownIDs, "refuse", "refuse", "provision")
 	if d.UnknownIDs == "provision" && d.ProvisionTemplate == "" && d.Profile != ProfileLine {
-		errs.Addf(pos, p+"provision_template", "must name a template when unknown_ids is \"provision\"")
+		errs.Addf(pos, k.of("provision_template"), "must name a template when unknown_ids is \"provision\"")
 	}
-	d.Registration.check(pos, errs, p+"registration.")
+	d.Registration.check(pos, errs, k.in("registration"))
 	if d.Profile != ProfileTransparent {
-		for _, k := range []string{"mode", "length", "terminator", "terminator_hex", "max_length", "encoding"} {
-			if pos.Defined(p + "registration." + k) {
-				errs.Add(pos.KeyErrorf(p+"registration."+k, "only used by the transparent profile (the %s profile defines its own registration)", d.Profile))
+		for _, f := range []string{"mode", "length", "terminator", "terminator_hex", "max_length", "encoding"} {
+			if key := p + "registration." + f; pos.Defined(key) {
+				errs.Add(pos.KeyErrorf(key, "only used by the transparent profile (the %s profile defines its own registration)", d.Profile))
 			}
 		}
 	}
-	d.Heartbeat.check(pos, errs, p+"heartbeat.", d.Profile)
+	d.Heartbeat.check(pos, errs, k.in("heartbeat"), d.Profile)
 	if d.Profile == ProfileLine {
-		str(pos, errs, p+"line.result_channel", &d.Line.ResultChannel, keys.DefaultLineResults)
+		str(pos, errs, k.of("line.result_channel"), &d.Line.ResultChannel, keys.DefaultLineResults)
 		if d.Line.ResultChannel == "" {
-			errs.Addf(pos, p+"line.result_channel", "must not be empty")
+			errs.Addf(pos, k.of("line.result_channel"), "must not be empty")
 		}
-		num(pos, errs, p+"line.max_line_length", &d.Line.MaxLineLength, DefaultLineMaxLength, 16, 4096)
+		num(pos, errs, k.of("line.max_line_length"), &d.Line.MaxLineLength, DefaultLineMaxLength, 16, 4096)
 	} else if pos.Defined(p + "line") {
-		errs.Add(pos.KeyErrorf(p+"line", "only used by the line profile"))
+		errs.Add(pos.KeyErrorf(k.of("line"), "only used by the line profile"))
 	}
 }
 
-func (r *Registration) check(pos *conf.Positions, errs *conf.Errors, p string) {
-	str(pos, errs, p+"mode", &r.Mode, "terminator", "terminator", "fixed")
+func (r *Registration) check(pos *conf.Positions, errs *conf.Errors, key func(string) string) {
+	str(pos, errs, key("mode"), &r.Mode, "terminator", "terminator", "fixed")
 	switch r.Mode {
 	case "fixed":
-		if !pos.Defined(p + "length") {
-			errs.Addf(pos, p+"length", "must be set in fixed mode (1..256)")
+		if !pos.Defined(key("length")) {
+			errs.Addf(pos, key("length"), "must be set in fixed mode (1..256)")
 		} else if r.Length < 1 || r.Length > 256 {
-			errs.Addf(pos, p+"length", "%d is out of range (1..256)", r.Length)
+			errs.Addf(pos, key("length"), "%d is out of range (1..256)", r.Length)
 		}
 		for _, k := range []string{"terminator", "terminator_hex", "max_length"} {
-			if pos.Defined(p + k) {
-				errs.Add(pos.KeyErrorf(p+k, "only used in terminator mode"))
+			if pos.Defined(key(k)) {
+				errs.Add(pos.KeyErrorf(key(k), "only used in terminator mode"))
 			}
 		}
 	case "terminator":
-		if pos.Defined(p + "length") {
-			errs.Add(pos.KeyErrorf(p+"length", "only used in fixed mode"))
+		if pos.Defined(key("length")) {
+			errs.Add(pos.KeyErrorf(key("length"), "only used in fixed mode"))
 		}
-		num(pos, errs, p+"max_length", &r.MaxLength, DefaultMaxLength, 1, 256)
-		r.TerminatorBytes = textOrHex(pos, errs, p+"terminator", p+"terminator_hex", r.Terminator, r.TerminatorHex, DefaultTerminator, 16)
-		if !pos.Defined(p+"terminator") && !pos.Defined(p+"terminator_hex") {
+		num(pos, errs, key("max_length"), &r.MaxLength, DefaultMaxLength, 1, 256)
+		r.TerminatorBytes = textOrHex(pos, errs, key("terminator"), key("terminator_hex"), r.Terminator, r.TerminatorHex, DefaultTerminator, 16)
+		if !pos.Defined(key("terminator")) && !pos.Defined(key("terminator_hex")) {
 			r.Terminator = DefaultTerminator
 		}
 	}
-	str(pos, errs, p+"encoding", &r.Encoding, "text", "text", "hex", "decimal")
+	str(pos, errs, key("encoding"), &r.Encoding, "text", "text", "hex", "decimal")
 	if r.Encoding == "decimal" && (r.Mode != "fixed" || r.Length > 8) {
-		errs.Addf(pos, p+"encoding", "decimal needs fixed mode with a length of at most 8 bytes")
+		errs.Addf(pos, key("encoding"), "decimal needs fixed mode with a length of at most 8 bytes")
 	}
-	str(pos, errs, p+"pattern", &r.Pattern, DefaultPattern)
+	str(pos, errs, key("pattern"), &r.Pattern, DefaultPattern)
 	if r.Pattern == "" {
-		errs.Addf(pos, p+"pattern", "must not be empty")
+		errs.Addf(pos, key("pattern"), "must not be empty")
 		return
 	}
 	re, err := regexp.Compile(r.Pattern)
 	if err != nil {
-		errs.Addf(pos, p+"pattern", "bad regular expression: %v", err)
+		errs.Addf(pos, key("pattern"), "bad regular expression: %v", err)
 	}
 	r.Regexp = re
 }
 
-func (h *Heartbeat) check(pos *conf.Positions, errs *conf.Errors, p, profile string) {
+func (h *Heartbeat) check(pos *conf.Positions, errs *conf.Errors, key func(string) string, profile string) {
 	timeout, missed := DefaultHeartbeatTimeout, 1
 	switch profile {
 	case ProfileTransparent:
-		h.Bytes = textOrHex(pos, errs, p+"text", p+"hex", h.Text, h.Hex, DefaultHeartbeat, 256)
-		if !pos.Defined(p+"text") && !pos.Defined(p+"hex") {
+		h.Bytes = textOrHex(pos, errs, key("text"), key("hex"), h.Text, h.Hex, DefaultHeartbeat, 256)
+		if !pos.Defined(key("text")) && !pos.Defined(key("hex")) {
 			h.Text = DefaultHeartbeat
 		}
 	case ProfileLine:
@@ -358,13 +393,13 @@ func (h *Heartbeat) check(pos *conf.Positions, errs *conf.Errors, p, profile str
 	}
 	if profile != ProfileTransparent {
 		for _, k := range []string{"text", "hex"} {
-			if pos.Defined(p + k) {
-				errs.Add(pos.KeyErrorf(p+k, "only used by the transparent profile (the %s profile defines its own heartbeat)", profile))
+			if pos.Defined(key(k)) {
+				errs.Add(pos.KeyErrorf(key(k), "only used by the transparent profile (the %s profile defines its own heartbeat)", profile))
 			}
 		}
 	}
-	dur(pos, errs, p+"timeout", &h.Timeout, timeout, 0)
-	num(pos, errs, p+"max_missed", &h.MaxMissed, missed, 1, 100)
+	dur(pos, errs, key("timeout"), &h.Timeout, timeout, 0)
+	num(pos, errs, key("max_missed"), &h.MaxMissed, missed, 1, 100)
 }
 
 // Deadline is how long a link may stay without a heartbeat (timeout × max_missed); 0 disables the check.
@@ -420,6 +455,7 @@ func (m *Modbus) check(pos *conf.Positions, errs *conf.Errors) {
 	dur(pos, errs, "modbus.backoff_cooldown", &m.BackoffCooldown, DefaultBackoffCooldown, 1)
 	dur(pos, errs, "modbus.reconnect_min", &m.ReconnectMin, DefaultReconnectMin, 1)
 	dur(pos, errs, "modbus.reconnect_max", &m.ReconnectMax, DefaultReconnectMax, 1)
+	dur(pos, errs, "modbus.status_interval", &m.StatusInterval, DefaultStatusInterval, 1)
 	if m.ReconnectMin.Duration > 0 && m.ReconnectMax.Duration < m.ReconnectMin.Duration {
 		key := "modbus.reconnect_max"
 		if !pos.Defined(key) {

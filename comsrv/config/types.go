@@ -105,7 +105,9 @@ type Modbus struct {
 	// attempts of Modbus TCP and serial channels (doubling from min to max); defaults 1s and 60s.
 	ReconnectMin conf.Duration `toml:"reconnect_min"`
 	ReconnectMax conf.Duration `toml:"reconnect_max"`
-	// StatusInterval is how often each Modbus channel's status hash is refreshed; default 5s.
+	// StatusInterval is how often the status hash of a Modbus TCP or serial
+	// channel (one with url) is refreshed; default 5s, like dtu.status_interval.
+	// Load copies it into each url channel's Channel.StatusInterval.
 	StatusInterval conf.Duration `toml:"status_interval"`
 }
 
@@ -176,15 +178,15 @@ type Task struct {
 
 // Point is one value decoded from a task's response.
 type Point struct {
-	ID       string  `toml:"id"`   // number or token without ':'; unique in the template
+	ID       string  `toml:"id"`   // number or token without ':'; unique in the template; a label, not an address
 	Name     string  `toml:"name"` // human name
 	Slave    uint8   `toml:"slave"`
-	Area     string  `toml:"area"` // "holding" (FC 3, default), "input" (FC 4), "coil" (FC 1), "discrete" (FC 2)
-	Address  uint16  `toml:"address"`
-	Type     string  `toml:"type"`  // bool, int16, uint16 (default), int32, uint32, float32, int64, uint64, float64
-	Bit      int     `toml:"bit"`   // for type bool in a register area: bit 0..15; default -1 (unset)
-	Order    string  `toml:"order"` // ABCD (default), CDAB, BADC, DCBA; 64-bit: ABCDEFGH, GHEFCDAB, BADCFEHG, HGFEDCBA (or the 4-letter names, which Load turns into these)
-	Scale    float64 `toml:"scale"` // default 1
+	Area     string  `toml:"area"`    // "holding" (FC 3, default), "input" (FC 4), "coil" (FC 1), "discrete" (FC 2)
+	Address  uint16  `toml:"address"` // 0-based protocol address in Area, as sent on the wire (not a Modicon 4xxxx number)
+	Type     string  `toml:"type"`    // bool, int16, uint16 (default), int32, uint32, float32, int64, uint64, float64
+	Bit      int     `toml:"bit"`     // for type bool in a register area: bit 0..15; default -1 (unset)
+	Order    string  `toml:"order"`   // ABCD (default), CDAB, BADC, DCBA; 64-bit: ABCDEFGH, GHEFCDAB, BADCFEHG, HGFEDCBA (or the 4-letter names, which Load turns into these)
+	Scale    float64 `toml:"scale"`   // default 1
 	Offset   float64 `toml:"offset"`
 	Decimals *int    `toml:"decimals"` // digits after the point; default derived from scale and offset
 }
@@ -207,6 +209,15 @@ type Channel struct {
 	Timeout  conf.Duration `toml:"timeout"`   // request timeout; default modbus.request_timeout
 	// OnePerPoint overrides the template's plan.one_request_per_point for this device.
 	OnePerPoint *bool `toml:"one_request_per_point"`
+
+	// StatusInterval is how often the channel's status hash is refreshed,
+	// resolved by Load: [modbus].status_interval for url channels,
+	// [dtu].status_interval for DTU channels. A DTU channel is not bound to a
+	// listener (any listener accepts its registration); a link through a
+	// [[listener]] that sets its own status_interval refreshes at that
+	// listener's DTU.StatusInterval, which Load fills (inherited from [dtu]
+	// unless the listener sets it).
+	StatusInterval conf.Duration `toml:"-"`
 
 	T *Template `toml:"-"`
 }

@@ -32,9 +32,9 @@ const MaxRegistry = 100000
 
 // Directory finds channels. It is safe for concurrent use.
 type Directory struct {
-	templates map[string]*config.Template
-	sink      *sink.Sink
-	log       *slog.Logger
+	cfg  *config.Config
+	sink *sink.Sink
+	log  *slog.Logger
 
 	cat atomic.Pointer[catalog]
 	reg atomic.Pointer[catalog] // devices of the run-time registry; nil until first read
@@ -58,7 +58,7 @@ type catalog struct {
 // Plans are compiled once per channel setting.
 func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger) (*Directory, error) {
 	d := &Directory{
-		templates:   cfg.TemplateByID,
+		cfg:         cfg,
 		sink:        sk,
 		log:         log,
 		provisioned: make(map[string]*config.Channel),
@@ -148,13 +148,14 @@ func (d *Directory) Provision(id, template string) (*config.Channel, *poll.Plan)
 	if ch, ok := d.provisioned[id]; ok {
 		return ch, d.provPlans[ch]
 	}
-	ch := &config.Channel{ID: id, Registration: id, Name: id}
+	var t *config.Template
 	if template != "" {
-		t := d.templates[template]
-		if t == nil {
+		if t = d.cfg.TemplateByID[template]; t == nil {
 			return nil, nil
 		}
-		ch.T, ch.Template = t, t.Name
+	}
+	ch := d.cfg.NewDTUChannel(id, t)
+	if t != nil {
 		p, err := poll.Compile(t)
 		if err != nil {
 			d.log.Error("provision: compile template", "template", t.Name, "err", err)
@@ -232,14 +233,14 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 		if files.byReg[id] != nil || files.byID[id] != nil {
 			continue // configured in the files: they win
 		}
-		t := d.templates[tpl]
+		t := d.cfg.TemplateByID[tpl]
 		if !keys.ValidID(id) || t == nil {
 			if next.ignored++; first == "" {
 				first = id
 			}
 			continue
 		}
-		ch := &config.Channel{ID: id, Registration: id, Template: t.Name, Name: id, T: t}
+		ch := d.cfg.NewDTUChannel(id, t)
 		if old != nil {
 			if prev := old.byReg[id]; prev != nil && prev.Template == ch.Template {
 				ch = prev

@@ -149,3 +149,139 @@ func FuzzFramer(f *testing.F) {
 		}
 	})
 }
+
+// splitCase is a response and the request it answers, for the heartbeat-inside tests.
+type splitCase struct {
+	name  string
+	req   rtu.Request
+	frame []byte
+}
+
+func splitCases(t testing.TB) []splitCase {
+	t.Helper()
+	read := readReq
+	long := rtu.Request{Slave: 7, Function: rtu.ReadInputRegisters, Address: 0, Quantity: 20}
+	coils := rtu.Request{Slave: 1, Function: rtu.ReadCoils, Address: 0, Quantity: 10}
+	write := rtu.Request{Slave: 1, Function: rtu.WriteSingleRegister, Address: 2020, Quantity: 1, Data: []byte{0x00, 0x2A}}
+	return []splitCase{
+		{"fc3", read, respFrame(t)},
+		{"fc4 20 registers", long, rtu.AppendResponse(nil, long, bytes.Repeat([]byte{0x77, 0x2e}, 20))},
+		{"fc1", coils, rtu.AppendResponse(nil, coils, []byte{0x77, 0x01})},
+		{"fc6 echo", write, rtu.AppendResponse(nil, write, nil)},
+		{"exception", read, rtu.AppendException(nil, 1, rtu.ReadHoldingRegisters, rtu.ExIllegalDataAddress)},
+	}
+}
+
+// TestFramerHeartbeatInsideResponse puts the heartbeat between two pieces of
+// a response at every byte: the framer reports the heartbeat, then the whole
+// response, and counts no garbage, however the bytes are cut into reads.
+func TestFramerHeartbeatInsideResponse(t *testing.T) {
+	hbHex := []byte{0xFE, 0x01} // a short binary heartbeat
+	for _, hb := range [][]byte{hbUSR, hbHex} {
+		for _, sc := range splitCases(t) {
+			for k := 1; k < len(sc.frame); k++ {
+				stream := append(append(append([]byte{}, sc.frame[:k]...), hb...), sc.frame[k:]...)
+				feeds := map[string][][]byte{
+					"three reads": {sc.frame[:k], hb, sc.frame[k:]},
+					"one read":    {stream},
+					"two reads":   {sc.frame[:k], stream[k:]},
+				}
+				bytewise := make([][]byte, len(stream))
+				for i := range stream {
+					bytewise[i] = stream[i : i+1]
+				}
+				feeds["byte by byte"] = bytewise
+				for feed, chunks := range feeds {
+					f := newFramer(hb)
+					got := drain(f, &sc.req, chunks...)
+					if len(got) != 2 || got[0].kind != heartbeat || got[1].kind != response || !bytes.Equal(got[1].frame, sc.frame) {
+						t.Fatalf("hb % x, %s, heartbeat after byte %d, %s: got %v, want a heartbeat then % x", hb, sc.name, k, feed, got, sc.frame)
+					}
+					if f.garbage != 0 || f.buffered() != 0 {
+						t.Fatalf("hb % x, %s, heartbeat after byte %d, %s: garbage %d, buffered %d", hb, sc.name, k, feed, f.garbage, f.buffered())
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestFramerHeartbeatBytesInData: a response whose data hold the heartbeat
+// bytes, with a good CRC, is taken whole. A corrupt response is handed over
+// as it came (the link counts the CRC error): at once when no heartbeat
+// bytes are inside, else once the bytes that would complete it without them
+// have arrived and do not mend it.
+func TestFramerHeartbeatBytesInData(t *testing.T) {
+	req := rtu.Request{Slave: 1, Function: rtu.ReadHoldingRegisters, Address: 0, Quantity: 6}
+	frame := rtu.AppendResponse(nil, req, append([]byte("www.usr.cn"), 0, 0))
+	for _, chunks := range [][][]byte{{frame}, {frame[:5], frame[5:]}, {frame[:12], frame[12:]}} {
+		f := newFramer(hbUSR)
+		got := drain(f, &req, chunks...)
+		if len(got) != 1 || got[0].kind != response || !bytes.Equal(got[0].frame, frame) {
+			t.Fatalf("got %v, want the response % x whole", got, frame)
+		}
+	}
+	plain := rtu.AppendResponse(nil, req, make([]byte, 12))
+	plain[len(plain)-1] ^= 0xFF
+	f := newFramer(hbUSR)
+	if got := drain(f, &req, plain); len(got) != 1 || got[0].kind != response || !bytes.Equal(got[0].frame, plain) {
+		t.Fatalf("corrupt frame: got %v, want it whole", got)
+	}
+	bad := append([]byte{}, frame...)
+	bad[len(bad)-1] ^= 0xFF
+	f = newFramer(hbUSR)
+	if got := drain(f, &req, bad); len(got) != 0 {
+		t.Fatalf("corrupt frame with heartbeat bytes inside: got %v before the bytes that decide it", got)
+	}
+	got := drain(f, &req, make([]byte, len(hbUSR)))
+	if len(got) == 0 || got[0].kind != response || !bytes.Equal(got[0].frame, bad) {
+		t.Fatalf("corrupt frame with heartbeat bytes inside: got %v, want it whole", got)
+	}
+}
+
+// TestFramerNoAllocs: splitting responses, heartbeats inside them included,
+// allocates nothing.
+func TestFramerNoAllocs(t *testing.T) {
+	frame := respFrame(t)
+	inside := append(append(append([]byte{}, frame[:4]...), hbUSR...), frame[4:]...)
+	f := newFramer(hbUSR)
+	allocs := testing.AllocsPerRun(200, func() {
+		for _, p := range [][]byte{frame, inside, hbUSR} {
+			f.push(p)
+			for {
+				if k, _ := f.next(&readReq); k == needMore {
+					break
+				}
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per run", allocs)
+	}
+}
+
+// BenchmarkFramer splits a response with a heartbeat glued after it, and one
+// with a heartbeat inside it.
+func BenchmarkFramer(b *testing.B) {
+	frame := respFrame(b)
+	glued := append(append([]byte{}, frame...), hbUSR...)
+	inside := append(append(append([]byte{}, frame[:4]...), hbUSR...), frame[4:]...)
+	for _, bc := range []struct {
+		name string
+		in   []byte
+	}{{"glued", glued}, {"inside", inside}} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFramer(hbUSR)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.in)))
+			for range b.N {
+				f.push(bc.in)
+				for {
+					if k, _ := f.next(&readReq); k == needMore {
+						break
+					}
+				}
+			}
+		})
+	}
+}

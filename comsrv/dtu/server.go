@@ -9,7 +9,6 @@
 package dtu
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -401,7 +400,7 @@ func (s *Server) settings(l *listener) channel.Settings {
 	return channel.Settings{
 		BackoffAfter:    s.cfg.Modbus.BackoffAfter,
 		BackoffCooldown: s.cfg.Modbus.BackoffCooldown.Duration,
-		StatusInterval:  cmp.Or(l.cfg.StatusInterval.Duration, config.DefaultStatusInterval),
+		StatusInterval:  l.cfg.StatusInterval.Duration,
 		FramesKeep:      s.cfg.Frames.Keep,
 		FramesFlush:     s.cfg.Frames.Flush.Duration,
 	}

@@ -12,7 +12,6 @@
 package modbus
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -105,27 +104,18 @@ func New(ch *config.Channel, plan *poll.Plan, cfg *config.Config, sk *sink.Sink,
 		p.overhead = 7 // MBAP header (its unit id replaces the RTU one)
 	}
 	m := &cfg.Modbus
-	p.timeout = firstPositive(ch.Timeout.Duration, m.RequestTimeout.Duration, config.DefaultRequestTimeout)
-	p.retries = max(m.Retries, 0)
-	p.minWait = firstPositive(m.ReconnectMin.Duration, config.DefaultReconnectMin)
-	p.maxWait = max(firstPositive(m.ReconnectMax.Duration, config.DefaultReconnectMax), p.minWait)
+	// The configuration filled every default when it was loaded.
+	p.timeout = ch.Timeout.Duration
+	p.retries = m.Retries
+	p.minWait, p.maxWait = m.ReconnectMin.Duration, m.ReconnectMax.Duration
 	p.core = channel.New(ch.ID, plan, nil, channel.Settings{
 		BackoffAfter:    m.BackoffAfter,
-		BackoffCooldown: firstPositive(m.BackoffCooldown.Duration, config.DefaultBackoffCooldown),
-		StatusInterval:  firstPositive(m.StatusInterval.Duration, config.DefaultStatusInterval),
+		BackoffCooldown: m.BackoffCooldown.Duration,
+		StatusInterval:  ch.StatusInterval.Duration,
 		FramesKeep:      cfg.Frames.Keep,
-		FramesFlush:     firstPositive(cfg.Frames.Flush.Duration, time.Second),
+		FramesFlush:     cfg.Frames.Flush.Duration,
 	}, sk, rep, p.log)
 	return p
-}
-
-func firstPositive(d ...time.Duration) time.Duration {
-	for _, v := range d {
-		if v > 0 {
-			return v
-		}
-	}
-	return 0
 }
 
 // Channel is the channel the poller serves.
@@ -226,9 +216,9 @@ func (p *Poller) clientConf() *mb.ClientConfiguration {
 		Logger:  slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
 	if p.scheme == config.SchemeRTU {
-		c.Speed = uint(cmp.Or(p.ch.Baud, config.DefaultBaud))
-		c.DataBits = uint(cmp.Or(p.ch.DataBits, config.DefaultDataBits))
-		c.StopBits = uint(cmp.Or(p.ch.StopBits, config.DefaultStopBits))
+		c.Speed = uint(p.ch.Baud)
+		c.DataBits = uint(p.ch.DataBits)
+		c.StopBits = uint(p.ch.StopBits)
 		switch p.ch.Parity {
 		case "even":
 			c.Parity = mb.PARITY_EVEN
