@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/config/configtest"
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/dtu"
 	"github.com/voltedge/voltedge/comsrv/modbus"
@@ -291,27 +291,12 @@ func newBed(t *testing.T, tr transport, comsrv string) *bed {
 			go dev.serve(c)
 		}
 	}()
-	dir := t.TempDir()
-	for name, text := range map[string]string{
+	dir := configtest.Write(t, map[string]string{
 		"comsrv.toml":          "redis_url = \"" + rs.URL() + "\"\n" + comsrv,
 		"templates/meter.toml": testTemplate,
 		"channels/c.toml":      tr.channels(ln.Addr().String()),
-	} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := func() *config.Config {
-		c, err := config.Load(filepath.Join(dir, "comsrv.toml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	})
+	cfg := func() *config.Config { return configtest.Load(t, dir) }
 	sk := sink.New(rc, lualib.NewCaller(rc, log), sink.Options{FlushInterval: 100 * time.Millisecond}, log, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

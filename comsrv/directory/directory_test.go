@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/config/configtest"
 	"github.com/voltedge/voltedge/comsrv/sink"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
@@ -28,25 +27,11 @@ id = "1"
 address = 0
 `
 
-// load writes a configuration with the given channel file and loads it.
+// load writes a configuration with the given channel file into dir and loads it.
 func load(t *testing.T, dir, channels string) *config.Config {
 	t.Helper()
-	for name, text := range map[string]string{
-		"comsrv.toml": "", "templates/meter.toml": template, "channels/c.toml": channels,
-	} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := config.Load(filepath.Join(dir, "comsrv.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	configtest.WriteIn(t, dir, map[string]string{"comsrv.toml": "", "templates/meter.toml": template, "channels/c.toml": channels})
+	return configtest.Load(t, dir)
 }
 
 func start(t *testing.T) (rueidis.Client, *sink.Sink) {

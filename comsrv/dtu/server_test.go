@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/config/configtest"
 	"github.com/voltedge/voltedge/comsrv/sink"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
@@ -93,15 +93,7 @@ func newBedWith(t *testing.T, o bedOptions) *bed {
 	dtuExtra := o.dtu
 	rs := redistest.Start(t)
 	dir := t.TempDir()
-	write := func(name, text string) {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, text string) { configtest.WriteIn(t, dir, map[string]string{name: text}) }
 	write("comsrv.toml", `redis_url = "`+rs.URL()+`"
 [dtu]
 listen = "127.0.0.1:0"
@@ -122,10 +114,7 @@ flush = "50ms"
 	for name, text := range o.files {
 		write(name, text)
 	}
-	cfg, err := config.Load(filepath.Join(dir, "comsrv.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Load(t, dir)
 	rc := rs.Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	if _, err := lualib.Ensure(ctx, rc); err != nil {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	mb "github.com/simonvetter/modbus"
 
 	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/comsrv/config/configtest"
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/sink"
 	"github.com/voltedge/voltedge/internal/lualib"
@@ -283,21 +283,7 @@ func freeAddr(t *testing.T) string {
 // into a temporary directory and loads them as comsrv does.
 func loadConfig(t *testing.T, comsrv, template, channels string) *config.Config {
 	t.Helper()
-	dir := t.TempDir()
-	for name, text := range map[string]string{
+	return configtest.Load(t, configtest.Write(t, map[string]string{
 		"comsrv.toml": comsrv, "templates/meter.toml": template, "channels/c.toml": channels,
-	} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := config.Load(filepath.Join(dir, "comsrv.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	}))
 }
