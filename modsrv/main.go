@@ -21,6 +21,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/modsrv/api"
@@ -78,7 +79,15 @@ func run(ctx context.Context, cfgPath, redisURL string, check bool, ready func(n
 	if err != nil {
 		return err
 	}
-	deps := api.Deps{Redis: client, Auth: a, Log: log, Metrics: svc.BaseMetrics("modsrv", client, started), Config: cfg, Started: started}
+	// One watcher of the control outcomes serves REST and the WebSocket; it
+	// outlives ctx so that requests in flight at shutdown still get theirs.
+	results := contract.NewResults(client, log)
+	rctx, stopResults := context.WithCancel(context.WithoutCancel(ctx))
+	resultsDone := make(chan struct{})
+	go func() { defer close(resultsDone); results.Run(rctx) }()
+	defer func() { stopResults(); <-resultsDone }()
+	deps := api.Deps{Redis: client, Auth: a, Log: log, Metrics: svc.BaseMetrics("modsrv", client, started), Config: cfg,
+		Results: results, Started: started}
 	app, err := api.New(deps)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/framelog"
 	"github.com/voltedge/voltedge/comsrv/health"
 	"github.com/voltedge/voltedge/comsrv/poll"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
 )
@@ -42,7 +43,7 @@ const pendingControl = -2
 
 // ctlState is the control command a link is executing.
 type ctlState struct {
-	cmd    *control.Command
+	cmd    *contract.Command
 	w      poll.Write
 	req    rtu.Request
 	resend bool // send req again (a retry, or the write after a read)
@@ -327,18 +328,18 @@ func (l *link) write(now time.Time, adu []byte) error {
 
 // startControl prepares cmd; it reports false when the command ended
 // before anything was sent (expired or invalid).
-func (l *link) startControl(cmd *control.Command, now time.Time) bool {
+func (l *link) startControl(cmd *contract.Command, now time.Time) bool {
 	if cmd.Expired(now) {
-		l.report(cmd, control.Outcome{Status: control.Expired, Message: "deadline passed before the command could be sent"})
+		l.report(cmd, contract.Outcome{Status: contract.Expired, Message: "deadline passed before the command could be sent"})
 		return false
 	}
 	if !l.f.c.polls() {
-		l.report(cmd, control.Outcome{Status: control.Invalid, Message: "channel " + l.ch.ID + " (" + l.lst.cfg.Profile + " profile) does not carry Modbus"})
+		l.report(cmd, contract.Outcome{Status: contract.Invalid, Message: "channel " + l.ch.ID + " (" + l.lst.cfg.Profile + " profile) does not carry Modbus"})
 		return false
 	}
 	w, err := l.plan.Write(cmd.Point, cmd.Value)
 	if err != nil {
-		l.report(cmd, control.Outcome{Status: control.Invalid, Message: err.Error()})
+		l.report(cmd, contract.Outcome{Status: contract.Invalid, Message: err.Error()})
 		return false
 	}
 	l.ctl = &ctlState{cmd: cmd, w: w, req: w.Req}
@@ -352,20 +353,20 @@ func (l *link) sendControl(now time.Time) error {
 	if c.cmd.Expired(now) {
 		// Also before a retry or the write of a read-modify-write: a late
 		// command is never executed.
-		l.endControl(control.Outcome{Status: control.Expired, Message: "deadline passed before the command could be sent"})
+		l.endControl(contract.Outcome{Status: contract.Expired, Message: "deadline passed before the command could be sent"})
 		return nil
 	}
 	c.resend = false
 	adu, err := rtu.AppendRequest(l.scratch[:0], c.req)
 	if err != nil {
-		l.endControl(control.Outcome{Status: control.Invalid, Message: err.Error()})
+		l.endControl(contract.Outcome{Status: contract.Invalid, Message: err.Error()})
 		return nil
 	}
 	l.pending = pendingControl
 	return l.write(now, adu)
 }
 
-func (l *link) endControl(o control.Outcome) {
+func (l *link) endControl(o contract.Outcome) {
 	l.report(l.ctl.cmd, o)
 	l.ctl = nil
 	l.attempts = 0
@@ -374,8 +375,8 @@ func (l *link) endControl(o control.Outcome) {
 	}
 }
 
-func (l *link) report(cmd *control.Command, o control.Outcome) {
-	if o.Status == control.OK {
+func (l *link) report(cmd *contract.Command, o contract.Outcome) {
+	if o.Status == contract.OK {
 		l.st.controls++
 	} else {
 		l.st.controlsFailed++
@@ -424,11 +425,11 @@ func (l *link) failed(now time.Time, timeout bool, why string) {
 			l.ctl.resend = true
 			return
 		}
-		st := control.Failed
+		st := contract.Failed
 		if timeout {
-			st = control.Timeout
+			st = contract.Timeout
 		}
-		l.endControl(control.Outcome{Status: st, Message: why})
+		l.endControl(contract.Outcome{Status: st, Message: why})
 		return
 	}
 	i := l.pending
@@ -506,7 +507,7 @@ func (l *link) onResponse(frame []byte, now time.Time) {
 		l.answered(req.Slave)
 		l.st.exceptions++
 		if l.pending == pendingControl {
-			l.endControl(control.Outcome{Status: control.Exception, Code: exc.Code, Message: exc.Error()})
+			l.endControl(contract.Outcome{Status: contract.Exception, Code: exc.Code, Message: exc.Error()})
 			return
 		}
 		l.pending, l.attempts = -1, 0
@@ -534,14 +535,14 @@ func (l *link) controlAnswered(payload []byte, now time.Time) {
 	if c.w.ReadFirst && rtu.IsRead(c.req.Function) {
 		req, err := c.w.Complete(payload)
 		if err != nil {
-			l.endControl(control.Outcome{Status: control.Failed, Message: err.Error()})
+			l.endControl(contract.Outcome{Status: contract.Failed, Message: err.Error()})
 			return
 		}
 		c.req = req
 		c.resend = true
 		return
 	}
-	l.endControl(control.Outcome{Status: control.OK})
+	l.endControl(contract.Outcome{Status: contract.OK})
 }
 
 // onMessage publishes a device's own message (a line, a data frame) within the link's budget.

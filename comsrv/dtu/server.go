@@ -24,6 +24,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/logging"
 )
@@ -465,12 +466,12 @@ func (s *Server) detach(l *link, reason string) {
 	s.mu.Unlock()
 	l.inbox.Close()
 	if l.ctl != nil {
-		l.report(l.ctl.cmd, control.Outcome{Status: control.Failed, Message: "link closed while the command was in flight: " + reason})
+		l.report(l.ctl.cmd, contract.Outcome{Status: contract.Failed, Message: "link closed while the command was in flight: " + reason})
 		l.ctl = nil
 	}
 	if s.ctl != nil {
 		s.ctl.Detach(l.ch.ID, l.inbox)
-		l.inbox.Drain(s.ctl, control.Outcome{Status: control.Offline, Message: "link closed: " + reason})
+		l.inbox.Drain(s.ctl, contract.Outcome{Status: contract.Offline, Message: "link closed: " + reason})
 	}
 	l.dropLines(reason)
 	if mine {
