@@ -229,6 +229,6 @@ func (g *GroupReader) dropDeleted(ctx context.Context, entries []Entry) []Entry 
 
 // isNoGroup recognises Redis's NOGROUP error (no such stream or group).
 func isNoGroup(err error) bool {
-	re, ok := rueidis.IsRedisErr(err)
-	return ok && strings.HasPrefix(re.Error(), "NOGROUP")
+	var re *rueidis.RedisError
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOGROUP")
 }

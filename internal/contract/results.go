@@ -242,7 +242,7 @@ func (r *Results) Run(ctx context.Context) {
 		if len(entries) == 0 {
 			continue
 		}
-		trimmed := r.waiting() && r.trimmedAfter(ctx, pos)
+		trimmed := r.waiting() && r.trimmed(ctx, pos, entries[0].ID)
 		r.dispatch(entries)
 		pos = entries[len(entries)-1].ID
 		if trimmed {
@@ -270,24 +270,30 @@ func (r *Results) read(ctx context.Context, pos string, block bool) ([]rueidis.X
 	return res[keys.CommandResults], nil
 }
 
-// trimmedAfter reports whether an entry after pos was deleted from the
-// stream (trimmed before it was read); it errs on the side of yes.
-func (r *Results) trimmedAfter(ctx context.Context, pos string) bool {
+// trimmed reports whether entries after prev may have been deleted from
+// the stream before the read that returned first: XDEL records the largest
+// deleted id, and trimming leaves first as the stream's oldest entry. It
+// errs on the side of yes: the first entries of a new stream count as a trim.
+func (r *Results) trimmed(ctx context.Context, prev, first string) bool {
 	cctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	info, err := r.client.Do(cctx, r.client.B().XinfoStream().Key(keys.CommandResults).Build()).AsMap()
 	if err != nil {
 		return true
 	}
-	field, ok := info["max-deleted-entry-id"]
-	if !ok {
+	id := func(field string) string {
+		v, ok := info[field]
+		if !ok {
+			return ""
+		}
+		s, _ := v.ToString()
+		return s
+	}
+	deleted, oldest := id("max-deleted-entry-id"), id("recorded-first-entry-id")
+	if deleted == "" || oldest == "" {
 		return true
 	}
-	deleted, err := field.ToString()
-	if err != nil {
-		return true
-	}
-	return CompareIDs(deleted, pos) > 0
+	return CompareIDs(deleted, prev) > 0 || CompareIDs(oldest, first) >= 0
 }
 
 // StreamEnd returns the id of the last entry of stream key, "0-0" when it is

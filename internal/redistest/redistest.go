@@ -23,6 +23,9 @@ import (
 type Server struct {
 	Addr string
 	cmd  *exec.Cmd
+	bin  string
+	dir  string
+	port int
 }
 
 // Start launches redis-server on a free loopback port and stops it when the
@@ -69,7 +72,7 @@ func launch(bin, dir string, port int) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), cmd: cmd}
+	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), cmd: cmd, bin: bin, dir: dir, port: port}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if ping(s.Addr) == nil {
@@ -107,6 +110,23 @@ func (s *Server) stop() {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
 	}
+}
+
+// Restart stops the server and starts it again on the same port. It keeps
+// no data (no persistence), like a box whose Redis restarted: clients see
+// their connections drop and then an empty Redis.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.stop()
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var n *Server
+		if n, err = launch(s.bin, s.dir, s.port); err == nil {
+			s.cmd = n.cmd
+			return
+		}
+	}
+	tb.Fatalf("restart redis-server on port %d: %v", s.port, err)
 }
 
 // URL is the server's redis:// URL.
