@@ -14,7 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/comsrv/config"
-	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -156,8 +156,10 @@ func TestProfilesEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := control.WaitResult(ctxTimeout(t, 10*time.Second), rc, fmt.Sprint(id), 20*time.Millisecond)
-	if err != nil || res["status"] != "ok" {
+	results := contract.NewResults(rc, nil)
+	go results.Run(ctx)
+	res, err := results.Wait(ctxTimeout(t, 10*time.Second), fmt.Sprint(id))
+	if err != nil || res.Status != contract.OK {
 		t.Fatalf("tlv control: %v %v", res, err)
 	}
 	if v, _ := tlvMap.Register(fleet.HoldingRegisters, 2020); v != 125 {
@@ -190,12 +192,12 @@ func TestProfilesEndToEnd(t *testing.T) {
 	if err := os.WriteFile(chFile, []byte(added), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	reply := func(id string) control.ReloadReply {
+	reply := func(id string) contract.ReloadReply {
 		t.Helper()
 		if err := rc.Do(ctx, rc.B().Publish().Channel(keys.Reload).Message(id).Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
-		var r control.ReloadReply
+		var r contract.ReloadReply
 		wait.For(t, patience, "reload reply "+id, func() error {
 			for _, m := range msgs.of(keys.ReloadResult) {
 				if err := json.Unmarshal([]byte(m), &r); err == nil && r.ID == id {

@@ -15,10 +15,10 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/comsrv/config"
-	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/dtu"
 	"github.com/voltedge/voltedge/comsrv/modbus"
 	"github.com/voltedge/voltedge/comsrv/poll"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redisconn"
 )
@@ -95,7 +95,7 @@ func (r *reloader) listen(ctx context.Context, requests chan<- string) {
 	}, redisconn.SubscribeOptions{Name: "reload " + keys.Reload, Log: r.log, Backoff: redisconn.Backoff{Max: 10 * time.Second}})
 }
 
-func (r *reloader) publish(ctx context.Context, rep control.ReloadReply) {
+func (r *reloader) publish(ctx context.Context, rep contract.ReloadReply) {
 	b, _ := json.Marshal(rep)
 	if err := r.client.Do(ctx, r.client.B().Publish().Channel(keys.ReloadResult).Message(string(b)).Build()).Error(); err != nil {
 		r.log.Warn("publish reload result", "channel", keys.ReloadResult, "err", err)
@@ -103,24 +103,24 @@ func (r *reloader) publish(ctx context.Context, rep control.ReloadReply) {
 }
 
 // reload loads the configuration file again and applies its channels and templates.
-func (r *reloader) reload(ctx context.Context) control.ReloadReply {
+func (r *reloader) reload(ctx context.Context) contract.ReloadReply {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	next, err := config.Load(r.cfg.File)
 	if err != nil {
 		r.log.Error("reload refused: the configuration has errors; the running one is kept", "file", r.cfg.File, "err", err)
-		return control.ReloadReply{OK: false, Message: err.Error()}
+		return contract.ReloadReply{OK: false, Message: err.Error()}
 	}
 	// Every plan must compile before anything is applied: a reload is all or nothing.
 	if err := compileAll(next.ChannelList); err != nil {
 		r.log.Error("reload refused; the running configuration is kept", "err", err)
-		return control.ReloadReply{OK: false, Message: err.Error()}
+		return contract.ReloadReply{OK: false, Message: err.Error()}
 	}
-	var rep control.ReloadReply
+	var rep contract.ReloadReply
 	a, c, d, err := r.dtu.Reload(next.ChannelList)
 	if err != nil {
 		r.log.Error("reload refused", "err", err)
-		return control.ReloadReply{OK: false, Message: err.Error()}
+		return contract.ReloadReply{OK: false, Message: err.Error()}
 	}
 	rep.Added, rep.Changed, rep.Removed = a, c, d
 	a, c, d, err = r.modbus.Sync(ctx, next.ChannelList)

@@ -23,6 +23,7 @@ func mountExtras(ctx context.Context, app *fiber.App, deps api.Deps) (*sync.Wait
 		RequireAuth: !deps.Config.ReadOpen,
 		Origins:     deps.Config.WSOrigins,
 		CommandTTL:  deps.Config.ControlTimeout.Duration,
+		Results:     deps.Results,
 	}, deps.Log)
 	hub.Mount(app)
 	web.Mount(app)

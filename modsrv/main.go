@@ -17,6 +17,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/modsrv/api"
 	"github.com/voltedge/voltedge/modsrv/auth"
@@ -61,7 +62,14 @@ func run(ctx context.Context, env *svc.Env[config.Config], ready func(net.Addr))
 	if err != nil {
 		return err
 	}
-	deps := api.Deps{Redis: env.Redis, Auth: a, Log: env.Log, Metrics: env.Metrics, Config: cfg, Started: env.Started}
+	// One watcher of the control outcomes serves REST and the WebSocket; it
+	// outlives ctx so that requests in flight at shutdown still get theirs.
+	results := contract.NewResults(env.Redis, env.Log)
+	rctx, stopResults := context.WithCancel(context.WithoutCancel(ctx))
+	resultsDone := make(chan struct{})
+	go func() { defer close(resultsDone); results.Run(rctx) }()
+	defer func() { stopResults(); <-resultsDone }()
+	deps := api.Deps{Redis: env.Redis, Auth: a, Log: env.Log, Metrics: env.Metrics, Config: cfg, Results: results, Started: env.Started}
 	app, err := api.New(deps)
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/health"
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/rtu"
 )
 
@@ -150,7 +151,7 @@ func (c *Core) Up(now time.Time, ident Identity, beats bool) {
 	c.sched.start(now, beats)
 	c.writeStatus(now)
 	c.nextStatus = now.Add(c.set.StatusInterval)
-	c.event(sink.EventOnline, "", now)
+	c.event(contract.EventOnline, "", now)
 }
 
 // Down records that the link went down at now for reason: every point is
@@ -162,7 +163,7 @@ func (c *Core) Down(now time.Time, reason string) {
 	c.markAllStale()
 	c.FlushFrames(now)
 	c.writeStatus(now)
-	c.event(sink.EventOffline, reason, now)
+	c.event(contract.EventOffline, reason, now)
 }
 
 // ConnectFailed records a failed attempt to open the link: the status hash
@@ -172,7 +173,7 @@ func (c *Core) ConnectFailed(now time.Time, ident Identity, reason string) {
 	c.ident = ident
 	c.st.ConnectFailures++
 	if reason != c.lastReason {
-		c.event(sink.EventConnectFailed, reason, now)
+		c.event(contract.EventConnectFailed, reason, now)
 	}
 	c.lastReason = reason
 	c.writeStatus(now)
@@ -271,8 +272,8 @@ func (c *Core) Next(now time.Time) (task int, ok bool) {
 func (c *Core) Queued() bool { return c.sched.queued() }
 
 // Report records a command's outcome and counts it.
-func (c *Core) Report(cmd *control.Command, o control.Outcome) {
-	if o.Status == control.OK {
+func (c *Core) Report(cmd *contract.Command, o contract.Outcome) {
+	if o.Status == contract.OK {
 		c.st.ControlsOK++
 	} else {
 		c.st.ControlsFailed++
@@ -343,38 +344,38 @@ func (c *Core) writeStatus(now time.Time) {
 		on = "1"
 	}
 	f := []string{
-		"online", on,
-		"listener", c.ident.Listener,
-		"profile", c.ident.Profile,
-		"registration", c.ident.Registration,
-		"remote", c.ident.Remote,
-		"template", c.ident.Template,
-		"connected_at", ms(c.connectedAt),
-		"last_heartbeat", ms(c.lastHB),
-		"polls_ok", u(st.PollsOK),
-		"timeouts", u(st.Timeouts),
-		"crc_errors", u(st.CRCErrors),
-		"exceptions", u(st.Exceptions),
-		"mismatches", u(st.Mismatches),
-		"bytes_in", u(st.BytesIn),
-		"bytes_out", u(st.BytesOut),
-		"garbage_bytes", u(st.Garbage),
-		"heartbeats", u(st.Heartbeats),
-		"decode_errors", u(st.DecodeErrors),
-		"dropped", u(st.Dropped),
-		"connects", u(st.Connects),
-		"connect_failures", u(st.ConnectFailures),
-		"skipped_polls", u(st.Skipped),
-		"unreachable_slaves", slaveList(c.health.Unreachable(now)),
-		"controls_ok", u(st.ControlsOK),
-		"controls_failed", u(st.ControlsFailed),
-		"messages", u(st.Messages),
-		"messages_dropped", u(st.MessagesDropped),
-		"forwarded", u(st.Forwarded),
-		"updated_at", ms(now),
+		contract.ChannelOnline, on,
+		contract.ChannelListener, c.ident.Listener,
+		contract.ChannelProfile, c.ident.Profile,
+		contract.ChannelRegistration, c.ident.Registration,
+		contract.ChannelRemote, c.ident.Remote,
+		contract.ChannelTemplate, c.ident.Template,
+		contract.ChannelConnectedAt, ms(c.connectedAt),
+		contract.ChannelLastHeartbeat, ms(c.lastHB),
+		contract.ChannelPollsOK, u(st.PollsOK),
+		contract.ChannelTimeouts, u(st.Timeouts),
+		contract.ChannelCRCErrors, u(st.CRCErrors),
+		contract.ChannelExceptions, u(st.Exceptions),
+		contract.ChannelMismatches, u(st.Mismatches),
+		contract.ChannelBytesIn, u(st.BytesIn),
+		contract.ChannelBytesOut, u(st.BytesOut),
+		contract.ChannelGarbageBytes, u(st.Garbage),
+		contract.ChannelHeartbeats, u(st.Heartbeats),
+		contract.ChannelDecodeErrors, u(st.DecodeErrors),
+		contract.ChannelDropped, u(st.Dropped),
+		contract.ChannelConnects, u(st.Connects),
+		contract.ChannelConnectFailures, u(st.ConnectFailures),
+		contract.ChannelSkippedPolls, u(st.Skipped),
+		contract.ChannelUnreachableSlaves, slaveList(c.health.Unreachable(now)),
+		contract.ChannelControlsOK, u(st.ControlsOK),
+		contract.ChannelControlsFailed, u(st.ControlsFailed),
+		contract.ChannelMessages, u(st.Messages),
+		contract.ChannelMessagesDropped, u(st.MessagesDropped),
+		contract.ChannelForwarded, u(st.Forwarded),
+		contract.ChannelUpdatedAt, ms(now),
 	}
 	if !c.online {
-		f = append(f, "disconnected_at", ms(now), "disconnect_reason", c.lastReason)
+		f = append(f, contract.ChannelDisconnectedAt, ms(now), contract.ChannelDisconnectReason, c.lastReason)
 	}
 	c.sink.Status(c.id, f)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/dtu"
 	"github.com/voltedge/voltedge/comsrv/modbus"
 	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
@@ -474,6 +475,6 @@ func TestStatusIntervalPerChannelKind(t *testing.T) {
 // nopControls is a control registry and reporter for channels that get no commands here.
 type nopControls struct{}
 
-func (nopControls) Attach(string, control.Target)            {}
-func (nopControls) Detach(string, control.Target)            {}
-func (nopControls) Report(*control.Command, control.Outcome) {}
+func (nopControls) Attach(string, control.Target)              {}
+func (nopControls) Detach(string, control.Target)              {}
+func (nopControls) Report(*contract.Command, contract.Outcome) {}

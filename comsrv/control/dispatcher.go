@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/lualib"
@@ -116,8 +116,8 @@ type Stats struct {
 
 // report is one outcome waiting for Redis.
 type report struct {
-	c *Command
-	o Outcome
+	c *contract.Command
+	o contract.Outcome
 }
 
 // Dispatcher takes queued control commands from Redis and hands each to the
@@ -212,7 +212,7 @@ func (d *Dispatcher) target(channel string) Target {
 
 // Report implements Reporter. It queues the outcome and returns at once;
 // when the queue is full the outcome is dropped, logged and counted.
-func (d *Dispatcher) Report(c *Command, o Outcome) {
+func (d *Dispatcher) Report(c *contract.Command, o contract.Outcome) {
 	select {
 	case d.reports <- report{c: c, o: o}:
 	default:
@@ -394,7 +394,7 @@ func (d *Dispatcher) drain(ctx context.Context, channel string) bool {
 	d.stats.taken.Add(uint64(len(raw)))
 	now := time.Now()
 	for i, entry := range raw {
-		c, err := Parse([]byte(entry))
+		c, err := contract.Parse([]byte(entry))
 		if err != nil {
 			d.unreadable(channel, entry, err)
 			continue
@@ -409,21 +409,21 @@ func (d *Dispatcher) drain(ctx context.Context, channel string) bool {
 				cc.Channel = channel
 				c = &cc
 			}
-			d.Report(c, Outcome{Status: Invalid, Message: msg})
+			d.Report(c, contract.Outcome{Status: contract.Invalid, Message: msg})
 			continue
 		}
 		if c.Expired(now) {
-			d.Report(c, Outcome{Status: Expired, Message: MsgExpired})
+			d.Report(c, contract.Outcome{Status: contract.Expired, Message: MsgExpired})
 			continue
 		}
 		t := d.target(channel)
 		if t == nil {
-			d.Report(c, Outcome{Status: Offline, Message: MsgOffline})
+			d.Report(c, contract.Outcome{Status: contract.Offline, Message: MsgOffline})
 			continue
 		}
 		if !t.Deliver(c) {
 			d.stats.busy.Add(1)
-			d.Report(c, Outcome{Status: Failed, Message: MsgBusy})
+			d.Report(c, contract.Outcome{Status: contract.Failed, Message: MsgBusy})
 			d.requeue(ctx, channel, raw[i+1:])
 			d.wakeMu.Lock()
 			d.busy[channel] = struct{}{} // the next periodic sweep tries again
@@ -458,8 +458,8 @@ func (d *Dispatcher) requeue(ctx context.Context, channel string, entries []stri
 			d.stats.redisErrors.Add(1)
 			d.log.Error("control: commands taken but not put back", "channel", channel, "count", len(entries), "err", err)
 			for _, e := range entries {
-				if c, perr := Parse([]byte(e)); perr == nil {
-					d.Report(c, Outcome{Status: Failed, Message: MsgBusy})
+				if c, perr := contract.Parse([]byte(e)); perr == nil {
+					d.Report(c, contract.Outcome{Status: contract.Failed, Message: MsgBusy})
 				}
 			}
 			return
@@ -476,7 +476,7 @@ func (d *Dispatcher) unreadable(channel, entry string, err error) {
 	d.log.Warn("control: unreadable queued command", "queue", keys.CommandQueue(channel),
 		"id", id, "entry", truncate(entry, 256), "err", err)
 	if id != "" {
-		d.Report(&Command{ID: id, Channel: channel}, Outcome{Status: Invalid, Message: err.Error()})
+		d.Report(&contract.Command{ID: id, Channel: channel}, contract.Outcome{Status: contract.Invalid, Message: err.Error()})
 	}
 }
 
@@ -485,33 +485,24 @@ var idPattern = regexp.MustCompile(`"id"\s*:\s*"?([0-9]{1,20})\b`)
 
 // salvageID extracts a command id from an unreadable queue entry, or "".
 func salvageID(entry string) string {
-	if len(entry) > maxCommand {
-		entry = entry[:maxCommand]
+	if len(entry) > contract.MaxCommand {
+		entry = entry[:contract.MaxCommand]
 	}
 	var w struct {
 		ID json.Number `json:"id"`
 	}
 	if json.Unmarshal([]byte(entry), &w) == nil {
-		if id, ok := normalID(string(w.ID)); ok {
+		if id, ok := contract.CommandID(string(w.ID)); ok {
 			return id
 		}
 		return ""
 	}
 	if m := idPattern.FindStringSubmatch(entry); m != nil {
-		if id, ok := normalID(m[1]); ok {
+		if id, ok := contract.CommandID(m[1]); ok {
 			return id
 		}
 	}
 	return ""
-}
-
-// normalID returns a command id in canonical form (no leading zeros).
-func normalID(s string) (string, bool) {
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || n == 0 {
-		return "", false
-	}
-	return strconv.FormatUint(n, 10), true
 }
 
 // subscribe keeps a pattern subscription to the command channels until ctx
@@ -560,7 +551,7 @@ func (d *Dispatcher) writeReports(ctx context.Context) {
 // a few times while ctx lasts. A call in flight is not cut by ctx.
 func (d *Dispatcher) write(ctx context.Context, r report, args []string) {
 	c, o := r.c, r.o
-	id, ok := normalID(c.ID)
+	id, ok := contract.CommandID(c.ID)
 	if !ok || !keys.ValidID(c.Channel) {
 		d.stats.reportErrors.Add(1)
 		d.log.Error("control: outcome of a command without a valid id or channel not recorded",
@@ -610,15 +601,9 @@ func idOrEmpty(s string) string {
 	return ""
 }
 
-// numberPattern is the JSON number syntax the library accepts as a value.
-var numberPattern = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
-
 // numberOrEmpty returns s when the library accepts it as a value, else "".
 func numberOrEmpty(s string) string {
-	if len(s) == 0 || len(s) > 64 || !numberPattern.MatchString(s) {
-		return ""
-	}
-	if f, err := strconv.ParseFloat(s, 64); err != nil && math.IsInf(f, 0) {
+	if !contract.ValidValue(s) {
 		return ""
 	}
 	return s

@@ -3,9 +3,6 @@ package control
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"runtime/pprof"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redisconn"
@@ -55,7 +53,7 @@ type recorder struct {
 	mu       sync.Mutex
 	accept   func(attempt int) bool // nil: accept every command
 	attempts int
-	got      []*Command
+	got      []*contract.Command
 }
 
 func newRecorder(r Reporter) *recorder { return &recorder{r: r} }
@@ -67,7 +65,7 @@ func (t *recorder) acceptIf(f func(attempt int) bool) {
 	t.mu.Unlock()
 }
 
-func (t *recorder) Deliver(c *Command) bool {
+func (t *recorder) Deliver(c *contract.Command) bool {
 	t.mu.Lock()
 	n := t.attempts
 	t.attempts++
@@ -77,7 +75,7 @@ func (t *recorder) Deliver(c *Command) bool {
 	}
 	t.got = append(t.got, c)
 	t.mu.Unlock()
-	t.r.Report(c, Outcome{Status: OK})
+	t.r.Report(c, contract.Outcome{Status: contract.OK})
 	return true
 }
 
@@ -93,9 +91,10 @@ func (t *recorder) ids() []string {
 
 // env is a private Redis with the library loaded.
 type env struct {
-	srv *redistest.Server
-	c   rueidis.Client
-	log *syncBuffer
+	srv     *redistest.Server
+	c       rueidis.Client
+	log     *syncBuffer
+	results *contract.Results // started by the first result
 }
 
 func newEnv(t *testing.T) *env {
@@ -182,11 +181,18 @@ func (e *env) result(t *testing.T, id string) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	m, err := WaitResult(ctx, e.c, id, 10*time.Millisecond)
+	if e.results == nil {
+		e.results = contract.NewResults(e.c, slog.New(slog.DiscardHandler))
+		rctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); e.results.Run(rctx) }()
+		t.Cleanup(func() { stop(); <-done })
+	}
+	res, err := e.results.Wait(ctx, id)
 	if err != nil {
 		t.Fatalf("result of %s: %v", id, err)
 	}
-	return m
+	return res.Fields
 }
 
 func (e *env) queue(t *testing.T, channel string) []string {
@@ -444,8 +450,8 @@ func TestUnreadableEntries(t *testing.T) {
 func TestReport(t *testing.T) {
 	e := newEnv(t)
 	d := e.dispatcher(Options{ResultTTL: time.Minute, ResultsMaxLen: 100})
-	c := &Command{ID: "42", Channel: "1001", Point: "40001", Value: "-2.5", Model: "pm", Control: "setpoint"}
-	d.Report(c, Outcome{Status: Exception, Code: 2, Message: "illegal data address"}) // queued before Run
+	c := &contract.Command{ID: "42", Channel: "1001", Point: "40001", Value: "-2.5", Model: "pm", Control: "setpoint"}
+	d.Report(c, contract.Outcome{Status: contract.Exception, Code: 2, Message: "illegal data address"}) // queued before Run
 	e.run(t, d)
 
 	m := e.result(t, "42")
@@ -463,13 +469,13 @@ func TestReport(t *testing.T) {
 
 	// Fields the library would refuse are written empty; a long message is cut.
 	long := strings.Repeat("é", 400)
-	d.Report(&Command{ID: "0043", Channel: "1001", Point: "a b", Value: "NaN"}, Outcome{Status: Failed, Message: long})
+	d.Report(&contract.Command{ID: "0043", Channel: "1001", Point: "a b", Value: "NaN"}, contract.Outcome{Status: contract.Failed, Message: long})
 	m = e.result(t, "43")
 	if m["status"] != "failed" || m["point"] != "" || m["value"] != "" || len(m["message"]) != 512 || !strings.HasPrefix(long, m["message"]) {
 		t.Errorf("result = %v", m)
 	}
 	// An outcome without a usable id is logged, not written.
-	d.Report(&Command{ID: "x", Channel: "1001"}, Outcome{Status: OK})
+	d.Report(&contract.Command{ID: "x", Channel: "1001"}, contract.Outcome{Status: contract.OK})
 	wait.For(t, patience, "the refused outcome", func() error { return wait.Equal(d.Stats().ReportErrors, 1) })
 }
 
@@ -479,7 +485,7 @@ func TestReportQueueFull(t *testing.T) {
 	e := newEnv(t)
 	d := e.dispatcher(Options{})
 	for i := 1; i <= reportQueue+10; i++ {
-		d.Report(&Command{ID: strconv.Itoa(i), Channel: "1001"}, Outcome{Status: OK})
+		d.Report(&contract.Command{ID: strconv.Itoa(i), Channel: "1001"}, contract.Outcome{Status: contract.OK})
 	}
 	if st := d.Stats(); st.ReportsDropped != 10 {
 		t.Errorf("dropped %d, want 10", st.ReportsDropped)
@@ -544,10 +550,13 @@ func TestRunStopsCleanly(t *testing.T) {
 		d.Run(ctx)
 	}()
 	e.waitSubscribed(t, "")
-	id := e.send(t, "pm", "1", "")
-	e.result(t, id)
-	id = e.send(t, "pm2", "1", "")
-	e.result(t, id) // offline: no grace
+	for _, model := range []string{"pm", "pm2"} { // pm2: offline, no grace
+		id := e.send(t, model, "1", "")
+		wait.For(t, patience, "the outcome of "+id, func() error {
+			n, _ := redistest.Do(t, e.c, "EXISTS", keys.CommandResult(id)).AsInt64()
+			return wait.Equal(n, 1)
+		})
+	}
 	cancel()
 	select {
 	case <-done:
@@ -570,31 +579,6 @@ func goroutines() string {
 	var b strings.Builder
 	_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
 	return b.String()
-}
-
-func TestWaitResult(t *testing.T) {
-	e := newEnv(t)
-	if _, err := WaitResult(context.Background(), e.c, "4x", 0); err == nil {
-		t.Error("WaitResult accepted a bad id")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := WaitResult(ctx, e.c, "5", 5*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("no result: err = %v", err)
-	}
-
-	// A hash without a status (being written by hand) is not a result yet.
-	redistest.Do(t, e.c, "HSET", keys.CommandResult("6"), "channel", "1001")
-	go func() {
-		time.Sleep(30 * time.Millisecond) // lets WaitResult poll the incomplete hash first
-		_ = e.c.Do(context.Background(), e.c.B().Hset().Key(keys.CommandResult("6")).FieldValue().FieldValue("status", "timeout").Build()).Error()
-	}()
-	ctx2, cancel2 := context.WithTimeout(context.Background(), patience)
-	defer cancel2()
-	m, err := WaitResult(ctx2, e.c, "6", 5*time.Millisecond)
-	if err != nil || m["status"] != "timeout" || m["channel"] != "1001" {
-		t.Errorf("WaitResult = %v, %v", m, err)
-	}
 }
 
 func TestOptionsDefaults(t *testing.T) {
@@ -642,22 +626,6 @@ func TestHelpers(t *testing.T) {
 	}
 }
 
-func TestParseReloadReply(t *testing.T) {
-	r, err := ParseReloadReply([]byte(`{"id":"ab12","ok":true,"message":"","added":2,"changed":1,"removed":0}`))
-	if err != nil || r != (ReloadReply{ID: "ab12", OK: true, Added: 2, Changed: 1}) {
-		t.Errorf("ParseReloadReply = %+v, %v", r, err)
-	}
-	b, _ := json.Marshal(ReloadReply{ID: "x", Message: "bad template"})
-	if string(b) != `{"id":"x","ok":false,"message":"bad template","added":0,"changed":0,"removed":0}` {
-		t.Errorf("Marshal = %s", b)
-	}
-	for _, in := range []string{``, `{}`, `{"ok":true}`, `{"id":5}`, `not json`, `{"id":"x"` + strings.Repeat(" ", MaxReloadReply) + `}`} {
-		if _, err := ParseReloadReply([]byte(in)); err == nil {
-			t.Errorf("ParseReloadReply(%.40q) accepted", in)
-		}
-	}
-}
-
 // FuzzParse checks that no queue entry makes Parse or salvageID panic, and
 // that a parsed command has a command number.
 func FuzzParse(f *testing.F) {
@@ -668,29 +636,17 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if c, err := Parse([]byte(s)); err == nil {
+		if c, err := contract.Parse([]byte(s)); err == nil {
 			if _, err := strconv.ParseUint(c.ID, 10, 64); err != nil || c.Channel == "" {
-				t.Fatalf("Parse(%q) gave %+v", s, c)
+				t.Fatalf("contract.Parse(%q) gave %+v", s, c)
 			}
 		}
 		if id := salvageID(s); id != "" {
-			if _, ok := normalID(id); !ok {
+			if _, ok := contract.CommandID(id); !ok {
 				t.Fatalf("salvageID(%q) = %q", s, id)
 			}
 		}
-		_, _ = ParseReloadReply([]byte(s))
 	})
-}
-
-// Example-like check that WaitResult's error names the command.
-func TestWaitResultErrorText(t *testing.T) {
-	e := newEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := WaitResult(ctx, e.c, "12", time.Millisecond)
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("command %s", "12")) {
-		t.Errorf("err = %v", err)
-	}
 }
 
 // BenchmarkDispatch measures commands per second from queued to delivered

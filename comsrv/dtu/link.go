@@ -13,6 +13,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/framelog"
 	"github.com/voltedge/voltedge/comsrv/poll"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/rtu"
 )
 
@@ -53,7 +54,7 @@ func (f *flight) busy() bool { return f.phase != idle }
 
 // ctlState is the control command a link is executing.
 type ctlState struct {
-	cmd *control.Command
+	cmd *contract.Command
 	w   poll.Write
 	req rtu.Request // the request to send: the write, or first the read of a read-modify-write
 }
@@ -247,12 +248,12 @@ func (l *link) sendSlot(now time.Time) error {
 		if c.cmd.Expired(now) {
 			// Also before a retry or the write of a read-modify-write: a
 			// late command is never executed.
-			l.endControl(control.Outcome{Status: control.Expired, Message: control.MsgExpired})
+			l.endControl(contract.Outcome{Status: contract.Expired, Message: control.MsgExpired})
 			return nil
 		}
 		var err error
 		if adu, err = rtu.AppendRequest(l.scratch[:0], c.req); err != nil {
-			l.endControl(control.Outcome{Status: control.Invalid, Message: err.Error()})
+			l.endControl(contract.Outcome{Status: contract.Invalid, Message: err.Error()})
 			return nil
 		}
 	} else {
@@ -287,25 +288,25 @@ func (l *link) write(now time.Time, adu []byte) error {
 
 // startControl puts cmd in the slot, or answers it at once when it cannot
 // be sent (expired, invalid, or a link that does not carry Modbus).
-func (l *link) startControl(cmd *control.Command, now time.Time) {
+func (l *link) startControl(cmd *contract.Command, now time.Time) {
 	if cmd.Expired(now) {
-		l.core.Report(cmd, control.Outcome{Status: control.Expired, Message: control.MsgExpired})
+		l.core.Report(cmd, contract.Outcome{Status: contract.Expired, Message: control.MsgExpired})
 		return
 	}
 	if !l.f.c.polls() {
-		l.core.Report(cmd, control.Outcome{Status: control.Invalid, Message: "channel " + l.ch.ID + " (" + l.lst.cfg.Profile + " profile) does not carry Modbus"})
+		l.core.Report(cmd, contract.Outcome{Status: contract.Invalid, Message: "channel " + l.ch.ID + " (" + l.lst.cfg.Profile + " profile) does not carry Modbus"})
 		return
 	}
 	w, err := l.core.Plan().Write(cmd.Point, cmd.Value)
 	if err != nil {
-		l.core.Report(cmd, control.Outcome{Status: control.Invalid, Message: err.Error()})
+		l.core.Report(cmd, contract.Outcome{Status: contract.Invalid, Message: err.Error()})
 		return
 	}
 	l.fl = flight{phase: ready, ctl: &ctlState{cmd: cmd, w: w, req: w.Req}}
 }
 
 // endControl reports the control in the slot and empties the slot.
-func (l *link) endControl(o control.Outcome) {
+func (l *link) endControl(o contract.Outcome) {
 	l.core.Report(l.fl.ctl.cmd, o)
 	l.fl = flight{}
 }
@@ -340,11 +341,11 @@ func (l *link) failed(now time.Time, timeout bool, why string) {
 	quietUntil := now.Add(l.srv.cfg.Modbus.FlushDelay.Duration)
 	switch {
 	case l.fl.ctl != nil && !retry:
-		st := control.Failed
+		st := contract.Failed
 		if timeout {
-			st = control.Timeout
+			st = contract.Timeout
 		}
-		l.endControl(control.Outcome{Status: st, Message: why})
+		l.endControl(contract.Outcome{Status: st, Message: why})
 	case l.fl.ctl == nil && (!retry || l.core.Skip(slave, now)):
 		l.fl = flight{}
 	default:
@@ -405,7 +406,7 @@ func (l *link) onResponse(frame []byte, now time.Time) {
 	case errors.As(err, &exc):
 		l.core.Exception(now, req.Slave, exc.Code)
 		if l.fl.ctl != nil {
-			l.endControl(control.Outcome{Status: control.Exception, Code: exc.Code, Message: exc.Error()})
+			l.endControl(contract.Outcome{Status: contract.Exception, Code: exc.Code, Message: exc.Error()})
 			return
 		}
 		l.fl = flight{}
@@ -425,14 +426,14 @@ func (l *link) controlAnswered(payload []byte) {
 	if c.w.ReadFirst && rtu.IsRead(c.req.Function) {
 		req, err := c.w.Complete(payload)
 		if err != nil {
-			l.endControl(control.Outcome{Status: control.Failed, Message: err.Error()})
+			l.endControl(contract.Outcome{Status: contract.Failed, Message: err.Error()})
 			return
 		}
 		c.req = req
 		l.fl = flight{phase: ready, ctl: c}
 		return
 	}
-	l.endControl(control.Outcome{Status: control.OK})
+	l.endControl(contract.Outcome{Status: contract.OK})
 }
 
 // onMessage publishes a device's own message (a line, a data frame) within the link's budget.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -53,11 +54,11 @@ registration = "DEV001"
 type recorder struct {
 	mu       sync.Mutex
 	targets  map[string]control.Target
-	outcomes map[string]control.Outcome
+	outcomes map[string]contract.Outcome
 }
 
 func newRecorder() *recorder {
-	return &recorder{targets: map[string]control.Target{}, outcomes: map[string]control.Outcome{}}
+	return &recorder{targets: map[string]control.Target{}, outcomes: map[string]contract.Outcome{}}
 }
 
 func (r *recorder) Attach(ch string, t control.Target) {
@@ -74,13 +75,13 @@ func (r *recorder) Detach(ch string, t control.Target) {
 	}
 }
 
-func (r *recorder) Report(c *control.Command, o control.Outcome) {
+func (r *recorder) Report(c *contract.Command, o contract.Outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.outcomes[c.ID] = o
 }
 
-func (r *recorder) deliver(t *testing.T, c *control.Command) {
+func (r *recorder) deliver(t *testing.T, c *contract.Command) {
 	t.Helper()
 	var tg control.Target
 	wait.For(t, patience, "link attached for "+c.Channel, func() error {
@@ -94,9 +95,9 @@ func (r *recorder) deliver(t *testing.T, c *control.Command) {
 	}
 }
 
-func (r *recorder) outcome(t *testing.T, id string) control.Outcome {
+func (r *recorder) outcome(t *testing.T, id string) contract.Outcome {
 	t.Helper()
-	var o control.Outcome
+	var o contract.Outcome
 	wait.For(t, patience, "outcome of command "+id, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -309,9 +310,9 @@ func TestLineTimeout(t *testing.T) {
 	}
 }
 
-func command(id, ch, point, value string, ttl time.Duration) *control.Command {
+func command(id, ch, point, value string, ttl time.Duration) *contract.Command {
 	now := time.Now()
-	return &control.Command{ID: id, Channel: ch, Point: point, Value: value, Queued: now, Deadline: now.Add(ttl)}
+	return &contract.Command{ID: id, Channel: ch, Point: point, Value: value, Queued: now, Deadline: now.Add(ttl)}
 }
 
 // answerUntil answers read requests with regs until a write request arrives, and returns it.
@@ -355,7 +356,7 @@ func TestControls(t *testing.T) {
 	if w.Function != rtu.WriteSingleRegister || w.Address != 1 || !bytes.Equal(w.Data, []byte{0x02, 0x01}) {
 		t.Fatalf("write %+v", w)
 	}
-	if o := rec.outcome(t, "1"); o.Status != control.OK {
+	if o := rec.outcome(t, "1"); o.Status != contract.OK {
 		t.Fatalf("outcome %+v", o)
 	}
 
@@ -363,27 +364,27 @@ func TestControls(t *testing.T) {
 	answerUntil(t, d, func(r rtu.Request) []byte {
 		return rtu.AppendException(nil, r.Slave, r.Function, rtu.ExIllegalDataAddress)
 	})
-	if o := rec.outcome(t, "2"); o.Status != control.Exception || o.Code != rtu.ExIllegalDataAddress {
+	if o := rec.outcome(t, "2"); o.Status != contract.Exception || o.Code != rtu.ExIllegalDataAddress {
 		t.Fatalf("outcome %+v", o)
 	}
 
 	rec.deliver(t, command("3", "c1", "1", "99999", 10*time.Second))
-	if o := rec.outcome(t, "3"); o.Status != control.Invalid {
+	if o := rec.outcome(t, "3"); o.Status != contract.Invalid {
 		t.Fatalf("out of range: %+v", o)
 	}
 	rec.deliver(t, command("4", "c1", "nope", "1", 10*time.Second))
-	if o := rec.outcome(t, "4"); o.Status != control.Invalid || !strings.Contains(o.Message, "nope") {
+	if o := rec.outcome(t, "4"); o.Status != contract.Invalid || !strings.Contains(o.Message, "nope") {
 		t.Fatalf("unknown point: %+v", o)
 	}
 	rec.deliver(t, command("5", "c1", "2", "1", -time.Second))
-	if o := rec.outcome(t, "5"); o.Status != control.Expired {
+	if o := rec.outcome(t, "5"); o.Status != contract.Expired {
 		t.Fatalf("expired: %+v", o)
 	}
 
 	// No answer to the write: timeout (retries = 0).
 	rec.deliver(t, command("6", "c1", "2", "7", 10*time.Second))
 	answerUntil(t, d, func(rtu.Request) []byte { return nil })
-	if o := rec.outcome(t, "6"); o.Status != control.Timeout {
+	if o := rec.outcome(t, "6"); o.Status != contract.Timeout {
 		t.Fatalf("unanswered write: %+v", o)
 	}
 
@@ -395,10 +396,10 @@ func TestControls(t *testing.T) {
 		d.c.Close()
 		return nil
 	})
-	if o := rec.outcome(t, "7"); o.Status != control.Failed || !strings.Contains(o.Message, "in flight") {
+	if o := rec.outcome(t, "7"); o.Status != contract.Failed || !strings.Contains(o.Message, "in flight") {
 		t.Fatalf("in-flight command: %+v", o)
 	}
-	if o := rec.outcome(t, "8"); o.Status != control.Offline {
+	if o := rec.outcome(t, "8"); o.Status != contract.Offline {
 		t.Fatalf("queued command: %+v", o)
 	}
 	wait.For(t, patience, "offline", func() error { return wait.Equal(b.hash(t, keys.ChannelStatus("c1"))["online"], "0") })

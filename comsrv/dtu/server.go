@@ -27,6 +27,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/directory"
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/logging"
 	"github.com/voltedge/voltedge/internal/redisconn"
 )
@@ -238,7 +239,7 @@ func (s *Server) refuse(l *listener, reason, detail, remote, id string) {
 		if detail != "" {
 			r += ": " + detail
 		}
-		s.sink.Event(sink.Event{Type: sink.EventRefused, Listener: l.cfg.Name, Registration: id, Remote: remote, Reason: r, At: time.Now()})
+		s.sink.Event(sink.Event{Type: contract.EventRefused, Listener: l.cfg.Name, Registration: id, Remote: remote, Reason: r, At: time.Now()})
 	}
 }
 
@@ -360,7 +361,7 @@ func (s *Server) attach(l *link) *channel.Counters {
 			s.log.Error("replaced link did not stop in time", "channel", l.ch.ID)
 		}
 		s.log.Info("dtu link replaced", "channel", l.ch.ID, "registration", quoteID(l.regID), "old_remote", old.remote, "new_remote", l.remote)
-		s.sink.Event(sink.Event{Type: sink.EventReplaced, Channel: l.ch.ID, Listener: l.lst.cfg.Name, Registration: l.regID, Remote: l.remote, Reason: "replaced " + old.remote, At: time.Now()})
+		s.sink.Event(sink.Event{Type: contract.EventReplaced, Channel: l.ch.ID, Listener: l.lst.cfg.Name, Registration: l.regID, Remote: l.remote, Reason: "replaced " + old.remote, At: time.Now()})
 	}
 	if s.ctl != nil {
 		s.ctl.Attach(l.ch.ID, l.inbox)
@@ -378,11 +379,11 @@ func (s *Server) detach(l *link, reason string) {
 	s.mu.Unlock()
 	l.inbox.Close()
 	if l.fl.ctl != nil {
-		l.endControl(control.Outcome{Status: control.Failed, Message: "link closed while the command was in flight: " + reason})
+		l.endControl(contract.Outcome{Status: contract.Failed, Message: "link closed while the command was in flight: " + reason})
 	}
 	if s.ctl != nil {
 		s.ctl.Detach(l.ch.ID, l.inbox)
-		l.inbox.Drain(s.ctl, control.Outcome{Status: control.Offline, Message: "link closed: " + reason})
+		l.inbox.Drain(s.ctl, contract.Outcome{Status: contract.Offline, Message: "link closed: " + reason})
 	}
 	l.dropLines(reason)
 	now := time.Now()

@@ -18,6 +18,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/config/configtest"
 	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -54,7 +55,7 @@ func newEnv(t *testing.T) *env {
 		cancel()
 		<-done
 	})
-	return &env{rc: rc, sink: sk, rep: &recorder{got: map[string]control.Outcome{}}, reg: &registry{m: map[string]control.Target{}}, log: lg}
+	return &env{rc: rc, sink: sk, rep: &recorder{got: map[string]contract.Outcome{}}, reg: &registry{m: map[string]control.Target{}}, log: lg}
 }
 
 // hget reads one hash field ("" when absent).
@@ -80,18 +81,18 @@ func (e *env) hgetall(t *testing.T, key string) map[string]string {
 // recorder is a control.Reporter that keeps every outcome.
 type recorder struct {
 	mu  sync.Mutex
-	got map[string]control.Outcome
+	got map[string]contract.Outcome
 }
 
-func (r *recorder) Report(c *control.Command, o control.Outcome) {
+func (r *recorder) Report(c *contract.Command, o contract.Outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got[c.ID] = o
 }
 
-func (r *recorder) wait(t *testing.T, id string) control.Outcome {
+func (r *recorder) wait(t *testing.T, id string) contract.Outcome {
 	t.Helper()
-	var o control.Outcome
+	var o contract.Outcome
 	wait.For(t, 10*time.Second, "outcome of command "+id, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()

@@ -30,6 +30,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/framelog"
 	"github.com/voltedge/voltedge/comsrv/poll"
 	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/rtu"
 )
 
@@ -127,7 +128,7 @@ func (p *Poller) Online() bool { return p.online.Load() }
 // Deliver implements control.Target: it queues c for the poller's goroutine
 // without blocking, and reports false when the inbox is full or the poller
 // has stopped.
-func (p *Poller) Deliver(c *control.Command) bool {
+func (p *Poller) Deliver(c *contract.Command) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -192,7 +193,7 @@ func (p *Poller) detach() {
 	p.closed = true
 	p.mu.Unlock()
 	p.reg.Detach(p.ch.ID, p)
-	p.inbox.Drain(p.rep, control.Outcome{Status: control.Failed, Message: "channel " + p.ch.ID + " stopped"})
+	p.inbox.Drain(p.rep, contract.Outcome{Status: contract.Failed, Message: "channel " + p.ch.ID + " stopped"})
 	p.core.FlushFrames(time.Now())
 }
 
@@ -285,13 +286,13 @@ func (p *Poller) idle(ctx context.Context, d time.Duration) bool {
 		if c == nil {
 			return true
 		}
-		p.core.Report(c, control.Outcome{Status: control.Offline, Message: "channel " + p.ch.ID + " is not connected: " + p.core.OfflineReason()})
+		p.core.Report(c, contract.Outcome{Status: contract.Offline, Message: "channel " + p.ch.ID + " is not connected: " + p.core.OfflineReason()})
 	}
 }
 
 // wait blocks until at, a command, or a stop. It returns the command, or
 // stop true.
-func (p *Poller) wait(ctx context.Context, at time.Time) (*control.Command, bool) {
+func (p *Poller) wait(ctx context.Context, at time.Time) (*contract.Command, bool) {
 	d := time.Until(at)
 	if d <= 0 {
 		return nil, false
@@ -502,14 +503,14 @@ func (p *Poller) addFrame(dir string) {
 
 // command executes one control command and reports its outcome. It returns
 // a reason when the connection was lost meanwhile.
-func (p *Poller) command(c *control.Command) string {
+func (p *Poller) command(c *contract.Command) string {
 	if c.Expired(time.Now()) {
-		p.core.Report(c, control.Outcome{Status: control.Expired, Message: "deadline passed before the command could be sent"})
+		p.core.Report(c, contract.Outcome{Status: contract.Expired, Message: "deadline passed before the command could be sent"})
 		return ""
 	}
 	w, err := p.plan.Write(c.Point, c.Value)
 	if err != nil {
-		p.core.Report(c, control.Outcome{Status: control.Invalid, Message: err.Error()})
+		p.core.Report(c, contract.Outcome{Status: contract.Invalid, Message: err.Error()})
 		return ""
 	}
 	req := w.Req
@@ -523,18 +524,18 @@ func (p *Poller) command(c *control.Command) string {
 		p.linkAnswered()
 		p.core.Answered(req.Slave)
 		if req, err = w.Complete(payload); err != nil {
-			p.core.Report(c, control.Outcome{Status: control.Failed, Message: "read-modify-write: " + err.Error()})
+			p.core.Report(c, contract.Outcome{Status: contract.Failed, Message: "read-modify-write: " + err.Error()})
 			return ""
 		}
 		if c.Expired(time.Now()) { // the read took the rest of its time: never write late
-			p.core.Report(c, control.Outcome{Status: control.Expired, Message: "deadline passed before the write could be sent"})
+			p.core.Report(c, contract.Outcome{Status: contract.Expired, Message: "deadline passed before the write could be sent"})
 			return ""
 		}
 	}
 	res, code, err := p.write(&req)
 	o, lost := p.outcome(req.Slave, res, code, err)
 	p.core.Report(c, o)
-	if o.Status != control.OK {
+	if o.Status != contract.OK {
 		p.log.Info("modbus control failed", "command", c.ID, "point", c.Point, "value", c.Value, "status", o.Status, "message", o.Message)
 	}
 	return lost
@@ -542,33 +543,33 @@ func (p *Poller) command(c *control.Command) string {
 
 // outcome turns a request's result into a command outcome, updating the
 // slave's health; lost is a reason when the connection failed.
-func (p *Poller) outcome(slave uint8, res result, code uint8, err error) (o control.Outcome, lost string) {
+func (p *Poller) outcome(slave uint8, res result, code uint8, err error) (o contract.Outcome, lost string) {
 	now := time.Now()
 	switch res {
 	case resOK:
 		p.linkAnswered()
 		p.core.Answered(slave)
-		return control.Outcome{Status: control.OK}, ""
+		return contract.Outcome{Status: contract.OK}, ""
 	case resException:
 		p.linkAnswered()
 		p.core.Exception(now, slave, code)
-		return control.Outcome{Status: control.Exception, Code: code,
+		return contract.Outcome{Status: contract.Exception, Code: code,
 			Message: "exception " + strconv.Itoa(int(code)) + " (" + rtu.ExceptionText(code) + ")"}, ""
 	case resTimeout:
 		p.failStreak++
 		p.core.Timeout(now, slave)
-		return control.Outcome{Status: control.Timeout, Message: "no answer from slave " + strconv.Itoa(int(slave)) + " within " + p.timeout.String()}, p.deadLink()
+		return contract.Outcome{Status: contract.Timeout, Message: "no answer from slave " + strconv.Itoa(int(slave)) + " within " + p.timeout.String()}, p.deadLink()
 	case resCRC:
 		p.failStreak++
 		p.core.CRCError()
-		return control.Outcome{Status: control.Failed, Message: err.Error()}, p.deadLink()
+		return contract.Outcome{Status: contract.Failed, Message: err.Error()}, p.deadLink()
 	case resMismatch:
 		p.failStreak++
 		p.core.Mismatch()
-		return control.Outcome{Status: control.Failed, Message: "bad answer: " + err.Error()}, p.deadLink()
+		return contract.Outcome{Status: contract.Failed, Message: "bad answer: " + err.Error()}, p.deadLink()
 	case resInvalid:
-		return control.Outcome{Status: control.Invalid, Message: err.Error()}, ""
+		return contract.Outcome{Status: contract.Invalid, Message: err.Error()}, ""
 	}
 	r := lostReason(err)
-	return control.Outcome{Status: control.Failed, Message: r}, r
+	return contract.Outcome{Status: contract.Failed, Message: r}, r
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -116,7 +117,7 @@ func startSet(t *testing.T, e *env, cfg *config.Config) *Set {
 	return set
 }
 
-func (e *env) deliver(t *testing.T, ch string, c *control.Command) {
+func (e *env) deliver(t *testing.T, ch string, c *contract.Command) {
 	t.Helper()
 	var tg control.Target
 	wait.For(t, 10*time.Second, "channel "+ch+" attached", func() error {
@@ -172,8 +173,8 @@ func TestPollValuesAndControls(t *testing.T) {
 	}
 
 	// A write that the device confirms, and the value read back.
-	e.deliver(t, "m1", &control.Command{ID: "1", Point: "102", Value: "50"})
-	if o := e.rep.wait(t, "1"); o.Status != control.OK {
+	e.deliver(t, "m1", &contract.Command{ID: "1", Point: "102", Value: "50"})
+	if o := e.rep.wait(t, "1"); o.Status != contract.OK {
 		t.Fatalf("command 1: %+v", o)
 	}
 	if v := dev.getHolding(1, 10); v != 50 {
@@ -182,40 +183,40 @@ func TestPollValuesAndControls(t *testing.T) {
 	wait.For(t, 5*time.Second, "written value polled back", func() error { return wait.Equal(e.hget(t, values, "102"), "50") })
 
 	// Out of range for uint16: refused before anything is sent.
-	e.deliver(t, "m1", &control.Command{ID: "2", Point: "102", Value: "70000"})
-	if o := e.rep.wait(t, "2"); o.Status != control.Invalid || o.Message == "" {
+	e.deliver(t, "m1", &contract.Command{ID: "2", Point: "102", Value: "70000"})
+	if o := e.rep.wait(t, "2"); o.Status != contract.Invalid || o.Message == "" {
 		t.Fatalf("command 2: %+v", o)
 	}
 	// The device refuses the write with exception 2.
-	e.deliver(t, "m1", &control.Command{ID: "3", Point: "104", Value: "1"})
-	if o := e.rep.wait(t, "3"); o.Status != control.Exception || o.Code != rtu.ExIllegalDataAddress {
+	e.deliver(t, "m1", &contract.Command{ID: "3", Point: "104", Value: "1"})
+	if o := e.rep.wait(t, "3"); o.Status != contract.Exception || o.Code != rtu.ExIllegalDataAddress {
 		t.Fatalf("command 3: %+v", o)
 	}
 	// Expired: never executed.
-	e.deliver(t, "m1", &control.Command{ID: "4", Point: "102", Value: "77", Deadline: time.Now().Add(-time.Second)})
-	if o := e.rep.wait(t, "4"); o.Status != control.Expired {
+	e.deliver(t, "m1", &contract.Command{ID: "4", Point: "102", Value: "77", Deadline: time.Now().Add(-time.Second)})
+	if o := e.rep.wait(t, "4"); o.Status != contract.Expired {
 		t.Fatalf("command 4: %+v", o)
 	}
 	if v := dev.getHolding(1, 10); v != 50 {
 		t.Fatalf("register 10 = %d after an expired command, want 50", v)
 	}
 	// A bit of a register: read, modify, write.
-	e.deliver(t, "m1", &control.Command{ID: "5", Point: "103", Value: "1"})
-	if o := e.rep.wait(t, "5"); o.Status != control.OK {
+	e.deliver(t, "m1", &contract.Command{ID: "5", Point: "103", Value: "1"})
+	if o := e.rep.wait(t, "5"); o.Status != contract.OK {
 		t.Fatalf("command 5: %+v", o)
 	}
 	if v := dev.getHolding(1, 11); v != 0x0109 {
 		t.Fatalf("register 11 = %#04x, want 0x0109", v)
 	}
 	// A coil.
-	e.deliver(t, "m1", &control.Command{ID: "6", Point: "110", Value: "0"})
-	if o := e.rep.wait(t, "6"); o.Status != control.OK {
+	e.deliver(t, "m1", &contract.Command{ID: "6", Point: "110", Value: "0"})
+	if o := e.rep.wait(t, "6"); o.Status != contract.OK {
 		t.Fatalf("command 6: %+v", o)
 	}
 	wait.For(t, 5*time.Second, "coil polled back", func() error { return wait.Equal(e.hget(t, values, "110"), "0") })
 	// Unknown point.
-	e.deliver(t, "m1", &control.Command{ID: "7", Point: "999", Value: "1"})
-	if o := e.rep.wait(t, "7"); o.Status != control.Invalid {
+	e.deliver(t, "m1", &contract.Command{ID: "7", Point: "999", Value: "1"})
+	if o := e.rep.wait(t, "7"); o.Status != contract.Invalid {
 		t.Fatalf("command 7: %+v", o)
 	}
 
@@ -252,8 +253,8 @@ func TestReconnectAfterServerStops(t *testing.T) {
 		return wait.Check(st["online"] == "0" && st["disconnect_reason"] != "", "status %v", st)
 	})
 	// Commands while offline are answered at once.
-	e.deliver(t, "r1", &control.Command{ID: "10", Point: "102", Value: "1"})
-	if o := e.rep.wait(t, "10"); o.Status != control.Offline {
+	e.deliver(t, "r1", &contract.Command{ID: "10", Point: "102", Value: "1"})
+	if o := e.rep.wait(t, "10"); o.Status != contract.Offline {
 		t.Fatalf("command while offline: %+v", o)
 	}
 	// Let a few connection attempts fail (back-off 50ms..400ms).

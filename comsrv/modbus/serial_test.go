@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -170,8 +170,8 @@ func TestSerialRTU(t *testing.T) {
 	if s := e.hget(t, keys.ChannelStatus("s1"), "online"); s != "1" {
 		t.Fatalf("online = %q", s)
 	}
-	e.deliver(t, "s1", &control.Command{ID: "1", Point: "1", Value: "1.5"})
-	if o := e.rep.wait(t, "1"); o.Status != control.OK {
+	e.deliver(t, "s1", &contract.Command{ID: "1", Point: "1", Value: "1.5"})
+	if o := e.rep.wait(t, "1"); o.Status != contract.OK {
 		t.Fatalf("serial write: %+v", o)
 	}
 	if v := dev.getHolding(1, 0); v != 150 {

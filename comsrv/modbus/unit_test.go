@@ -14,8 +14,8 @@ import (
 
 	mb "github.com/simonvetter/modbus"
 
-	"github.com/voltedge/voltedge/comsrv/control"
 	"github.com/voltedge/voltedge/comsrv/poll"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/rtu"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -121,16 +121,16 @@ func TestStoppedPollerFailsQueuedCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := New(cfg.ChannelList[0], plan, cfg, e.sink, e.rep, e.reg, e.log)
-	if !p.Deliver(&control.Command{ID: "1", Channel: "x", Point: "102", Value: "1"}) {
+	if !p.Deliver(&contract.Command{ID: "1", Channel: "x", Point: "102", Value: "1"}) {
 		t.Fatal("not delivered")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	p.Run(ctx)
-	if o := e.rep.wait(t, "1"); o.Status != control.Failed {
+	if o := e.rep.wait(t, "1"); o.Status != contract.Failed {
 		t.Fatalf("queued command: %+v", o)
 	}
-	if p.Deliver(&control.Command{ID: "2"}) {
+	if p.Deliver(&contract.Command{ID: "2"}) {
 		t.Fatal("a stopped poller accepted a command")
 	}
 	if e.reg.target("x") != nil {

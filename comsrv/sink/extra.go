@@ -4,12 +4,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 )
 
 // Event is one connection event for the comsrv:events stream.
 type Event struct {
-	Type         string // online, offline, replaced, refused, connect_failed
+	Type         string // contract.EventOnline, EventOffline, …
 	Channel      string // empty for refusals of unknown devices
 	Listener     string // DTU listener name, or "modbus" for Modbus channels
 	Registration string
@@ -18,22 +19,16 @@ type Event struct {
 	At           time.Time
 }
 
-// Event types.
-const (
-	EventOnline        = "online"
-	EventOffline       = "offline"
-	EventReplaced      = "replaced"
-	EventRefused       = "refused"
-	EventConnectFailed = "connect_failed"
-)
-
 // Event queues an entry of the connection event stream, capped at about
 // Options.EventsMaxLen entries. It never blocks.
 func (s *Sink) Event(e Event) bool {
 	b := s.client.B().Xadd().Key(keys.ConnectionEvents).Maxlen().Almost().Threshold(strconv.Itoa(s.opt.EventsMaxLen)).Id("*").FieldValue().
-		FieldValue("event", e.Type).
-		FieldValue("ts", strconv.FormatInt(e.At.UnixMilli(), 10))
-	for _, kv := range [...][2]string{{"channel", e.Channel}, {"listener", e.Listener}, {"registration", e.Registration}, {"remote", e.Remote}, {"reason", e.Reason}} {
+		FieldValue(contract.EventType, e.Type).
+		FieldValue(contract.EventTS, strconv.FormatInt(e.At.UnixMilli(), 10))
+	for _, kv := range [...][2]string{
+		{contract.EventChannel, e.Channel}, {contract.EventListener, e.Listener},
+		{contract.EventRegistration, e.Registration}, {contract.EventRemote, e.Remote}, {contract.EventReason, e.Reason},
+	} {
 		if kv[1] != "" {
 			b = b.FieldValue(kv[0], kv[1])
 		}

@@ -120,7 +120,8 @@ func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
 	s.stop()
 	var err error
-	for attempt := 0; attempt < 5; attempt++ { // the port may be held for a moment after the stop
+	// The port may be held for a moment after the stop.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		var n *Server
 		if n, err = launch(s.bin, s.dir, s.port); err == nil {
 			s.cmd = n.cmd
@@ -131,7 +132,6 @@ func (s *Server) Restart(tb testing.TB) {
 }
 
 // URL is the server's redis:// URL.
-
 func (s *Server) URL() string { return "redis://" + s.Addr }
 
 // Client returns a lean rueidis client for the server, closed at test end.

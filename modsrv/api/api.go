@@ -28,6 +28,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/metrics"
 	"github.com/voltedge/voltedge/internal/svc"
@@ -63,14 +64,17 @@ type Deps struct {
 	Config *config.Config
 	// Caller calls the Lua library; nil means one made on Redis.
 	Caller *lualib.Caller
+	// Results hands controls their outcomes; the caller runs it (Run) for
+	// as long as the API serves. Required.
+	Results *contract.Results
 	// Started is when the service started (uptime); zero means now.
 	Started time.Time
 }
 
 // withDefaults fills in the optional fields and checks the required ones.
 func (d Deps) withDefaults() (Deps, error) {
-	if d.Redis == nil || d.Auth == nil || d.Config == nil {
-		return d, errors.New("api: Deps needs Redis, Auth and Config")
+	if d.Redis == nil || d.Auth == nil || d.Config == nil || d.Results == nil {
+		return d, errors.New("api: Deps needs Redis, Auth, Config and Results")
 	}
 	if d.Log == nil {
 		d.Log = slog.Default()
@@ -90,6 +94,7 @@ func (d Deps) withDefaults() (Deps, error) {
 // server holds the handlers' state.
 type server struct {
 	d        Deps
+	sender   *contract.Sender
 	doc      []byte // the OpenAPI document
 	requests *metrics.CounterVec
 	controls *metrics.CounterVec
@@ -106,7 +111,7 @@ func New(d Deps) (*fiber.App, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{d: d}
+	s := &server{d: d, sender: contract.NewSender(d.Redis, d.Caller, d.Results)}
 	reg := d.Metrics
 	s.requests = reg.CounterVec("modsrv_http_requests_total", "HTTP requests by route, method and status.",
 		[]string{"route", "method", "status"}, maxRouteSeries)

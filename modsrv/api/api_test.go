@@ -22,7 +22,8 @@ import (
 	"github.com/redis/rueidis"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
+	"github.com/voltedge/voltedge/internal/contract/contracttest"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/metrics"
@@ -80,7 +81,12 @@ func newEnv(t *testing.T, extra string) *env {
 	}
 	reg := svc.BaseMetrics("modsrv", rc, time.Now())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps := Deps{Redis: rc, Auth: a, Log: log, Metrics: reg, Config: cfg}
+	results := contract.NewResults(rc, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); results.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deps := Deps{Redis: rc, Auth: a, Log: log, Metrics: reg, Config: cfg, Results: results}
 	app, err := New(deps)
 	if err != nil {
 		t.Fatal(err)
@@ -298,61 +304,40 @@ func TestModelValues(t *testing.T) {
 	e.do(t, "GET", "/models/a%3Ab/values", "").fails(t, 400, "bad_request", `invalid model id "a:b"`)
 }
 
-// target is a link that answers every command with the outcome its value asks for.
-type target struct {
-	d   *control.Dispatcher
+// delivered records the commands the responder answered.
+type delivered struct {
 	mu  sync.Mutex
-	got []*control.Command
+	got []*contract.Command
 }
 
-func (tg *target) Deliver(c *control.Command) bool {
-	tg.mu.Lock()
-	tg.got = append(tg.got, c)
-	tg.mu.Unlock()
-	o := control.Outcome{Status: control.OK}
-	switch c.Value {
-	case "13":
-		o = control.Outcome{Status: control.Invalid, Message: "value out of range 0..10"}
-	case "66":
-		o = control.Outcome{Status: control.Exception, Code: 2, Message: "illegal data address"}
-	case "77":
-		o = control.Outcome{Status: control.Offline, Message: control.MsgOffline}
-	}
-	go tg.d.Report(c, o)
-	return true
-}
-
-// runDispatcher runs comsrv's control dispatcher with a target for channel
-// 1001; channel 9 has none and its commands stay queued.
-func runDispatcher(t *testing.T, e *env) *target {
+// respond stands for comsrv: channel 1001 answers every command with the
+// outcome its value asks for; channel 9 has no link and its commands stay queued.
+func respond(t *testing.T, e *env) *delivered {
 	t.Helper()
 	e.redis(t, "HSET", keys.MappingReverse,
 		keys.PointRef("pm", "setpoint"), keys.PointRef("1001", "40001"),
 		keys.PointRef("pm", "lost"), keys.PointRef("9", "40001"))
-	d := control.NewDispatcher(e.rc, control.Options{StartupGrace: time.Hour, SweepInterval: 50 * time.Millisecond},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	tg := &target{d: d}
-	d.Attach("1001", tg)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(patience):
-			t.Error("dispatcher did not stop")
+	tg := &delivered{}
+	contracttest.Respond(t, e.srv.Client(t), func(c *contract.Command) (contract.Outcome, bool) {
+		tg.mu.Lock()
+		tg.got = append(tg.got, c)
+		tg.mu.Unlock()
+		switch c.Value {
+		case "13":
+			return contract.Outcome{Status: contract.Invalid, Message: "value out of range 0..10"}, true
+		case "66":
+			return contract.Outcome{Status: contract.Exception, Code: 2, Message: "illegal data address"}, true
+		case "77":
+			return contract.Outcome{Status: contract.Offline, Message: "channel not connected"}, true
 		}
-	})
+		return contract.Outcome{Status: contract.OK}, true
+	}, "1001")
 	return tg
 }
 
 func TestControl(t *testing.T) {
 	e := newEnv(t, `control_timeout = "15s"`)
-	tg := runDispatcher(t, e)
+	tg := respond(t, e)
 
 	r := e.do(t, "POST", "/models/pm/control/setpoint", `{"value": 50.25}`, "auth", token).ok(t, 200)
 	id := r.body["id"].(string)
@@ -397,15 +382,16 @@ func TestControl(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("queue of channel 9: %v", entries)
 	}
-	cmd, err := control.Parse([]byte(entries[0]))
+	cmd, err := contract.Parse([]byte(entries[0]))
 	if err != nil || d(cmd.Deadline.Sub(cmd.Queued)) != 300*time.Millisecond {
 		t.Fatalf("queued command %+v: %v", cmd, err)
 	}
 
 	// Refusals.
 	e.do(t, "POST", "/models/pm/control/nothing", `{"value":1}`, "auth", token).fails(t, 404, "not_found", `model "pm" has no control "nothing"`)
+	e.do(t, "POST", "/models/nope/control/setpoint", `{"value":1}`, "auth", token).fails(t, 404, "not_found", `unknown model "nope"`)
 	e.do(t, "POST", "/models/pm/control/setpoint", `{"value":"abc"}`, "auth", token).fails(t, 400, "bad_request", "not a decimal number")
-	e.do(t, "POST", "/models/pm/control/setpoint", `{"value":"1e999"}`, "auth", token).fails(t, 400, "bad_request", "send_control")
+	e.do(t, "POST", "/models/pm/control/setpoint", `{"value":"1e999"}`, "auth", token).fails(t, 400, "bad_request", "not a decimal number")
 	e.do(t, "POST", "/models/pm/control/setpoint", `{}`, "auth", token).fails(t, 400, "bad_request", `"value" is required`)
 	e.do(t, "POST", "/models/pm/control/setpoint", `{"value":1,"x":2}`, "auth", token).fails(t, 400, "bad_request", "unknown field")
 	e.do(t, "POST", "/models/pm/control/setpoint", `{"value":1}{}`, "auth", token).fails(t, 400, "bad_request", "one JSON object")

@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 )
 
@@ -27,22 +28,23 @@ const (
 
 // counterFields are the status hash fields that count things: GET
 // /channels/{id} returns them under "stats", the rest under "status".
-var counterFields = map[string]bool{
-	"polls_ok": true, "timeouts": true, "crc_errors": true, "exceptions": true, "mismatches": true,
-	"bytes_in": true, "bytes_out": true, "garbage_bytes": true, "heartbeats": true, "connects": true,
-	"decode_errors": true, "dropped": true, "skipped_polls": true, "controls_ok": true, "controls_failed": true,
-	"messages": true, "messages_dropped": true, "forwarded": true, "connect_failures": true, "sync_errors": true,
-}
+var counterFields = fieldSet(contract.ChannelCounters)
 
 // numericFields are the status fields returned as JSON numbers besides the counters.
-var numericFields = map[string]bool{
-	"connected_at": true, "last_heartbeat": true, "updated_at": true, "disconnected_at": true, "last_sync_error_at": true,
+var numericFields = fieldSet(contract.ChannelTimes)
+
+func fieldSet(fields []string) map[string]bool {
+	m := make(map[string]bool, len(fields))
+	for _, f := range fields {
+		m[f] = true
+	}
+	return m
 }
 
 // statusValue converts one status field: online becomes a boolean,
 // counters and times numbers (when they are integers), the rest strings.
 func statusValue(field, v string) any {
-	if field == "online" {
+	if field == contract.ChannelOnline {
 		return v == "1"
 	}
 	if counterFields[field] || numericFields[field] {
@@ -88,7 +90,7 @@ func (s *server) channels(c *fiber.Ctx) error {
 				ch[k] = statusValue(k, v)
 			}
 			ch["id"] = ids[i]
-			ch["online"] = st["online"] == "1"
+			ch["online"] = st[contract.ChannelOnline] == "1"
 			out = append(out, ch)
 		}
 	}
@@ -123,7 +125,7 @@ func (s *server) channel(c *fiber.Ctx) error {
 	if !member && len(st) == 0 && n == 0 {
 		return Errorf(http.StatusNotFound, "channel %q is unknown", id)
 	}
-	status := map[string]any{"online": st["online"] == "1"}
+	status := map[string]any{"online": st[contract.ChannelOnline] == "1"}
 	stats := map[string]any{}
 	for k, v := range st {
 		if counterFields[k] {

@@ -7,27 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/redis/rueidis"
 
-	"github.com/voltedge/voltedge/comsrv/control"
-	"github.com/voltedge/voltedge/internal/keys"
-	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/modsrv/auth"
 	"github.com/voltedge/voltedge/modsrv/config"
-	"github.com/voltedge/voltedge/scripts"
 )
-
-// resultPoll is how often a control's outcome hash is read while waiting.
-const resultPoll = 50 * time.Millisecond
-
-// decimal is the value syntax send_control accepts (JSON number syntax).
-var decimal = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 
 // ParseControlValue reads the "value" of a control request: a JSON number
 // (kept as its exact text), a string holding a decimal number, or a
@@ -55,66 +42,45 @@ func ParseControlValue(raw json.RawMessage) (string, error) {
 	default:
 		v = string(raw)
 	}
-	if len(v) > 64 || !decimal.MatchString(v) {
-		return "", fmt.Errorf("value %.70q is not a decimal number (like 50, -3.5 or 1e3)", v)
+	if err := contract.CheckValue(v); err != nil {
+		return "", err
 	}
 	return v, nil
 }
 
-// SendControl queues a control through the Lua function send_control and
-// returns the command id. ttl is the command's lifetime: comsrv answers
-// "expired" instead of executing it later. Errors are *Error: 400 for an
-// invalid id or value, 404 when the model has no such control, 503 when
-// Redis cannot be reached.
-func SendControl(ctx context.Context, r rueidis.Client, k *lualib.Caller, model, name, value string, ttl time.Duration) (string, error) {
-	if !keys.ValidID(model) {
-		return "", Errorf(http.StatusBadRequest, "invalid model id %q", model)
+// ControlError maps an error of contract.Sender to the API error REST and
+// the WebSocket both answer: 400 for an invalid id, value or ttl or another
+// refusal of send_control, 404 for an unknown model or control, 503 when
+// Redis cannot be reached, 500 for a malformed control mapping or anything else.
+func ControlError(err error) *Error {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, contract.ErrInvalidModel), errors.Is(err, contract.ErrInvalidControl),
+		errors.Is(err, contract.ErrInvalidValue), errors.Is(err, contract.ErrInvalidTTL),
+		errors.Is(err, contract.ErrRefused):
+		status = http.StatusBadRequest
+	case errors.Is(err, contract.ErrUnknownModel), errors.Is(err, contract.ErrUnknownControl):
+		status = http.StatusNotFound
+	case errors.Is(err, contract.ErrUnavailable):
+		status = http.StatusServiceUnavailable
 	}
-	if !keys.ValidID(name) {
-		return "", Errorf(http.StatusBadRequest, "invalid control name %q", name)
-	}
-	ref := keys.PointRef(model, name)
-	ok, err := r.Do(ctx, r.B().Hexists().Key(keys.MappingReverse).Field(ref).Build()).AsBool()
-	if err != nil {
-		return "", Errorf(http.StatusServiceUnavailable, "redis unavailable (control mapping): %v", err)
-	}
-	if !ok {
-		return "", Errorf(http.StatusNotFound, "model %q has no control %q", model, name)
-	}
-	ms := max(ttl.Milliseconds(), 1)
-	id, err := k.Call(ctx, scripts.FnSendControl, model, name, value, strconv.FormatInt(ms, 10)).AsInt64()
-	if err != nil {
-		var re *rueidis.RedisError
-		if errors.As(err, &re) {
-			return "", Errorf(http.StatusBadRequest, "%s", strings.TrimPrefix(re.Error(), "ERR "))
-		}
-		return "", Errorf(http.StatusServiceUnavailable, "redis unavailable (send_control): %v", err)
-	}
-	return strconv.FormatInt(id, 10), nil
+	return Errorf(status, "%s", err.Error())
 }
 
 // OutcomeError is the API error for a control outcome that is not ok:
 // 400 (bad_request) for invalid, 502 (bad_gateway) for exception,
 // timeout, offline, expired, failed or anything else. It is nil for ok.
 // The error's body carries "id", "status" and "result" (the outcome hash).
-func OutcomeError(id string, result map[string]string) *Error {
-	st := result["status"]
-	if st == string(control.OK) {
+func OutcomeError(res contract.Result) *Error {
+	if res.Status == contract.OK {
 		return nil
 	}
 	status := http.StatusBadGateway
-	if st == string(control.Invalid) {
+	if res.Status == contract.Invalid {
 		status = http.StatusBadRequest
 	}
-	msg := "command " + id + ": " + st
-	if st == string(control.Exception) && result["code"] != "" {
-		msg += " " + result["code"]
-	}
-	if m := result["message"]; m != "" {
-		msg += " (" + m + ")"
-	}
-	e := Errorf(status, "%s", msg)
-	e.Extra = map[string]any{"id": id, "status": st, "result": result}
+	e := Errorf(status, "command %s: %s", res.ID, res.Outcome)
+	e.Extra = map[string]any{"id": res.ID, "status": string(res.Status), "result": res.Fields}
 	return e
 }
 
@@ -149,15 +115,17 @@ func (s *server) control(c *fiber.Ctx) error {
 		timeout = d
 	}
 	ctx, cancel := reqCtx(c)
-	id, err := SendControl(ctx, s.d.Redis, s.d.Caller, model, name, value, timeout)
+	cmd, err := s.sender.Send(ctx, contract.Request{Model: model, Control: name, Value: value, TTL: timeout})
 	cancel()
 	if err != nil {
 		s.controls.With("refused").Inc()
-		return err
+		return ControlError(err)
 	}
+	defer cmd.Close()
+	id := cmd.ID
 	wctx, wcancel := context.WithTimeout(c.UserContext(), timeout)
 	defer wcancel()
-	res, err := control.WaitResult(wctx, s.d.Redis, id, resultPoll)
+	res, err := cmd.Wait(wctx)
 	if err != nil {
 		s.controls.With("wait_timeout").Inc()
 		s.d.Log.Warn("control without outcome", "user", auth.UserOf(c), "id", id, "model", model, "control", name,
@@ -166,14 +134,14 @@ func (s *server) control(c *fiber.Ctx) error {
 		e.Extra = map[string]any{"id": id}
 		return e
 	}
-	s.controls.With(res["status"]).Inc()
+	s.controls.With(string(res.Status)).Inc()
 	s.d.Log.Info("control", "user", auth.UserOf(c), "id", id, "model", model, "control", name, "value", value,
-		"status", res["status"], "message", res["message"])
-	if e := OutcomeError(id, res); e != nil {
+		"status", string(res.Status), "message", res.Message)
+	if e := OutcomeError(res); e != nil {
 		return e
 	}
-	body := make(map[string]any, len(res)+1)
-	for k, v := range res {
+	body := make(map[string]any, len(res.Fields)+1)
+	for k, v := range res.Fields {
 		body[k] = v
 	}
 	body["id"] = id

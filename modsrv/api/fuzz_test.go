@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/voltedge/voltedge/internal/contract"
 )
 
 // FuzzParseControlValue: whatever the body holds, an accepted value is a
@@ -18,7 +20,7 @@ func FuzzParseControlValue(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(v) > 64 || !decimal.MatchString(v) {
+		if !contract.ValidValue(v) {
 			t.Fatalf("%q accepted as %q", raw, v)
 		}
 		trimmed := strings.TrimSpace(string(raw))

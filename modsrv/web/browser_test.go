@@ -21,7 +21,8 @@ import (
 	"github.com/redis/rueidis"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
+	"github.com/voltedge/voltedge/internal/contract/contracttest"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
@@ -101,17 +102,9 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// okTarget stands for a device that confirms every write.
-type okTarget struct{ r control.Reporter }
-
-func (o okTarget) Deliver(c *control.Command) bool {
-	o.r.Report(c, control.Outcome{Status: control.OK})
-	return true
-}
-
 // server runs modsrv's API, WebSocket and console on a loopback port over a
-// private Redis with the Lua library, and a control dispatcher standing for
-// comsrv. It returns the base URL.
+// private Redis with the Lua library, and a responder standing for comsrv
+// that confirms every control of channel 1001. It returns the base URL.
 func server(t *testing.T, rc rueidis.Client, comsrv rueidis.Client) string {
 	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
@@ -128,11 +121,12 @@ func server(t *testing.T, rc rueidis.Client, comsrv rueidis.Client) string {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	app, err := api.New(api.Deps{Redis: rc, Auth: a, Log: log, Config: cfg})
+	results := contract.NewResults(rc, log)
+	app, err := api.New(api.Deps{Redis: rc, Auth: a, Log: log, Config: cfg, Results: results})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := ws.New(rc, ws.Options{Authorize: a.Check}, log)
+	hub := ws.New(rc, ws.Options{Authorize: a.Check, Results: results}, log)
 	hub.Mount(app)
 	web.Mount(app)
 
@@ -140,9 +134,8 @@ func server(t *testing.T, rc rueidis.Client, comsrv rueidis.Client) string {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); hub.Run(ctx) }()
-	d := control.NewDispatcher(comsrv, control.Options{StartupGrace: -1}, log)
-	d.Attach("1001", okTarget{r: d})
-	go func() { defer wg.Done(); d.Run(ctx) }()
+	go func() { defer wg.Done(); results.Run(ctx) }()
+	contracttest.Respond(t, comsrv, contracttest.Always(contract.Outcome{Status: contract.OK}), "1001")
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"sort"
 	"strconv"
 	"sync"
@@ -12,6 +13,8 @@ import (
 
 	fws "github.com/fasthttp/websocket"
 	"github.com/gofiber/contrib/websocket"
+
+	"github.com/voltedge/voltedge/modsrv/api"
 )
 
 // client is one connection. Its subscription sets are guarded by the hub's
@@ -222,7 +225,7 @@ func (h *Hub) handle(c *client, data []byte) {
 		if r != nil && r.Type == TypeCommand {
 			h.commandsRefused.Add(1)
 			h.badMessages.Add(1)
-			c.send(ackMessage{Type: TypeAck, RequestRef: ref, Reason: err.Error()})
+			c.send(ackMessage{Type: TypeAck, RequestRef: ref, Code: api.StatusCode(http.StatusBadRequest), Reason: err.Error()})
 			return
 		}
 		c.fail(ref, err.Error())

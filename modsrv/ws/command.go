@@ -3,11 +3,11 @@ package ws
 import (
 	"context"
 	"errors"
-	"strconv"
+	"net/http"
 	"time"
 
-	"github.com/voltedge/voltedge/comsrv/control"
-	"github.com/voltedge/voltedge/scripts"
+	"github.com/voltedge/voltedge/internal/contract"
+	"github.com/voltedge/voltedge/modsrv/api"
 )
 
 // Reasons of refused commands.
@@ -24,48 +24,50 @@ const queueTimeout = 5 * time.Second
 // at most Options.MaxInFlight per client.
 func (h *Hub) command(c *client, r *request) {
 	if c.user == "" || (h.opt.StillValid != nil && !h.opt.StillValid(c.creds[0], c.creds[1])) {
-		h.refuse(c, r.RequestRef, ReasonNotAuthorised)
+		h.refuse(c, r.RequestRef, api.StatusCode(http.StatusUnauthorized), ReasonNotAuthorised)
 		return
 	}
 	if int(c.inFlight.Add(1)) > h.opt.MaxInFlight {
 		c.inFlight.Add(-1)
-		h.refuse(c, r.RequestRef, ReasonBusy)
+		h.refuse(c, r.RequestRef, api.StatusCode(http.StatusTooManyRequests), ReasonBusy)
 		return
 	}
 	value, _ := commandValue(r.Value) // checked by parseRequest
 	go func() {
 		defer c.inFlight.Add(-1)
-		h.runCommand(c, r.RequestRef, r.Model, r.Control, value)
+		h.runCommand(c, r.RequestRef, contract.Request{Model: r.Model, Control: r.Control, Value: value, TTL: h.opt.CommandTTL})
 	}()
 }
 
-func (h *Hub) refuse(c *client, ref, reason string) {
+// refuse answers a command that was not queued, with the error code REST
+// would answer and a reason.
+func (h *Hub) refuse(c *client, ref, code, reason string) {
 	h.commandsRefused.Add(1)
-	c.send(ackMessage{Type: TypeAck, RequestRef: ref, Reason: reason})
+	c.send(ackMessage{Type: TypeAck, RequestRef: ref, Code: code, Reason: reason})
 }
 
-func (h *Hub) runCommand(c *client, ref, model, ctl, value string) {
+func (h *Hub) runCommand(c *client, ref string, req contract.Request) {
 	qctx, cancel := context.WithTimeout(c.ctx, queueTimeout)
-	ttl := strconv.FormatInt(h.opt.CommandTTL.Milliseconds(), 10)
-	n, err := h.caller.Call(qctx, scripts.FnSendControl, model, ctl, value, ttl).AsInt64()
+	cmd, err := h.sender.Send(qctx, req)
 	cancel()
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return
 		}
-		h.log.Info("ws: command refused", "user", c.user, "model", model, "control", ctl, "value", value, "err", err)
-		h.refuse(c, ref, clip(err.Error(), 200))
+		h.log.Info("ws: command refused", "user", c.user, "model", req.Model, "control", req.Control, "value", req.Value, "err", err)
+		e := api.ControlError(err)
+		h.refuse(c, ref, e.Code, clip(e.Message, 200))
 		return
 	}
-	id := strconv.FormatInt(n, 10)
+	defer cmd.Close()
 	h.commands.Add(1)
-	h.log.Info("ws: command queued", "id", id, "user", c.user, "model", model, "control", ctl, "value", value)
-	c.send(ackMessage{Type: TypeAck, RequestRef: ref, Accepted: true, ID: id})
+	h.log.Info("ws: command queued", "id", cmd.ID, "user", c.user, "model", req.Model, "control", req.Control, "value", req.Value)
+	c.send(ackMessage{Type: TypeAck, RequestRef: ref, Accepted: true, ID: cmd.ID})
 
 	wctx, cancel := context.WithTimeout(c.ctx, h.opt.CommandWait)
-	res, err := control.WaitResult(wctx, h.client, id, control.DefaultPoll)
+	res, err := cmd.Wait(wctx)
 	cancel()
-	resp := responseMessage{Type: TypeResponse, RequestRef: ref, ID: id}
+	resp := responseMessage{Type: TypeResponse, RequestRef: ref, ID: cmd.ID}
 	switch {
 	case c.ctx.Err() != nil:
 		return // the client left
@@ -75,14 +77,11 @@ func (h *Hub) runCommand(c *client, ref, model, ctl, value string) {
 	case err != nil:
 		resp.Status = StatusFailed
 		resp.Message = clip(err.Error(), 200)
-	case res["status"] == string(control.OK):
-		resp.Status, resp.Result = StatusOK, res
+	case res.Status == contract.OK:
+		resp.Status, resp.Result = StatusOK, res.Fields
 	default:
-		resp.Status, resp.Result = StatusFailed, res
-		resp.Message = res["status"]
-		if m := res["message"]; m != "" {
-			resp.Message += ": " + m
-		}
+		resp.Status, resp.Result = StatusFailed, res.Fields
+		resp.Message = res.Outcome.String()
 	}
 	c.send(resp)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/lualib"
 )
 
@@ -93,6 +94,9 @@ type Options struct {
 	// CommandWait is how long the outcome of a command is awaited before
 	// the response says timeout (default CommandTTL + 5s).
 	CommandWait time.Duration
+	// Results hands commands their outcomes; nil means the hub makes its
+	// own and runs it in Run. Share one per process.
+	Results *contract.Results
 	// MaxInFlight bounds the commands one client waits for at a time (default 8).
 	MaxInFlight int
 	// WriteTimeout bounds one write to a client (default 10s).
@@ -152,12 +156,13 @@ type Stats struct {
 
 // Hub serves /ws. It is safe for concurrent use.
 type Hub struct {
-	client rueidis.Client
-	caller *lualib.Caller
-	opt    Options
-	log    *slog.Logger
-	origin map[string]bool
-	anyOK  bool
+	client  rueidis.Client
+	sender  *contract.Sender
+	results *contract.Results // run by Run when the hub made it
+	opt     Options
+	log     *slog.Logger
+	origin  map[string]bool
+	anyOK   bool
 
 	mu       sync.RWMutex
 	clients  map[*client]struct{}
@@ -174,16 +179,25 @@ func New(rc rueidis.Client, opt Options, log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.Default()
 	}
+	opt = opt.withDefaults()
+	results := opt.Results
+	own := results == nil
+	if own {
+		results = contract.NewResults(rc, log)
+	}
 	h := &Hub{
 		client:   rc,
-		caller:   lualib.NewCaller(rc, log),
-		opt:      opt.withDefaults(),
+		sender:   contract.NewSender(rc, lualib.NewCaller(rc, log), results),
+		opt:      opt,
 		log:      log,
 		origin:   make(map[string]bool),
 		clients:  make(map[*client]struct{}),
 		models:   make(map[string]map[*client]struct{}),
 		channels: make(map[string]map[*client]struct{}),
 		alarms:   make(map[*client]struct{}),
+	}
+	if own {
+		h.results = results
 	}
 	for _, o := range h.opt.Origins {
 		if o == "*" {
@@ -239,6 +253,10 @@ func (h *Hub) Run(ctx context.Context) {
 	wg.Add(2)
 	go func() { defer wg.Done(); h.relayUpdates(ctx) }()
 	go func() { defer wg.Done(); h.relayAlarms(ctx) }()
+	if h.results != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.results.Run(ctx) }()
+	}
 	if h.opt.ChannelInterval > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); h.relayChannels(ctx) }()

@@ -76,6 +76,7 @@ type ackMessage struct {
 	RequestRef string `json:"requestRef"`
 	Accepted   bool   `json:"accepted"`
 	ID         string `json:"id,omitempty"`
+	Code       string `json:"code,omitempty"` // why not accepted, as REST's error code
 	Reason     string `json:"reason,omitempty"`
 }
 

@@ -20,7 +20,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
-	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
+	"github.com/voltedge/voltedge/internal/contract/contracttest"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
@@ -496,33 +497,18 @@ func TestRequireAuthAndMaxClients(t *testing.T) {
 	}
 }
 
-// swallow is a control target that accepts commands and never reports.
-type swallow struct{}
-
-func (swallow) Deliver(*control.Command) bool { return true }
-
-// okTarget reports every command OK, as a device that confirmed the write.
-type okTarget struct{ r control.Reporter }
-
-func (t okTarget) Deliver(c *control.Command) bool {
-	t.r.Report(c, control.Outcome{Status: control.OK})
-	return true
-}
-
 func TestCommands(t *testing.T) {
 	e := newEnv(t, Options{CommandWait: 3 * time.Second})
 	do(t, e.c, "HSET", keys.MappingReverse,
 		keys.PointRef("pm", "setpoint"), keys.PointRef("1001", "40001"),
 		keys.PointRef("gone", "setpoint"), keys.PointRef("9", "40001"),
 		keys.PointRef("mute", "setpoint"), keys.PointRef("7", "40001"))
-	// The dispatcher stands for comsrv: a process of its own, with its own client.
-	d := control.NewDispatcher(e.srv.Client(t), control.Options{StartupGrace: -1, SweepInterval: 50 * time.Millisecond}, nil)
-	d.Attach("1001", okTarget{r: d})
-	d.Attach("7", swallow{})
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { defer close(stopped); d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-stopped })
+	// The responder stands for comsrv: a process of its own, with its own
+	// client. Channel 1001 confirms, 9 is offline, 7 never answers.
+	rc := e.srv.Client(t)
+	contracttest.Respond(t, rc, contracttest.Always(contract.Outcome{Status: contract.OK}), "1001")
+	contracttest.Respond(t, rc, contracttest.Always(contract.Outcome{Status: contract.Offline, Message: "channel not connected"}), "9")
+	contracttest.Respond(t, rc, contracttest.Never, "7")
 
 	// Not authorised: refused before anything is queued.
 	anon := e.dial(t, "/ws", nil)
@@ -557,7 +543,7 @@ func TestCommands(t *testing.T) {
 	}
 	resp = read(t, q)
 	result, _ = resp["result"].(map[string]any)
-	if resp.str("status") != StatusFailed || result["status"] != string(control.Offline) || !strings.Contains(resp.str("message"), "offline") {
+	if resp.str("status") != StatusFailed || result["status"] != string(contract.Offline) || resp.str("message") != "offline (channel not connected)" {
 		t.Fatalf("response = %v", resp)
 	}
 
@@ -570,24 +556,27 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("response = %v", resp)
 	}
 
-	// Refusals with a reason: no mapping (from the Lua library), not a number, invalid ids.
+	// Refusals with REST's error code and a reason: unknown model or
+	// control (from the Lua library's error), not a number, invalid ids.
 	for _, c := range []struct {
 		cmd  string
+		code string
 		want string
 	}{
-		{`{"type":"command","requestRef":"r4","model":"nope","control":"setpoint","value":1}`, "send_control"},
-		{`{"type":"command","requestRef":"r5","model":"pm","control":"setpoint","value":"abc"}`, "not a number"},
-		{`{"type":"command","requestRef":"r6","model":"p m","control":"setpoint","value":1}`, "invalid model id"},
-		{`{"type":"command","requestRef":"r7","model":"pm","control":"setpoint"}`, `missing "value"`},
-		{`{"type":"command","requestRef":"r8","model":"pm","control":"setpoint","value":{"a":1}}`, "must be a number"},
+		{`{"type":"command","requestRef":"r4","model":"nope","control":"setpoint","value":1}`, "not_found", `unknown model "nope"`},
+		{`{"type":"command","requestRef":"r4b","model":"pm","control":"nothing","value":1}`, "not_found", `model "pm" has no control "nothing"`},
+		{`{"type":"command","requestRef":"r5","model":"pm","control":"setpoint","value":"abc"}`, "bad_request", "not a decimal number"},
+		{`{"type":"command","requestRef":"r6","model":"p m","control":"setpoint","value":1}`, "bad_request", "invalid model id"},
+		{`{"type":"command","requestRef":"r7","model":"pm","control":"setpoint"}`, "bad_request", `missing "value"`},
+		{`{"type":"command","requestRef":"r8","model":"pm","control":"setpoint","value":{"a":1}}`, "bad_request", "must be a number"},
 	} {
 		write(t, conn, c.cmd)
 		m := read(t, conn)
-		if m.str("type") != TypeAck || m["accepted"] != false || !strings.Contains(m.str("reason"), c.want) {
-			t.Errorf("%s → %v, want refusal containing %q", c.cmd, m, c.want)
+		if m.str("type") != TypeAck || m["accepted"] != false || m.str("code") != c.code || !strings.Contains(m.str("reason"), c.want) {
+			t.Errorf("%s → %v, want refusal %s containing %q", c.cmd, m, c.code, c.want)
 		}
 	}
-	if s := e.hub.Stats(); s.Commands != 3 || s.CommandsRefused != 6 {
+	if s := e.hub.Stats(); s.Commands != 3 || s.CommandsRefused != 7 {
 		t.Fatalf("stats = %+v", s)
 	}
 }

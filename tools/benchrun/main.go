@@ -21,9 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/redis/rueidis"
 
-	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/mappings"
 	"github.com/voltedge/voltedge/internal/redisconn"
@@ -230,17 +230,9 @@ template = %q
 	if err := os.WriteFile(filepath.Join(dir, "channels", "bench.toml"), []byte(channels), 0o644); err != nil {
 		return err
 	}
-	cfg, err := config.Load(filepath.Join(dir, "comsrv.toml"))
+	points, err := templatePoints(tmplDir, o.template)
 	if err != nil {
 		return err
-	}
-	t := cfg.TemplateByID[o.template]
-	if t == nil {
-		return fmt.Errorf("template %q not found in %s", o.template, tmplDir)
-	}
-	points := make([][2]string, 0, len(t.Points))
-	for _, p := range t.Points {
-		points = append(points, [2]string{p.ID, p.Name})
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "[[map_range]]\nfirst = 1\nlast = %d\nchannel = \"{n}\"\nmodel = \"meter{n}\"\npoints = { ", o.n)
@@ -252,6 +244,43 @@ template = %q
 	}
 	b.WriteString(" }\n")
 	return os.WriteFile(filepath.Join(dir, "mappings.toml"), []byte(b.String()), 0o644)
+}
+
+// templatePoints returns the (id, name) of each point of the template named
+// name in dir: a file whose name (or "name" setting) is name. comsrv itself
+// validates the template when it starts.
+func templatePoints(dir, name string) ([][2]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.toml"))
+	if err != nil {
+		return nil, fmt.Errorf("templates in %s: %w", dir, err)
+	}
+	for _, f := range files {
+		var t struct {
+			Name   string `toml:"name"`
+			Points []struct {
+				ID   string `toml:"id"`
+				Name string `toml:"name"`
+			} `toml:"point"`
+		}
+		if _, err := toml.DecodeFile(f, &t); err != nil {
+			return nil, fmt.Errorf("template %s: %w", f, err)
+		}
+		if t.Name == "" {
+			t.Name = strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
+		}
+		if t.Name != name {
+			continue
+		}
+		points := make([][2]string, 0, len(t.Points))
+		for _, p := range t.Points {
+			if p.Name == "" {
+				p.Name = p.ID
+			}
+			points = append(points, [2]string{p.ID, p.Name})
+		}
+		return points, nil
+	}
+	return nil, fmt.Errorf("template %q not found in %s", name, dir)
 }
 
 func stats(ctx context.Context, c rueidis.Client) map[string]int64 {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 )
 
@@ -69,7 +69,7 @@ func newRequestID() (string, error) {
 
 // requestReload subscribes to the answers, publishes the request and
 // returns the answer to id, waiting at most wait.
-func requestReload(ctx context.Context, a *app, c rueidis.Client, id string, wait time.Duration) (control.ReloadReply, error) {
+func requestReload(ctx context.Context, a *app, c rueidis.Client, id string, wait time.Duration) (contract.ReloadReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	replies := make(chan string, reloadReplies)
@@ -103,21 +103,21 @@ func requestReload(ctx context.Context, a *app, c rueidis.Client, id string, wai
 	case <-subscribed:
 	case err := <-done:
 		done <- err // for the deferred wait
-		return control.ReloadReply{}, fmt.Errorf("subscribe to %s: %w", keys.ReloadResult, err)
+		return contract.ReloadReply{}, fmt.Errorf("subscribe to %s: %w", keys.ReloadResult, err)
 	case <-ctx.Done():
-		return control.ReloadReply{}, ctxErr(ctx, noAnswer)
+		return contract.ReloadReply{}, ctxErr(ctx, noAnswer)
 	}
 	n, err := c.Do(ctx, c.B().Publish().Channel(keys.Reload).Message(id).Build()).AsInt64()
 	if err != nil {
-		return control.ReloadReply{}, fmt.Errorf("publish the reload request on %s: %w", keys.Reload, err)
+		return contract.ReloadReply{}, fmt.Errorf("publish the reload request on %s: %w", keys.Reload, err)
 	}
 	if n == 0 {
-		return control.ReloadReply{}, fmt.Errorf("no comsrv is listening on %s", keys.Reload)
+		return contract.ReloadReply{}, fmt.Errorf("no comsrv is listening on %s", keys.Reload)
 	}
 	for {
 		select {
 		case msg := <-replies:
-			r, err := control.ParseReloadReply([]byte(msg))
+			r, err := contract.ParseReloadReply([]byte(msg))
 			if err != nil {
 				a.log.Warn("unreadable message on "+keys.ReloadResult, "err", err)
 				continue
@@ -127,9 +127,9 @@ func requestReload(ctx context.Context, a *app, c rueidis.Client, id string, wai
 			}
 		case err := <-done:
 			done <- err
-			return control.ReloadReply{}, fmt.Errorf("subscription to %s ended: %w", keys.ReloadResult, err)
+			return contract.ReloadReply{}, fmt.Errorf("subscription to %s ended: %w", keys.ReloadResult, err)
 		case <-ctx.Done():
-			return control.ReloadReply{}, ctxErr(ctx, noAnswer)
+			return contract.ReloadReply{}, ctxErr(ctx, noAnswer)
 		}
 	}
 }

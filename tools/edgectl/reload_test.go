@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -51,7 +51,7 @@ func fakeComsrv(t *testing.T, srv *redistest.Server, answer func(id string) []st
 	})
 }
 
-func replyJSON(t *testing.T, r control.ReloadReply) string {
+func replyJSON(t *testing.T, r contract.ReloadReply) string {
 	t.Helper()
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -68,11 +68,11 @@ func TestReload(t *testing.T) {
 		if len(ids) == 1 {
 			return []string{
 				"not json",
-				replyJSON(t, control.ReloadReply{ID: "someone-else", OK: false, Message: "not yours"}),
-				replyJSON(t, control.ReloadReply{ID: id, OK: true, Added: 2, Changed: 1}),
+				replyJSON(t, contract.ReloadReply{ID: "someone-else", OK: false, Message: "not yours"}),
+				replyJSON(t, contract.ReloadReply{ID: id, OK: true, Added: 2, Changed: 1}),
 			}
 		}
-		return []string{replyJSON(t, control.ReloadReply{ID: id, Message: `template "power_meter": point 3: unknown type "int17"`})}
+		return []string{replyJSON(t, contract.ReloadReply{ID: id, Message: `template "power_meter": point 3: unknown type "int17"`})}
 	})
 
 	if out := mustCLI(t, srv.URL(), "reload"); out != "reloaded: 2 added, 1 changed, 0 removed\n" {

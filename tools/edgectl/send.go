@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/redis/rueidis"
-
-	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/scripts"
@@ -20,17 +17,6 @@ import (
 // answers "expired" at the latest when it takes the command after its
 // deadline, and the device's answer may take a few seconds more.
 const waitMargin = 5 * time.Second
-
-// resultPoll is how often the outcome hash is read while waiting.
-const resultPoll = 100 * time.Millisecond
-
-// controlRequest is one control command to queue.
-type controlRequest struct {
-	Model   string
-	Control string
-	Value   string
-	TTL     time.Duration
-}
 
 func runSend(ctx context.Context, a *app, args []string) error {
 	fs := a.flags("send", "MODEL CONTROL VALUE [-ttl 30s] [-wait D] [-no-wait]",
@@ -49,7 +35,7 @@ func runSend(ctx context.Context, a *app, args []string) error {
 	if len(pos) != 3 {
 		return usageErr(fs, "want MODEL CONTROL VALUE, got %d arguments", len(pos))
 	}
-	req := controlRequest{Model: pos[0], Control: pos[1], Value: pos[2], TTL: *ttl}
+	req := contract.Request{Model: pos[0], Control: pos[1], Value: pos[2], TTL: *ttl}
 	if !keys.ValidID(req.Model) {
 		return usageErr(fs, "invalid model id %q", req.Model)
 	}
@@ -73,63 +59,55 @@ func runSend(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer c.Close()
-	sctx, cancel := a.oneShot(ctx)
-	id, err := sendControl(sctx, lualib.NewCaller(c, a.log), req)
-	cancel()
-	if err != nil {
-		return err
+	var results *contract.Results // none for -no-wait
+	if !*noWait {
+		results = contract.NewResults(c, a.log)
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); results.Run(rctx) }()
+		defer func() { stop(); <-done }()
 	}
-	fmt.Fprintln(a.stdout, id)
+	sender := contract.NewSender(c, lualib.NewCaller(c, a.log), results)
+	sctx, cancel := a.oneShot(ctx)
+	defer cancel()
 	if *noWait {
+		id, err := sender.Queue(sctx, req)
+		if err != nil {
+			return sendErr(req, err)
+		}
+		fmt.Fprintln(a.stdout, id)
 		return nil
 	}
-	return waitOutcome(ctx, a, c, strconv.FormatInt(id, 10), *wait)
-}
-
-// sendControl queues req and returns the command id.
-func sendControl(ctx context.Context, k *lualib.Caller, req controlRequest) (int64, error) {
-	ttl := strconv.FormatInt(req.TTL.Milliseconds(), 10)
-	id, err := k.Call(ctx, scripts.FnSendControl, req.Model, req.Control, req.Value, ttl).AsInt64()
+	cmd, err := sender.Send(sctx, req)
 	if err != nil {
-		return 0, fmt.Errorf("send %s %s = %s: %w", req.Model, req.Control, req.Value, err)
+		return sendErr(req, err)
 	}
-	return id, nil
+	defer cmd.Close()
+	fmt.Fprintln(a.stdout, cmd.ID)
+	return waitOutcome(ctx, a, cmd, *wait)
 }
 
-// waitOutcome waits up to wait for the outcome of command id and prints it.
-func waitOutcome(ctx context.Context, a *app, c rueidis.Client, id string, wait time.Duration) error {
+// sendErr names the refused request.
+func sendErr(req contract.Request, err error) error {
+	return fmt.Errorf("send %s %s = %s: %w", req.Model, req.Control, req.Value, err)
+}
+
+// waitOutcome waits up to wait for the outcome of cmd and prints it.
+func waitOutcome(ctx context.Context, a *app, cmd *contract.Pending, wait time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	res, err := control.WaitResult(wctx, c, id, resultPoll)
+	res, err := cmd.Wait(wctx)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return fmt.Errorf("no outcome for command %s within %s (is comsrv running?)", id, wait)
+			return fmt.Errorf("no outcome for command %s within %s (is comsrv running?)", cmd.ID, wait)
 		}
 		return err
 	}
-	fmt.Fprintln(a.stdout, outcomeLine(id, res))
-	if res["status"] != string(control.OK) {
+	fmt.Fprintln(a.stdout, res.ID+" "+res.Outcome.String())
+	if res.Status != contract.OK {
 		return errReported
 	}
 	return nil
-}
-
-// outcomeLine renders an outcome: "42 ok", "42 exception 2 (illegal data address)", "42 timeout".
-func outcomeLine(id string, res map[string]string) string {
-	var b strings.Builder
-	b.WriteString(id)
-	b.WriteByte(' ')
-	b.WriteString(oneLine(res["status"]))
-	if res["status"] == string(control.Exception) && res["code"] != "" {
-		b.WriteByte(' ')
-		b.WriteString(oneLine(res["code"]))
-	}
-	if m := res["message"]; m != "" {
-		b.WriteString(" (")
-		b.WriteString(oneLine(m))
-		b.WriteByte(')')
-	}
-	return b.String()
 }
 
 // oneLine keeps text from Redis on one line: control bytes become spaces.

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/voltedge/voltedge/comsrv/control"
+	"github.com/voltedge/voltedge/internal/contract"
+	"github.com/voltedge/voltedge/internal/contract/contracttest"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redistest"
 )
@@ -58,20 +56,7 @@ func TestSend(t *testing.T) {
 	}
 }
 
-// scripted is a link that answers each command with the outcome its value selects.
-type scripted struct {
-	r        control.Reporter
-	outcomes map[string]control.Outcome // by value; a value not listed gets no answer
-}
-
-func (s *scripted) Deliver(c *control.Command) bool {
-	if o, ok := s.outcomes[c.Value]; ok {
-		s.r.Report(c, o)
-	}
-	return true
-}
-
-// TestSendWaitsForOutcome runs a real dispatcher as comsrv would and checks
+// TestSendWaitsForOutcome answers commands as comsrv would and checks
 // what edgectl prints for each outcome.
 func TestSendWaitsForOutcome(t *testing.T) {
 	srv := redistest.Start(t)
@@ -79,21 +64,17 @@ func TestSendWaitsForOutcome(t *testing.T) {
 	redistest.Do(t, c, "HSET", keys.MappingReverse,
 		keys.PointRef("power_meter", "setpoint"), keys.PointRef("1001", "40001"),
 		keys.PointRef("far_meter", "setpoint"), keys.PointRef("9", "40001"))
-	d := control.NewDispatcher(c, control.Options{StartupGrace: -1, SweepInterval: 50 * time.Millisecond},
-		slog.New(slog.DiscardHandler))
-	d.Attach("1001", &scripted{r: d, outcomes: map[string]control.Outcome{
-		"1": {Status: control.OK},
-		"2": {Status: control.Exception, Code: 2, Message: "illegal data address"},
-		"3": {Status: control.Timeout},
-		"4": {Status: control.Failed, Message: "link closed\nwhile writing"},
-	}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	outcomes := map[string]contract.Outcome{ // by value; a value not listed gets no answer
+		"1": {Status: contract.OK},
+		"2": {Status: contract.Exception, Code: 2, Message: "illegal data address"},
+		"3": {Status: contract.Timeout},
+		"4": {Status: contract.Failed, Message: "link closed\nwhile writing"},
+	}
+	contracttest.Respond(t, c, func(cmd *contract.Command) (contract.Outcome, bool) {
+		o, ok := outcomes[cmd.Value]
+		return o, ok
+	}, "1001")
+	contracttest.Respond(t, c, contracttest.Always(contract.Outcome{Status: contract.Offline, Message: "channel not connected"}), "9")
 
 	for _, tc := range []struct {
 		args []string
@@ -105,7 +86,7 @@ func TestSendWaitsForOutcome(t *testing.T) {
 		{[]string{"power_meter", "setpoint", "2", "-ttl", "10s"}, "exception 2 (illegal data address)", 1, ""},
 		{[]string{"power_meter", "setpoint", "3"}, "timeout", 1, ""},
 		{[]string{"power_meter", "setpoint", "4"}, "failed (link closed while writing)", 1, ""},
-		{[]string{"far_meter", "setpoint", "1"}, "offline (" + control.MsgOffline + ")", 1, ""},
+		{[]string{"far_meter", "setpoint", "1"}, "offline (channel not connected)", 1, ""},
 		{[]string{"power_meter", "setpoint", "5", "-wait", "300ms"}, "", 1, "edgectl send: no outcome for command 6 within 300ms (is comsrv running?)\n"},
 	} {
 		out, errOut, code := cli(t, srv.URL(), append([]string{"send"}, tc.args...)...)
@@ -117,22 +98,6 @@ func TestSendWaitsForOutcome(t *testing.T) {
 		if code != tc.code || rest != want || errOut != tc.err {
 			t.Errorf("send %v: exit %d, stdout %q, stderr %q; want exit %d, %q after the id, stderr %q",
 				tc.args, code, out, errOut, tc.code, want, tc.err)
-		}
-	}
-}
-
-func TestOutcomeLine(t *testing.T) {
-	for _, tc := range []struct {
-		res  map[string]string
-		want string
-	}{
-		{map[string]string{"status": "ok", "code": "0"}, "7 ok"},
-		{map[string]string{"status": "exception", "code": "3", "message": "illegal data value"}, "7 exception 3 (illegal data value)"},
-		{map[string]string{"status": "timeout", "code": "0", "message": ""}, "7 timeout"},
-		{map[string]string{"status": "expired", "code": "0", "message": "too late"}, "7 expired (too late)"},
-	} {
-		if got := outcomeLine("7", tc.res); got != tc.want {
-			t.Errorf("outcomeLine(%v) = %q, want %q", tc.res, got, tc.want)
 		}
 	}
 }

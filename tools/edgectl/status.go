@@ -11,27 +11,12 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 )
 
 // statusChunk is how many HGETALLs go to Redis in one pipeline.
 const statusChunk = 1000
-
-// Fields of a channel's status hash that the table shows.
-const (
-	fOnline        = "online"
-	fRegistration  = "registration"
-	fRemote        = "remote"
-	fConnectedAt   = "connected_at"
-	fLastHeartbeat = "last_heartbeat"
-	fPollsOK       = "polls_ok"
-	fTimeouts      = "timeouts"
-	fCRCErrors     = "crc_errors"
-	fExceptions    = "exceptions"
-	fBytesIn       = "bytes_in"
-	fBytesOut      = "bytes_out"
-	fSyncErrors    = "sync_errors"
-)
 
 // channelStatus is one channel's status hash.
 type channelStatus struct {
@@ -154,7 +139,7 @@ func readStatuses(ctx context.Context, c rueidis.Client, ids []string) ([]channe
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", keys.ChannelStatus(chunk[i]), err)
 			}
-			out = append(out, channelStatus{Channel: chunk[i], Online: m[fOnline] == "1", Known: len(m) > 0, Fields: m})
+			out = append(out, channelStatus{Channel: chunk[i], Online: m[contract.ChannelOnline] == "1", Known: len(m) > 0, Fields: m})
 		}
 	}
 	return out, nil
@@ -174,10 +159,10 @@ func (a *app) statusTable(st []channelStatus) {
 			state = "never"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			s.Channel, state, dash(f[fRegistration]), dash(f[fRemote]),
-			a.when(f[fConnectedAt], now), a.when(f[fLastHeartbeat], now),
-			dash(f[fPollsOK]), dash(f[fTimeouts]), dash(f[fCRCErrors]), dash(f[fExceptions]),
-			humanBytes(f[fBytesIn]), humanBytes(f[fBytesOut]), dash(f[fSyncErrors]))
+			s.Channel, state, dash(f[contract.ChannelRegistration]), dash(f[contract.ChannelRemote]),
+			a.when(f[contract.ChannelConnectedAt], now), a.when(f[contract.ChannelLastHeartbeat], now),
+			dash(f[contract.ChannelPollsOK]), dash(f[contract.ChannelTimeouts]), dash(f[contract.ChannelCRCErrors]), dash(f[contract.ChannelExceptions]),
+			humanBytes(f[contract.ChannelBytesIn]), humanBytes(f[contract.ChannelBytesOut]), dash(f[contract.ChannelSyncErrors]))
 	}
 	_ = tw.Flush()
 }

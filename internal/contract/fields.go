@@ -1,0 +1,93 @@
+package contract
+
+// Fields of a channel's status hash (keys.ChannelStatus), written by comsrv
+// (and, for the sync errors, by the Lua library).
+const (
+	ChannelOnline            = "online" // "1" while connected, "0" after the link ended
+	ChannelListener          = "listener"
+	ChannelProfile           = "profile"
+	ChannelRegistration      = "registration"
+	ChannelRemote            = "remote"
+	ChannelTemplate          = "template"
+	ChannelConnectedAt       = "connected_at" // Unix ms, like the other *_at fields and last_heartbeat
+	ChannelLastHeartbeat     = "last_heartbeat"
+	ChannelUpdatedAt         = "updated_at"
+	ChannelDisconnectedAt    = "disconnected_at"
+	ChannelDisconnectReason  = "disconnect_reason"
+	ChannelPollsOK           = "polls_ok"
+	ChannelTimeouts          = "timeouts"
+	ChannelCRCErrors         = "crc_errors"
+	ChannelExceptions        = "exceptions"
+	ChannelMismatches        = "mismatches"
+	ChannelBytesIn           = "bytes_in"
+	ChannelBytesOut          = "bytes_out"
+	ChannelGarbageBytes      = "garbage_bytes"
+	ChannelHeartbeats        = "heartbeats"
+	ChannelConnects          = "connects"
+	ChannelDecodeErrors      = "decode_errors"
+	ChannelDropped           = "dropped"
+	ChannelSkippedPolls      = "skipped_polls"
+	ChannelUnreachableSlaves = "unreachable_slaves" // comma-separated slave ids
+	ChannelControlsOK        = "controls_ok"
+	ChannelControlsFailed    = "controls_failed"
+	ChannelMessages          = "messages"
+	ChannelMessagesDropped   = "messages_dropped"
+	ChannelForwarded         = "forwarded"
+	ChannelConnectFailures   = "connect_failures"
+	ChannelSyncErrors        = "sync_errors"
+	ChannelLastSyncError     = "last_sync_error"
+	ChannelLastSyncErrorAt   = "last_sync_error_at"
+)
+
+// ChannelCounters are the status fields that count things.
+var ChannelCounters = []string{
+	ChannelPollsOK, ChannelTimeouts, ChannelCRCErrors, ChannelExceptions, ChannelMismatches,
+	ChannelBytesIn, ChannelBytesOut, ChannelGarbageBytes, ChannelHeartbeats, ChannelConnects,
+	ChannelDecodeErrors, ChannelDropped, ChannelSkippedPolls, ChannelControlsOK, ChannelControlsFailed,
+	ChannelMessages, ChannelMessagesDropped, ChannelForwarded, ChannelConnectFailures, ChannelSyncErrors,
+}
+
+// ChannelTimes are the status fields that hold Unix milliseconds.
+var ChannelTimes = []string{
+	ChannelConnectedAt, ChannelLastHeartbeat, ChannelUpdatedAt, ChannelDisconnectedAt, ChannelLastSyncErrorAt,
+}
+
+// Fields of the comsrv:events stream (keys.ConnectionEvents). Empty fields
+// are left out of an entry.
+const (
+	EventType         = "event" // online, offline, replaced, refused or connect_failed
+	EventChannel      = "channel"
+	EventListener     = "listener"
+	EventRegistration = "registration"
+	EventRemote       = "remote"
+	EventReason       = "reason"
+	EventTS           = "ts" // Unix ms
+)
+
+// Values of the EventType field of comsrv:events.
+const (
+	EventOnline        = "online"         // a link came up
+	EventOffline       = "offline"        // a link ended (EventReason says why)
+	EventReplaced      = "replaced"       // a DTU reconnected and its new link replaced the old one
+	EventRefused       = "refused"        // a connection was refused (unknown id, bad registration, limit)
+	EventConnectFailed = "connect_failed" // comsrv could not open a Modbus channel's connection
+)
+
+// Fields of the alarm:events stream (keys.AlarmEvents), written by the Lua library.
+const (
+	AlarmType  = "type" // AlarmRaise or AlarmClear
+	AlarmModel = "model"
+	AlarmPoint = "point" // the model's point name
+	AlarmKind  = "kind"  // AlarmHigh or AlarmLow
+	AlarmValue = "value"
+	AlarmLimit = "limit"
+	AlarmTS    = "ts" // Unix ms
+)
+
+// Values of the alarm:events type and kind fields.
+const (
+	AlarmRaise = "raise"
+	AlarmClear = "clear"
+	AlarmHigh  = "high"
+	AlarmLow   = "low"
+)
