@@ -13,9 +13,9 @@ import (
 var services = []string{"comsrv", "modsrv", "alarmsrv", "netsrv"}
 
 // TestNoServiceImportsAnother: no package of a service, tests included,
-// depends on a package of another service, and no tool depends on a
-// service: what they share is in internal/ (this package for the Redis
-// contracts) or scripts/.
+// depends on a package of another service, and no tool and no shared
+// package (internal/, scripts/) depends on a service: what services share
+// is in internal/ (this package for the Redis contracts) or scripts/.
 func TestNoServiceImportsAnother(t *testing.T) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -26,7 +26,7 @@ func TestNoServiceImportsAnother(t *testing.T) {
 		t.Fatalf("go list -m: %v", err)
 	}
 	module := strings.TrimSpace(string(out)) + "/"
-	for _, owner := range append(slices.Clone(services), "tools") {
+	for _, owner := range append(slices.Clone(services), "tools", "internal", "scripts") {
 		cmd := exec.Command(gobin, "list", "-deps", "-test", "./"+owner+"/...")
 		cmd.Dir = "../.."
 		out, err := cmd.Output()

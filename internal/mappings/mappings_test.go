@@ -8,7 +8,6 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/voltedge/voltedge/comsrv/config"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redistest"
 )
@@ -38,38 +37,6 @@ func TestLoadDemo(t *testing.T) {
 	if s.Thresholds["power_meter:voltage"] != 250 || s.Thresholds["power_meter:current"] != 100 ||
 		s.Low["power_meter:voltage"] != 200 || s.Hysteresis["power_meter:voltage"] != 2 {
 		t.Errorf("limits %v %v %v", s.Thresholds, s.Low, s.Hysteresis)
-	}
-}
-
-// TestDemoMatchesComsrvConfig checks that every channel point the demo
-// mapping names exists in the demo channels' templates.
-func TestDemoMatchesComsrvConfig(t *testing.T) {
-	s, err := Load(demoFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load("../../config/comsrv.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	points := map[string]bool{}
-	for _, ch := range cfg.ChannelList {
-		if ch.T == nil {
-			continue // a line device: not polled
-		}
-		for _, p := range ch.T.Points {
-			points[keys.PointRef(ch.ID, p.ID)] = true
-		}
-	}
-	for src := range s.Forward {
-		if !points[src] {
-			t.Errorf("forward mapping of %s: no such channel point", src)
-		}
-	}
-	for ctl, dst := range s.Reverse {
-		if !points[dst] {
-			t.Errorf("control %s targets %s: no such channel point", ctl, dst)
-		}
 	}
 }
 
