@@ -1,6 +1,6 @@
 #!lua name=voltedge
 -- VoltEdge data library: Redis Functions (Redis 7.0 or later, standalone).
-local VERSION = 4
+local VERSION = 5
 
 --[[
 Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl lua load)
@@ -89,8 +89,10 @@ Alarm check, per mapped point, ref = "{model}:{point_name}", value v:
   Raise: HSET alarm:active ref <json>
          XADD alarm:events MAXLEN ~ 10000 * type raise model M point P kind K value V limit L ts T
   Clear: HDEL alarm:active ref
-         XADD alarm:events MAXLEN ~ 10000 * type clear model M point P kind K value V limit L ts T
-         (L is the limit the alarm was raised with, V the value that cleared it)
+         XADD alarm:events MAXLEN ~ 10000 * type clear model M point P kind K value V limit L
+              raised_limit R ts T
+         (V is the value that cleared it, L the limit in force when it cleared,
+         R the limit the alarm was raised with; L is R when the limit was deleted)
   A non-numeric limit or hysteresis, or an unreadable alarm:active entry
   (which is then deleted), is a sync error; the other limit still applies.
 
@@ -373,7 +375,15 @@ local function map_point(st, ch, point, value, ts, tsn, entry)
   return true
 end
 
-local function alarm_event(kind_of_event, model, name, kind, value, limit, ts)
+-- alarm_event appends a raise or a clear to alarm:events; a clear also
+-- names the limit the alarm was raised with (raised_limit).
+local function alarm_event(kind_of_event, model, name, kind, value, limit, ts, raised_limit)
+  if raised_limit then
+    call('XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
+      'type', kind_of_event, 'model', model, 'point', name, 'kind', kind,
+      'value', value, 'limit', limit, 'raised_limit', raised_limit, 'ts', ts)
+    return
+  end
   call('XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
     'type', kind_of_event, 'model', model, 'point', name, 'kind', kind,
     'value', value, 'limit', limit, 'ts', ts)
@@ -501,15 +511,17 @@ local function check_alarms(st, item_md, item_x, refs)
                 .. ', which is not a number >= 0; using 0')
             end
           end
-          local clear = false
+          local clear, in_force = false, nil
           if kind == 'high' then
             clear = high == nil or (high and v <= high - hyst)
+            in_force = hs
           else
             clear = low == nil or (low and v >= low + hyst)
+            in_force = ls
           end
           if clear then
             call('HDEL', KEY_ALARM_ACTIVE, ref)
-            alarm_event('clear', model, name, kind, vs, active_limit, ts)
+            alarm_event('clear', model, name, kind, vs, in_force or active_limit, ts, active_limit)
             st.events = st.events + 1
             kind = nil
           end

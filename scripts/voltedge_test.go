@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"os/exec"
@@ -629,7 +630,7 @@ func TestAlarms(t *testing.T) {
 		t.Fatalf("%d events: %v", len(ev), ev)
 	}
 	want0 := alarmEvent{"type": "raise", "model": "pm", "point": "voltage", "kind": "high", "value": "260", "limit": "250", "ts": "1002"}
-	want1 := alarmEvent{"type": "clear", "model": "pm", "point": "voltage", "kind": "high", "value": "245", "limit": "250", "ts": "1005"}
+	want1 := alarmEvent{"type": "clear", "model": "pm", "point": "voltage", "kind": "high", "value": "245", "limit": "250", "raised_limit": "250", "ts": "1005"}
 	want4 := alarmEvent{"type": "raise", "model": "pm", "point": "voltage", "kind": "low", "value": "170", "limit": "180", "ts": "1007"}
 	for i, w := range map[int]alarmEvent{0: want0, 1: want1, 4: want4} {
 		if len(ev[i]) != len(w) {
@@ -647,14 +648,22 @@ func TestAlarms(t *testing.T) {
 	}
 }
 
-func TestAlarmLimitDeletedClears(t *testing.T) {
+// raisedHigh maps channel point 1:1 to pm:{name}, sets its high limit and
+// raises the alarm with value at ts 1.
+func raisedHigh(t *testing.T, name, limit, value string) (rueidis.Client, string) {
+	t.Helper()
 	_, c := setup(t)
-	ref := keys.PointRef("pm", "t")
+	ref := keys.PointRef("pm", name)
 	redistest.Do(t, c, "HSET", keys.Mapping, "1:1", ref)
-	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, "50")
-	if r := batch(t, c, "1", "1", "1", "1", "60"); r.events != 1 {
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, limit)
+	if r := batch(t, c, "1", "1", "1", "1", value); r.events != 1 {
 		t.Fatalf("raise: %+v", r)
 	}
+	return c, ref
+}
+
+func TestAlarmLimitDeletedClears(t *testing.T) {
+	c, ref := raisedHigh(t, "t", "50", "60")
 	redistest.Do(t, c, "HDEL", keys.AlarmThreshold, ref)
 	if r := batch(t, c, "1", "2", "1", "1", "60"); r.events != 1 {
 		t.Fatalf("clear after threshold deleted: %+v", r)
@@ -667,8 +676,41 @@ func TestAlarmLimitDeletedClears(t *testing.T) {
 	redistest.Do(t, c, "HDEL", keys.AlarmLow, ref)
 	mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", "5", "4")
 	ev := alarmEvents(t, c)
-	if len(ev) != 4 || ev[3]["type"] != "clear" || ev[3]["kind"] != "low" || ev[3]["limit"] != "10" || ev[3]["value"] != "5" {
+	if len(ev) != 4 || ev[3]["type"] != "clear" || ev[3]["kind"] != "low" || ev[3]["limit"] != "10" ||
+		ev[3]["raised_limit"] != "10" || ev[3]["value"] != "5" {
 		t.Errorf("events = %v", ev)
+	}
+}
+
+// TestAlarmClearAfterLimitChange checks that a clear names the limit in
+// force when it cleared, and the limit the alarm was raised with apart.
+func TestAlarmClearAfterLimitChange(t *testing.T) {
+	c, ref := raisedHigh(t, "temp", "20", "25")
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, "30")
+	if r := batch(t, c, "1", "2", "1", "1", "25.1"); r.events != 1 {
+		t.Fatalf("clear after the limit became 30: %+v", r)
+	}
+	redistest.Do(t, c, "HSET", keys.AlarmLow, ref, "10")
+	mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", "5", "3")
+	redistest.Do(t, c, "HSET", keys.AlarmLow, ref, "4")
+	mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", "5", "4")
+
+	ev := alarmEvents(t, c)
+	want := []alarmEvent{
+		{"type": "raise", "model": "pm", "point": "temp", "kind": "high", "value": "25", "limit": "20", "ts": "1"},
+		{"type": "clear", "model": "pm", "point": "temp", "kind": "high", "value": "25.1", "limit": "30",
+			"raised_limit": "20", "ts": "2"},
+		{"type": "raise", "model": "pm", "point": "temp", "kind": "low", "value": "5", "limit": "10", "ts": "3"},
+		{"type": "clear", "model": "pm", "point": "temp", "kind": "low", "value": "5", "limit": "4",
+			"raised_limit": "10", "ts": "4"},
+	}
+	if len(ev) != len(want) {
+		t.Fatalf("events = %v, want %v", ev, want)
+	}
+	for i, w := range want {
+		if !maps.Equal(ev[i], w) {
+			t.Errorf("event %d = %v, want %v", i, ev[i], w)
+		}
 	}
 }
 
