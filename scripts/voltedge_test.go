@@ -1435,6 +1435,31 @@ func TestSetQualityErrors(t *testing.T) {
 	}
 }
 
+// TestArgumentErrorsNamePosition checks that an argument error names the
+// function, the argument's position, what it holds and what was expected.
+func TestArgumentErrorsNamePosition(t *testing.T) {
+	_, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.MappingReverse, "pm:sp", "1001:40001")
+	tests := []struct {
+		fn   string
+		args []string
+		want string
+	}{
+		{scripts.FnSyncMeasurement, []string{"", "1", "2"}, `sync_measurement channel="" point=1: channel id is empty (argument 1)`},
+		{scripts.FnSyncMeasurement, []string{"1", "1", "2", "x"}, `sync_measurement channel=1 point=1: ts_ms "x" is not a Unix time in milliseconds (argument 4)`},
+		{scripts.FnSyncBatch, []string{"1", "5", "1", "1", "1", "2", "x", "0"}, `sync_batch group 2 channel=2 argument 7: ts_ms "x" is not a Unix time in milliseconds`},
+		{scripts.FnSendControl, []string{"pm", "sp", "1", "0"}, `send_control model=pm control=sp: ttl_ms "0" is not a positive number of milliseconds (argument 4)`},
+		{scripts.FnTakeControls, []string{"1001", "0"}, `take_controls channel=1001: max "0" is not a count from 1 to 100 (argument 2)`},
+		{scripts.FnControlResult, []string{"1", "ok", "0", "", "1001", "", "x", "", "", "1", "1"}, `control_result id=1 status=ok: value "x" is not a number (argument 7)`},
+		{scripts.FnSetQuality, []string{"1001", "stale", "1", "a b"}, `set_quality channel=1001 argument 4: point id "a b" contains ':'`},
+	}
+	for _, tt := range tests {
+		if got := mustErr(t, c, tt.fn, tt.args...); !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%s %q: error %q, want %q", tt.fn, tt.args, got, tt.want)
+		}
+	}
+}
+
 // TestControlFunctionsFromRedisCLI runs the new functions with redis-cli
 // exactly as an operator types them, and checks what is printed.
 func TestControlFunctionsFromRedisCLI(t *testing.T) {
