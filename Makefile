@@ -8,7 +8,7 @@ BENCH_DURATION ?= 30s
 SERVICES := comsrv modsrv alarmsrv netsrv
 TOOLS    := edgectl dtusim benchrun
 
-.PHONY: all build test vet fmt-check fuzz demo bench clean
+.PHONY: all build test vet fmt-check lint-lua fuzz demo bench clean
 
 all: build
 
@@ -16,9 +16,9 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./,$(SERVICES)) $(addprefix ./tools/,$(TOOLS))
 
-## test: everything CI runs — formatting, vet, every test (real Redis, started privately per test),
-## and the concurrent packages again under the race detector.
-test: fmt-check vet
+## test: everything CI runs — formatting, vet, the Lua lint, every test (real Redis, started
+## privately per test), and the concurrent packages again under the race detector.
+test: fmt-check vet lint-lua
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -race -count=1 -timeout 10m ./comsrv/... ./modsrv/... ./internal/lualib ./internal/svc ./internal/metrics ./tools/dtusim/...
 
@@ -28,6 +28,18 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## lint-lua: luacheck over the Lua library (config: scripts/.luacheckrc; Debian: apt-get install
+## lua-check). Without luacheck it is skipped with a warning, except under CI (CI=true or
+## VOLTEDGE_REQUIRE_LUACHECK set), where it fails.
+lint-lua:
+	@if command -v luacheck >/dev/null 2>&1; then \
+	  luacheck --no-color --config scripts/.luacheckrc scripts/voltedge.lua; \
+	elif [ "$${CI:-}" = true ] || [ -n "$${VOLTEDGE_REQUIRE_LUACHECK:-}" ]; then \
+	  echo "lint-lua: luacheck not found (apt-get install lua-check)" >&2; exit 1; \
+	else \
+	  echo "lint-lua: WARNING: luacheck not found, Lua lint skipped (apt-get install lua-check)" >&2; \
+	fi
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:

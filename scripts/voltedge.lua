@@ -1,6 +1,6 @@
 #!lua name=voltedge
 -- VoltEdge data library: Redis Functions (Redis 7.0 or later, standalone).
-local VERSION = 4
+local VERSION = 5
 
 --[[
 Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl lua load)
@@ -16,7 +16,12 @@ Values: strict decimal numbers in JSON number syntax: optional '-', an
         The value string is stored and published exactly as given.
 Times:  Unix milliseconds, decimal digits without leading zeros (at most 15).
 Errors: error replies start with "ERR <function>" and name the ids, the
-        argument position or the hash field and the offending content.
+        argument (by position, 1 = first after numkeys) or the hash field,
+        the offending content and what was expected:
+          ERR take_controls channel=1001: max "0" is not a count from 1 to 100 (argument 2)
+          ERR set_quality channel=1001 argument 2: quality "x" is neither "stale" nor "good"
+        A bad point id or value of a sample is named by channel and point,
+        as in the sync errors below (see sync_measurement).
 
 FCALL sync_measurement 0 <channel> <point> <value> [ts_ms]
   Stores one sample. ts_ms defaults to the server clock (TIME).
@@ -89,8 +94,10 @@ Alarm check, per mapped point, ref = "{model}:{point_name}", value v:
   Raise: HSET alarm:active ref <json>
          XADD alarm:events MAXLEN ~ 10000 * type raise model M point P kind K value V limit L ts T
   Clear: HDEL alarm:active ref
-         XADD alarm:events MAXLEN ~ 10000 * type clear model M point P kind K value V limit L ts T
-         (L is the limit the alarm was raised with, V the value that cleared it)
+         XADD alarm:events MAXLEN ~ 10000 * type clear model M point P kind K value V limit L
+              raised_limit R ts T
+         (V is the value that cleared it, L the limit in force when it cleared,
+         R the limit the alarm was raised with; L is R when the limit was deleted)
   A non-numeric limit or hysteresis, or an unreadable alarm:active entry
   (which is then deleted), is a sync error; the other limit still applies.
 
@@ -217,8 +224,6 @@ local QUALITY_STALE = 'stale'
 
 -- Bytes an id must not contain: NUL, control bytes and space, ':', DEL, glob characters.
 local BAD_ID_BYTES = '[%z\1- :\127%*%?%[%]]'
--- A reference: two ids joined by ':'.
-local REF_PATTERN = '^([^%z\1- :\127%*%?%[%]]+):([^%z\1- :\127%*%?%[%]]+)$'
 
 local function fail(msg)
   return redis.error_reply('ERR ' .. msg)
@@ -283,6 +288,11 @@ local function is_ts(s)
     and (n == 1 or byte(s, 1) ~= 48)
 end
 
+-- is_count reports whether s is a positive integer of at most digits digits, without leading zeros.
+local function is_count(s, digits)
+  return #s <= digits and find(s, '^[1-9]%d*$') ~= nil
+end
+
 local function now_ms()
   local t = call('TIME')
   return t[1] .. format('%03d', floor(tonumber(t[2]) / 1000))
@@ -303,7 +313,130 @@ local function split_ref(ref)
   return owner, name
 end
 
--- Sync state of one call: error counts per channel and the model updates.
+--[[ Argument checking, shared by every function.
+
+A call has a context c = { fn = name, ids = "...", inline = bool } (new_call):
+ids grows with the ids checked so far (" channel=1001"). A check returns
+nil for a good argument, else the message of the error reply, so that
+checks chain with "or". The message names the function, the ids, the
+argument's position and name, what it holds and what was expected:
+  inline: "<fn><ids> argument <i>: <name> <content> <expected>"
+  else:   "<fn><ids>: <name> <content> <expected> (argument <i>)"
+(the content is left out when ids already show it).
+]]
+
+local function arg_message(c, i, what, s, why)
+  if s then what = what .. ' ' .. quote(s) end
+  if c.inline then
+    return c.fn .. c.ids .. ' argument ' .. i .. ': ' .. what .. ' ' .. why
+  end
+  return c.fn .. c.ids .. ': ' .. what .. ' ' .. why .. ' (argument ' .. i .. ')'
+end
+
+-- check returns the error of argument i (named what, holding s) when
+-- rule(s) returns a reason, else nil; shown says that ids already show s.
+local function check(c, i, what, s, rule, shown)
+  local why = rule(s)
+  if not why then return nil end
+  if shown then s = nil end
+  return arg_message(c, i, what, s, why)
+end
+
+-- Usage of each function, as named in arity errors.
+local USAGE = {
+  sync_measurement = '<channel> <point> <value> [ts_ms]',
+  sync_batch = '<channel> <ts_ms> <n> <point> <value> ... [<channel> <ts_ms> <n> ...]',
+  send_control = '<model> <control> <value> [ttl_ms]',
+  take_controls = '<channel> <max>',
+  control_result = '<id> <status> <code> <message> <channel> <point> <value> <model> <control> <ttl_ms> <maxlen>',
+  set_quality = '<channel> <stale|good> <point> [<point> ...]',
+}
+
+-- new_call returns the context of a call of fn and the error of a call with
+-- fewer than min or more than max arguments (max nil: no limit), else nil.
+-- The ids show the first arguments under the names in shown (may be nil).
+local function new_call(fn, args, min, max, shown)
+  local c = { fn = fn, ids = '' }
+  local n = #args
+  if n < min or (max and n > max) then
+    return c, fn .. ': want ' .. USAGE[fn] .. ', got ' .. n .. ' argument(s)'
+  end
+  for i = 1, shown and #shown or 0 do
+    c.ids = c.ids .. ' ' .. shown[i] .. '=' .. show(args[i])
+  end
+  return c, nil
+end
+
+-- Rules: nil for a valid argument, else the reason it is not.
+local function number_rule(s)
+  if not is_number(s) then return 'is not a number' end
+end
+
+local function ts_rule(s)
+  if not is_ts(s) then return 'is not a Unix time in milliseconds' end
+end
+
+local function ttl_rule(s)
+  if not is_count(s, MAX_TTL_DIGITS) then return 'is not a positive number of milliseconds' end
+end
+
+local function maxlen_rule(s)
+  if not is_count(s, MAX_TTL_DIGITS) then return 'is not a positive count' end
+end
+
+local function take_rule(s)
+  if not is_count(s, 3) or tonumber(s) > MAX_TAKE then return 'is not a count from 1 to ' .. MAX_TAKE end
+end
+
+local function group_size_rule(s)
+  if not (#s <= 4 and find(s, '^%d+$') and tonumber(s) <= MAX_GROUP_POINTS) then
+    return 'is not a point count from 0 to ' .. MAX_GROUP_POINTS
+  end
+end
+
+local function command_id_rule(s)
+  if #s == 0 or #s > MAX_ID_DIGITS or not find(s, '^%d+$') then
+    return 'is not a command number (1 to ' .. MAX_ID_DIGITS .. ' digits)'
+  end
+end
+
+local function code_rule(s)
+  if not (s == '0' or (is_count(s, 3) and tonumber(s) <= MAX_CODE)) then
+    return 'is not an exception code from 0 to ' .. MAX_CODE
+  end
+end
+
+local function message_rule(s)
+  if #s > MAX_MESSAGE then return 'is longer than ' .. MAX_MESSAGE .. ' bytes' end
+end
+
+-- optional accepts "" (not known) besides what rule accepts.
+local function optional(rule)
+  return function(s)
+    if s ~= '' then return rule(s) end
+  end
+end
+local optional_id, optional_number = optional(id_problem), optional(number_rule)
+
+-- sample_problem returns nil for a storable sample, else the message naming
+-- it; both sync functions use it (a sample error in sync_batch is a sync
+-- error, in sync_measurement an error reply).
+local function sample_problem(fn, ch, point, value)
+  local p = id_problem(point)
+  if p then return fn .. ' channel=' .. ch .. ' point=' .. quote(point) .. ': point id ' .. p end
+  if not is_number(value) then
+    return fn .. ' channel=' .. ch .. ' point=' .. point .. ': value ' .. quote(value) .. ' is not a number'
+  end
+  return nil
+end
+
+--[[ Sync state of one call: error counts per channel and the model updates.
+
+A sample is a record { ch, point, value, ts, tsn } (tsn: ts as a number).
+A mapped sample also gets { ref, name, md } (md: its model's record) and
+becomes a point of its model; a model record is
+{ model, ts, tsn, points = {sample...}, index = {name -> position} }.
+]]
 local function new_state(fn)
   return {
     fn = fn, errors = 0, first = nil, err_by_ch = {}, err_chs = {},
@@ -325,6 +458,11 @@ local function add_error(st, ch, ts, msg)
   e.ts = ts
 end
 
+-- sample_error counts an error about a sample, named by channel and point.
+local function sample_error(st, s, what)
+  add_error(st, s.ch, s.ts, st.fn .. ' channel=' .. s.ch .. ' point=' .. s.point .. ': ' .. what)
+end
+
 local function flush_errors(st)
   for i = 1, #st.err_chs do
     local ch = st.err_chs[i]
@@ -335,114 +473,83 @@ local function flush_errors(st)
   end
 end
 
-local function point_context(st, ch, point)
-  return st.fn .. ' channel=' .. ch .. ' point=' .. point
-end
-
--- map_point records a channel point for forwarding, given its mapping entry
--- (false when unmapped). It reports whether the point was forwarded.
-local function map_point(st, ch, point, value, ts, tsn, entry)
+-- map_point records a sample for forwarding, given its mapping entry (false
+-- when unmapped). It reports whether the sample was forwarded.
+local function map_point(st, s, entry)
   if not entry then return false end
   local model, name = split_ref(entry)
   if not model then
-    add_error(st, ch, ts, point_context(st, ch, point) .. ': mapping ' .. quote(ch .. ':' .. point)
-      .. ' holds ' .. quote(entry) .. ', want "{model}:{point_name}" with valid ids')
+    sample_error(st, s, 'mapping ' .. quote(s.ch .. ':' .. s.point) .. ' holds ' .. quote(entry)
+      .. ', want "{model}:{point_name}" with valid ids')
     return false
   end
   local md = st.models[model]
   if not md then
-    md = { names = {}, index = {}, values = {}, tss = {}, chs = {}, points = {}, refs = {}, ts = ts, tsn = tsn }
+    md = { model = model, points = {}, index = {}, ts = s.ts, tsn = s.tsn }
     st.models[model] = md
     st.model_order[#st.model_order + 1] = model
-  elseif tsn > md.tsn then
-    md.ts = ts
-    md.tsn = tsn
+  elseif s.tsn > md.tsn then
+    md.ts = s.ts
+    md.tsn = s.tsn
   end
+  s.ref, s.name, s.md = entry, name, md
   local x = md.index[name]
   if not x then
-    x = #md.names + 1
+    x = #md.points + 1
     md.index[name] = x
-    md.names[x] = name
   end
-  md.values[x] = value
-  md.tss[x] = ts
-  md.chs[x] = ch
-  md.points[x] = point
-  md.refs[x] = entry
+  md.points[x] = s -- a point given twice keeps its last sample
   st.mapped = st.mapped + 1
   return true
-end
-
-local function alarm_event(kind_of_event, model, name, kind, value, limit, ts)
-  call('XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
-    'type', kind_of_event, 'model', model, 'point', name, 'kind', kind,
-    'value', value, 'limit', limit, 'ts', ts)
-end
-
--- parse_active reads an alarm:active entry written by this library.
-local function parse_active(s)
-  local kind = match(s, '"kind"%s*:%s*"(%a+)"')
-  local limit = match(s, '"limit"%s*:%s*([^,}%s]+)')
-  if (kind == 'high' or kind == 'low') and limit and is_number(limit) then
-    return kind, limit
-  end
-  return nil
-end
-
--- limit_value returns the number in a limit entry, nil when absent, or
--- false (after counting the error) when it is not a number.
-local function limit_value(st, md, x, ref, hash, s)
-  if not s then return nil end
-  if is_number(s) then return tonumber(s) end
-  add_error(st, md.chs[x], md.tss[x], point_context(st, md.chs[x], md.points[x]) .. ': ' .. hash
-    .. ' ' .. quote(ref) .. ' holds ' .. quote(s) .. ', which is not a number')
-  return false
 end
 
 -- NONE stands for an HMGET reply of nothing but nils.
 local NONE = {}
 
--- hmget looks fields up in chunks, so that no call exceeds Lua's stack for unpack.
+-- chunks calls each(first, last) over 1..n in chunks of size step (so that
+-- no call exceeds Lua's stack for unpack) and returns the sum of its results.
 local UNPACK_CHUNK = 4000
+local function chunks(n, step, each)
+  local sum = 0
+  for first = 1, n, step do
+    local last = first + step - 1
+    if last > n then last = n end
+    sum = sum + each(first, last)
+  end
+  return sum
+end
+
+-- hmget looks fields up, in chunks.
 local function hmget(key, fields)
   local n = #fields
   if n <= UNPACK_CHUNK then return call('HMGET', key, unpack(fields)) end
   local out = {}
-  for first = 1, n, UNPACK_CHUNK do
-    local last = first + UNPACK_CHUNK - 1
-    if last > n then last = n end
+  chunks(n, UNPACK_CHUNK, function(first, last)
     local part = call('HMGET', key, unpack(fields, first, last))
     for i = 1, #part do out[first + i - 1] = part[i] end
-  end
+    return 0
+  end)
   return out
 end
 
 -- hset_all sets each of fields to value, in chunks; it returns the number of fields added.
 local function hset_all(key, fields, value)
-  local n, added, step = #fields, 0, UNPACK_CHUNK / 2
-  for first = 1, n, step do
-    local last = first + step - 1
-    if last > n then last = n end
+  return chunks(#fields, UNPACK_CHUNK / 2, function(first, last)
     local fv, k = {}, 0
     for i = first, last do
       fv[k + 1] = fields[i]
       fv[k + 2] = value
       k = k + 2
     end
-    added = added + call('HSET', key, unpack(fv))
-  end
-  return added
+    return call('HSET', key, unpack(fv))
+  end)
 end
 
 -- hdel_all deletes fields, in chunks; it returns the number of fields removed.
 local function hdel_all(key, fields)
-  local n, removed = #fields, 0
-  for first = 1, n, UNPACK_CHUNK do
-    local last = first + UNPACK_CHUNK - 1
-    if last > n then last = n end
-    removed = removed + call('HDEL', key, unpack(fields, first, last))
-  end
-  return removed
+  return chunks(#fields, UNPACK_CHUNK, function(first, last)
+    return call('HDEL', key, unpack(fields, first, last))
+  end)
 end
 
 -- hmget_if_any is hmget, or nil without a lookup when the hash is empty
@@ -452,139 +559,180 @@ local function hmget_if_any(key, fields)
   return hmget(key, fields)
 end
 
--- check_alarms runs the alarm check over the points forwarded in this call.
-local function check_alarms(st, item_md, item_x, refs)
-  local n = #refs
-  if n == 0 then return end
+--[[ Alarms. Each forwarded point p (a mapped sample) is checked with its
+high limit, low limit, active alarm and hysteresis as stored (strings, or
+false/nil when absent).
+]]
+
+-- alarm_event appends a raise or a clear to alarm:events; a clear also
+-- names the limit the alarm was raised with (raised_limit).
+local function alarm_event(st, type_of_event, p, kind, limit, raised_limit)
+  if raised_limit then
+    call('XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
+      'type', type_of_event, 'model', p.md.model, 'point', p.name, 'kind', kind,
+      'value', p.value, 'limit', limit, 'raised_limit', raised_limit, 'ts', p.ts)
+  else
+    call('XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
+      'type', type_of_event, 'model', p.md.model, 'point', p.name, 'kind', kind,
+      'value', p.value, 'limit', limit, 'ts', p.ts)
+  end
+  st.events = st.events + 1
+end
+
+-- alarm_hash_error counts an alarm hash entry of p that cannot be used.
+local function alarm_hash_error(st, p, hash, s, why)
+  sample_error(st, p, hash .. ' ' .. quote(p.ref) .. ' holds ' .. quote(s) .. ', ' .. why)
+end
+
+-- limit_number returns the number in a limit entry, nil when absent, or
+-- false (after counting the error) when it is not a number.
+local function limit_number(st, p, hash, s)
+  if not s then return nil end
+  if is_number(s) then return tonumber(s) end
+  alarm_hash_error(st, p, hash, s, 'which is not a number')
+  return false
+end
+
+-- hysteresis_number returns the hysteresis entry as a number >= 0 (0 when
+-- absent, or after counting the error when invalid).
+local function hysteresis_number(st, p, s)
+  if not s then return 0 end
+  if is_number(s) and tonumber(s) >= 0 then return tonumber(s) end
+  alarm_hash_error(st, p, KEY_ALARM_HYSTERESIS, s, 'which is not a number >= 0; using 0')
+  return 0
+end
+
+-- active_alarm reads p's alarm:active entry, written by this library: it
+-- returns its kind and the limit it was raised with, or nil (after counting
+-- the error and deleting the entry) when it is not an alarm.
+local function active_alarm(st, p, s)
+  local kind = match(s, '"kind"%s*:%s*"(%a+)"')
+  local limit = match(s, '"limit"%s*:%s*([^,}%s]+)')
+  if (kind == 'high' or kind == 'low') and limit and is_number(limit) then
+    return kind, limit
+  end
+  alarm_hash_error(st, p, KEY_ALARM_ACTIVE, s, 'which is not an alarm; deleted')
+  call('HDEL', KEY_ALARM_ACTIVE, p.ref)
+  return nil
+end
+
+-- clears reports whether an active alarm of kind clears at value v; limit is
+-- the number in force (nil: deleted, false: unreadable, which keeps it).
+local function clears(kind, v, limit, hyst)
+  if limit == nil then return true end
+  if not limit then return false end
+  if kind == 'high' then return v <= limit - hyst end
+  return v >= limit + hyst
+end
+
+local function clear_alarm(st, p, kind, in_force, raised_limit)
+  call('HDEL', KEY_ALARM_ACTIVE, p.ref)
+  alarm_event(st, 'clear', p, kind, in_force or raised_limit, raised_limit)
+end
+
+local function raise_alarm(st, p, kind, limit)
+  call('HSET', KEY_ALARM_ACTIVE, p.ref, '{"kind":"' .. kind .. '","value":' .. p.value
+    .. ',"limit":' .. limit .. ',"ts":' .. p.ts .. '}')
+  alarm_event(st, 'raise', p, kind, limit)
+end
+
+-- check_point runs the alarm check of one point: it clears an active alarm
+-- the value no longer crosses, then raises one the value crosses.
+local function check_point(st, p, hs, ls, as, h)
+  local v = tonumber(p.value)
+  local high = limit_number(st, p, KEY_ALARM_THRESHOLD, hs)
+  local low = limit_number(st, p, KEY_ALARM_LOW, ls)
+  local kind, raised_limit = nil, nil
+  if as then kind, raised_limit = active_alarm(st, p, as) end
+  if kind then
+    local hyst = hysteresis_number(st, p, h)
+    local limit, in_force = high, hs
+    if kind == 'low' then limit, in_force = low, ls end
+    if not clears(kind, v, limit, hyst) then return end
+    clear_alarm(st, p, kind, in_force, raised_limit)
+  end
+  if high and v > high then
+    raise_alarm(st, p, 'high', hs)
+  elseif low and v < low then
+    raise_alarm(st, p, 'low', ls)
+  end
+end
+
+-- hysteresis_lookup reads alarm:hysteresis for the refs with an active
+-- alarm only; it returns the entries by the refs' positions.
+local function hysteresis_lookup(refs, actives)
+  local wanted, at = nil, nil
+  for i = 1, #refs do
+    if actives[i] then
+      if not wanted then wanted, at = {}, {} end
+      wanted[#wanted + 1] = refs[i]
+      at[#wanted] = i
+    end
+  end
+  local by_ref = {}
+  if wanted then
+    local hs = hmget(KEY_ALARM_HYSTERESIS, wanted)
+    for k = 1, #wanted do by_ref[at[k]] = hs[k] end
+  end
+  return by_ref
+end
+
+-- check_alarms runs the alarm check over the points forwarded in this call
+-- (refs[i] is points[i].ref).
+local function check_alarms(st, points, refs)
+  if #refs == 0 then return end
   local highs = hmget_if_any(KEY_ALARM_THRESHOLD, refs)
   local lows = hmget_if_any(KEY_ALARM_LOW, refs)
   local actives = hmget_if_any(KEY_ALARM_ACTIVE, refs)
   if not (highs or lows or actives) then return end
   highs, lows, actives = highs or NONE, lows or NONE, actives or NONE
-  local hyst_refs, hyst_at, hysts = nil, nil, nil
-  for i = 1, n do
-    if actives[i] then
-      if not hyst_refs then
-        hyst_refs, hyst_at = {}, {}
-      end
-      hyst_refs[#hyst_refs + 1] = refs[i]
-      hyst_at[i] = #hyst_refs
-    end
-  end
-  if hyst_refs then
-    hysts = hmget(KEY_ALARM_HYSTERESIS, hyst_refs)
-  end
-  for i = 1, n do
+  local hysts = hysteresis_lookup(refs, actives)
+  for i = 1, #refs do
     local hs, ls, as = highs[i], lows[i], actives[i]
-    if hs or ls or as then
-      local md, x, ref = item_md[i], item_x[i], refs[i]
-      local model, name, vs, ts = md.model, md.names[x], md.values[x], md.tss[x]
-      local v = tonumber(vs)
-      local high = limit_value(st, md, x, ref, KEY_ALARM_THRESHOLD, hs)
-      local low = limit_value(st, md, x, ref, KEY_ALARM_LOW, ls)
-      local kind, active_limit = nil, nil
-      if as then
-        kind, active_limit = parse_active(as)
-        if not kind then
-          add_error(st, md.chs[x], ts, point_context(st, md.chs[x], md.points[x]) .. ': ' .. KEY_ALARM_ACTIVE
-            .. ' ' .. quote(ref) .. ' holds ' .. quote(as) .. ', which is not an alarm; deleted')
-          call('HDEL', KEY_ALARM_ACTIVE, ref)
-        else
-          local hyst = 0
-          local h = hysts[hyst_at[i]]
-          if h then
-            if is_number(h) and tonumber(h) >= 0 then
-              hyst = tonumber(h)
-            else
-              add_error(st, md.chs[x], ts, point_context(st, md.chs[x], md.points[x]) .. ': '
-                .. KEY_ALARM_HYSTERESIS .. ' ' .. quote(ref) .. ' holds ' .. quote(h)
-                .. ', which is not a number >= 0; using 0')
-            end
-          end
-          local clear = false
-          if kind == 'high' then
-            clear = high == nil or (high and v <= high - hyst)
-          else
-            clear = low == nil or (low and v >= low + hyst)
-          end
-          if clear then
-            call('HDEL', KEY_ALARM_ACTIVE, ref)
-            alarm_event('clear', model, name, kind, vs, active_limit, ts)
-            st.events = st.events + 1
-            kind = nil
-          end
-        end
-      end
-      if not kind then
-        local raise, limit = nil, nil
-        if high and v > high then
-          raise, limit = 'high', hs
-        elseif low and v < low then
-          raise, limit = 'low', ls
-        end
-        if raise then
-          call('HSET', KEY_ALARM_ACTIVE, ref, '{"kind":"' .. raise .. '","value":' .. vs
-            .. ',"limit":' .. limit .. ',"ts":' .. ts .. '}')
-          alarm_event('raise', model, name, raise, vs, limit, ts)
-          st.events = st.events + 1
-        end
-      end
-    end
+    if hs or ls or as then check_point(st, points[i], hs, ls, as, hysts[i]) end
   end
 end
 
 -- flush_models writes the model hashes, publishes one update per model and
 -- runs the alarm check.
 local function flush_models(st)
-  local item_md, item_x, refs = {}, {}, {}
+  local points, refs = {}, {}
   for m = 1, #st.model_order do
-    local model = st.model_order[m]
-    local md = st.models[model]
-    md.model = model
+    local md = st.models[st.model_order[m]]
     local hv, ht, parts = {}, {}, {}
-    for x = 1, #md.names do
-      local name, value = md.names[x], md.values[x]
-      hv[2 * x - 1] = name
-      hv[2 * x] = value
-      ht[2 * x - 1] = name
-      ht[2 * x] = md.tss[x]
-      parts[x] = json_string(name) .. ':' .. value
+    for x = 1, #md.points do
+      local p = md.points[x]
+      hv[2 * x - 1] = p.name
+      hv[2 * x] = p.value
+      ht[2 * x - 1] = p.name
+      ht[2 * x] = p.ts
+      parts[x] = json_string(p.name) .. ':' .. p.value
       local i = #refs + 1
-      refs[i] = md.refs[x]
-      item_md[i] = md
-      item_x[i] = x
+      refs[i] = p.ref
+      points[i] = p
     end
-    call('HSET', key_model_values(model), unpack(hv))
-    call('HSET', key_model_timestamps(model), unpack(ht))
-    call('PUBLISH', key_model_updates(model), '{"model":' .. json_string(model) .. ',"ts":' .. md.ts
+    call('HSET', key_model_values(md.model), unpack(hv))
+    call('HSET', key_model_timestamps(md.model), unpack(ht))
+    call('PUBLISH', key_model_updates(md.model), '{"model":' .. json_string(md.model) .. ',"ts":' .. md.ts
       .. ',"values":{' .. concat(parts, ',') .. '}}')
   end
-  check_alarms(st, item_md, item_x, refs)
+  check_alarms(st, points, refs)
 end
 
 local function sync_measurement(_, args)
-  local fn = 'sync_measurement'
-  local nargs = #args
-  if nargs < 3 or nargs > 4 then
-    return fail(fn .. ': want <channel> <point> <value> [ts_ms], got ' .. nargs .. ' argument(s)')
-  end
+  local c, err = new_call('sync_measurement', args, 3, 4, { 'channel', 'point' })
+  if err then return fail(err) end
   local ch, point, value, ts = args[1], args[2], args[3], args[4]
-  local ctx = fn .. ' channel=' .. show(ch) .. ' point=' .. show(point)
-  local p = id_problem(ch)
-  if p then return fail(ctx .. ': channel id ' .. p) end
-  p = id_problem(point)
-  if p then return fail(ctx .. ': point id ' .. p) end
-  if not is_number(value) then return fail(ctx .. ': value ' .. quote(value) .. ' is not a number') end
-  if ts == nil then
-    ts = now_ms()
-  elseif not is_ts(ts) then
-    return fail(ctx .. ': ts_ms ' .. quote(ts) .. ' is not a Unix time in milliseconds')
-  end
+  err = check(c, 1, 'channel id', ch, id_problem, true) or sample_problem(c.fn, ch, point, value)
+    or (ts and check(c, 4, 'ts_ms', ts, ts_rule))
+  if err then return fail(err) end
+  ts = ts or now_ms()
 
   call('HSET', key_channel_values(ch), point, value)
   call('HSET', key_channel_timestamps(ch), point, ts)
-  local st = new_state(fn)
-  if map_point(st, ch, point, value, ts, tonumber(ts), call('HGET', KEY_MAPPING, ch .. ':' .. point)) then
+  local st = new_state(c.fn)
+  local s = { ch = ch, point = point, value = value, ts = ts, tsn = tonumber(ts) }
+  if map_point(st, s, call('HGET', KEY_MAPPING, ch .. ':' .. point)) then
     flush_models(st)
   end
   flush_errors(st)
@@ -592,85 +740,90 @@ local function sync_measurement(_, args)
   return redis.status_reply('OK')
 end
 
-local function sync_batch(_, args)
-  local fn = 'sync_batch'
+-- group_error returns the error of the group g of a sync_batch call that
+-- starts at argument i, else nil; n is its point count.
+local function group_error(args, g, i)
   local nargs = #args
-  if nargs == 0 then
-    return fail(fn .. ': no groups, want <channel> <ts_ms> <n> <point> <value> ... [<channel> <ts_ms> <n> ...]')
+  local c = { fn = 'sync_batch', ids = ' group ' .. g, inline = true }
+  if i + 2 > nargs then
+    return c.fn .. c.ids .. ' at argument ' .. i .. ': want <channel> <ts_ms> <n>, only '
+      .. (nargs - i + 1) .. ' argument(s) left'
   end
-  -- Check the whole structure before writing anything.
+  local err = check(c, i, 'channel id', args[i], id_problem)
+  if err then return err end
+  c.ids = c.ids .. ' channel=' .. args[i]
+  err = check(c, i + 1, 'ts_ms', args[i + 1], ts_rule) or check(c, i + 2, 'n', args[i + 2], group_size_rule)
+  if err then return err end
+  local n = tonumber(args[i + 2])
+  if i + 2 + 2 * n > nargs then
+    return arg_message(c, i + 2, 'n=' .. n, nil, 'needs ' .. (2 * n) .. ' point/value arguments, only '
+      .. (nargs - i - 2) .. ' left')
+  end
+  return nil
+end
+
+-- batch_groups checks the structure of a sync_batch call before anything is
+-- written; it returns the argument position of each group, or nil and the error.
+local function batch_groups(args)
+  local nargs = #args
+  if nargs == 0 then return nil, 'sync_batch: no groups, want ' .. USAGE.sync_batch end
   local starts = {}
   local i = 1
   while i <= nargs do
     local g = #starts + 1
-    if i + 2 > nargs then
-      return fail(fn .. ' group ' .. g .. ' at argument ' .. i .. ': want <channel> <ts_ms> <n>, only '
-        .. (nargs - i + 1) .. ' argument(s) left')
-    end
-    local ch, ts, ns = args[i], args[i + 1], args[i + 2]
-    local p = id_problem(ch)
-    if p then
-      return fail(fn .. ' group ' .. g .. ' argument ' .. i .. ': channel id ' .. quote(ch) .. ' ' .. p)
-    end
-    if not is_ts(ts) then
-      return fail(fn .. ' group ' .. g .. ' channel=' .. ch .. ' argument ' .. (i + 1) .. ': ts_ms '
-        .. quote(ts) .. ' is not a Unix time in milliseconds')
-    end
-    local n = nil
-    if #ns <= 4 and find(ns, '^%d+$') then n = tonumber(ns) end
-    if not n or n > MAX_GROUP_POINTS then
-      return fail(fn .. ' group ' .. g .. ' channel=' .. ch .. ' argument ' .. (i + 2) .. ': n ' .. quote(ns)
-        .. ' is not a point count from 0 to ' .. MAX_GROUP_POINTS)
-    end
-    if i + 2 + 2 * n > nargs then
-      return fail(fn .. ' group ' .. g .. ' channel=' .. ch .. ' argument ' .. (i + 2) .. ': n=' .. n
-        .. ' needs ' .. (2 * n) .. ' point/value arguments, only ' .. (nargs - i - 2) .. ' left')
-    end
+    local err = group_error(args, g, i)
+    if err then return nil, err end
     starts[g] = i
-    i = i + 3 + 2 * n
+    i = i + 3 + 2 * tonumber(args[i + 2])
   end
+  return starts
+end
 
-  local st = new_state(fn)
-  local written = 0
-  -- Channel hashes per group; mapping references collected for one lookup.
-  local refs, rch, rpt, rval, rts, rtsn = {}, {}, {}, {}, {}, {}
-  local nref = 0
-  for g = 1, #starts do
-    local base = starts[g]
-    local ch, ts, n = args[base], args[base + 1], tonumber(args[base + 2])
-    local mf, tf = {}, {}
-    local k = 0
-    local tsn = tonumber(ts)
-    local prefix = ch .. ':'
-    for j = 1, n do
-      local point, value = args[base + 1 + 2 * j], args[base + 2 + 2 * j]
-      local p = id_problem(point)
-      if p then
-        add_error(st, ch, ts, fn .. ' channel=' .. ch .. ' point=' .. quote(point) .. ': point id ' .. p)
-      elseif not is_number(value) then
-        add_error(st, ch, ts, fn .. ' channel=' .. ch .. ' point=' .. point .. ': value ' .. quote(value)
-          .. ' is not a number')
-      else
-        k = k + 1
-        mf[2 * k - 1] = point
-        mf[2 * k] = value
-        tf[2 * k - 1] = point
-        tf[2 * k] = ts
-        nref = nref + 1
-        refs[nref] = prefix .. point
-        rch[nref], rpt[nref], rval[nref], rts[nref], rtsn[nref] = ch, point, value, ts, tsn
-      end
-    end
-    if k > 0 then
-      call('HSET', key_channel_values(ch), unpack(mf))
-      call('HSET', key_channel_timestamps(ch), unpack(tf))
-      written = written + k
+-- batch_group writes the channel hashes of one group (one HSET each) and
+-- appends its valid samples to samples and their mapping refs to refs; it
+-- returns the number of samples written.
+local function batch_group(st, args, base, samples, refs)
+  local ch, ts = args[base], args[base + 1]
+  local tsn = tonumber(ts)
+  local prefix = ch .. ':'
+  local mf, tf = {}, {}
+  local k, nref = 0, #refs
+  for j = 1, tonumber(args[base + 2]) do
+    local point, value = args[base + 1 + 2 * j], args[base + 2 + 2 * j]
+    local problem = sample_problem(st.fn, ch, point, value)
+    if problem then
+      add_error(st, ch, ts, problem)
+    else
+      k = k + 1
+      mf[2 * k - 1] = point
+      mf[2 * k] = value
+      tf[2 * k - 1] = point
+      tf[2 * k] = ts
+      nref = nref + 1
+      refs[nref] = prefix .. point
+      samples[nref] = { ch = ch, point = point, value = value, ts = ts, tsn = tsn }
     end
   end
-  if nref > 0 then
+  if k > 0 then
+    call('HSET', key_channel_values(ch), unpack(mf))
+    call('HSET', key_channel_timestamps(ch), unpack(tf))
+  end
+  return k
+end
+
+local function sync_batch(_, args)
+  local starts, err = batch_groups(args)
+  if not starts then return fail(err) end
+  local st = new_state('sync_batch')
+  local written = 0
+  local samples, refs = {}, {}
+  for g = 1, #starts do
+    written = written + batch_group(st, args, starts[g], samples, refs)
+  end
+  if #refs > 0 then
     local entries = hmget(KEY_MAPPING, refs)
-    for r = 1, nref do
-      map_point(st, rch[r], rpt[r], rval[r], rts[r], rtsn[r], entries[r])
+    for r = 1, #refs do
+      map_point(st, samples[r], entries[r])
     end
   end
   flush_models(st)
@@ -679,32 +832,22 @@ local function sync_batch(_, args)
 end
 
 local function send_control(_, args)
-  local fn = 'send_control'
-  local nargs = #args
-  if nargs < 3 or nargs > 4 then
-    return fail(fn .. ': want <model> <control> <value> [ttl_ms], got ' .. nargs .. ' argument(s)')
-  end
+  local c, err = new_call('send_control', args, 3, 4, { 'model', 'control' })
+  if err then return fail(err) end
   local model, control, value, ttl = args[1], args[2], args[3], args[4]
-  local ctx = fn .. ' model=' .. show(model) .. ' control=' .. show(control)
-  local p = id_problem(model)
-  if p then return fail(ctx .. ': model id ' .. p) end
-  p = id_problem(control)
-  if p then return fail(ctx .. ': control name ' .. p) end
-  if not is_number(value) then return fail(ctx .. ': value ' .. quote(value) .. ' is not a number') end
-  if ttl == nil then
-    ttl = DEFAULT_TTL_MS
-  elseif #ttl > MAX_TTL_DIGITS or not find(ttl, '^[1-9]%d*$') then
-    return fail(ctx .. ': ttl_ms ' .. quote(ttl) .. ' is not a positive number of milliseconds')
-  end
+  err = check(c, 1, 'model id', model, id_problem, true) or check(c, 2, 'control name', control, id_problem, true)
+    or check(c, 3, 'value', value, number_rule) or (ttl and check(c, 4, 'ttl_ms', ttl, ttl_rule))
+  if err then return fail(err) end
+  ttl = ttl or DEFAULT_TTL_MS
   local ref = model .. ':' .. control
   local target = call('HGET', KEY_MAPPING_REVERSE, ref)
   if not target then
-    return fail(ctx .. ': no ' .. KEY_MAPPING_REVERSE .. ' entry ' .. quote(ref))
+    return fail(c.fn .. c.ids .. ': no ' .. KEY_MAPPING_REVERSE .. ' entry ' .. quote(ref))
   end
   local ch, point = split_ref(target)
   if not ch then
-    return fail(ctx .. ': ' .. KEY_MAPPING_REVERSE .. ' entry ' .. quote(ref) .. ' holds ' .. quote(target)
-      .. ', want "{channel}:{point}" with valid ids')
+    return fail(c.fn .. c.ids .. ': ' .. KEY_MAPPING_REVERSE .. ' entry ' .. quote(ref) .. ' holds '
+      .. quote(target) .. ', want "{channel}:{point}" with valid ids')
   end
 
   local id = call('INCR', KEY_COMMAND_SEQ)
@@ -720,24 +863,12 @@ local function send_control(_, args)
   return id
 end
 
--- is_count reports whether s is a positive integer of at most digits digits, without leading zeros.
-local function is_count(s, digits)
-  return #s <= digits and find(s, '^[1-9]%d*$') ~= nil
-end
-
 local function take_controls(_, args)
-  local fn = 'take_controls'
-  local nargs = #args
-  if nargs ~= 2 then
-    return fail(fn .. ': want <channel> <max>, got ' .. nargs .. ' argument(s)')
-  end
+  local c, err = new_call('take_controls', args, 2, 2, { 'channel' })
+  if err then return fail(err) end
   local ch, max = args[1], args[2]
-  local ctx = fn .. ' channel=' .. show(ch)
-  local p = id_problem(ch)
-  if p then return fail(ctx .. ': channel id ' .. p) end
-  if not is_count(max, 3) or tonumber(max) > MAX_TAKE then
-    return fail(ctx .. ': max ' .. quote(max) .. ' is not a count from 1 to ' .. MAX_TAKE)
-  end
+  err = check(c, 1, 'channel id', ch, id_problem, true) or check(c, 2, 'max', max, take_rule)
+  if err then return fail(err) end
   local queue = key_command_queue(ch)
   local taken = call('RPOP', queue, max)
   if call('LLEN', queue) == 0 then
@@ -752,48 +883,28 @@ local RESULT_STATUSES = {
 }
 local RESULT_STATUS_LIST = 'ok, exception, timeout, offline, expired, invalid, failed'
 
+local function status_rule(s)
+  if not RESULT_STATUSES[s] then return 'is not one of ' .. RESULT_STATUS_LIST end
+end
+
 local function control_result(_, args)
-  local fn = 'control_result'
-  local nargs = #args
-  if nargs ~= 11 then
-    return fail(fn .. ': want <id> <status> <code> <message> <channel> <point> <value> <model> <control>'
-      .. ' <ttl_ms> <maxlen>, got ' .. nargs .. ' argument(s)')
-  end
+  local c, err = new_call('control_result', args, 11, 11)
+  if err then return fail(err) end
   local id, status, code, message, ch, point, value, model, control, ttl, maxlen = unpack(args, 1, 11)
-  if #id == 0 or #id > MAX_ID_DIGITS or not find(id, '^%d+$') then
-    return fail(fn .. ' id=' .. quote(id) .. ': id is not a command number (1 to ' .. MAX_ID_DIGITS .. ' digits)')
-  end
-  local ctx = fn .. ' id=' .. id
-  if not RESULT_STATUSES[status] then
-    return fail(ctx .. ': status ' .. quote(status) .. ' is not one of ' .. RESULT_STATUS_LIST)
-  end
-  ctx = ctx .. ' status=' .. status
-  if not (code == '0' or (is_count(code, 3) and tonumber(code) <= MAX_CODE)) then
-    return fail(ctx .. ': code ' .. quote(code) .. ' is not an exception code from 0 to ' .. MAX_CODE)
-  end
-  if #message > MAX_MESSAGE then
-    return fail(ctx .. ': message of ' .. #message .. ' bytes ' .. quote(message) .. ' is longer than '
-      .. MAX_MESSAGE .. ' bytes')
-  end
-  local p = id_problem(ch)
-  if p then return fail(ctx .. ': channel id ' .. quote(ch) .. ' ' .. p) end
-  local optional = { { 'point id', point }, { 'model id', model }, { 'control name', control } }
-  for i = 1, #optional do
-    local what, s = optional[i][1], optional[i][2]
-    if s ~= '' then
-      p = id_problem(s)
-      if p then return fail(ctx .. ': ' .. what .. ' ' .. quote(s) .. ' ' .. p) end
-    end
-  end
-  if value ~= '' and not is_number(value) then
-    return fail(ctx .. ': value ' .. quote(value) .. ' is not a number')
-  end
-  if not is_count(ttl, MAX_TTL_DIGITS) then
-    return fail(ctx .. ': ttl_ms ' .. quote(ttl) .. ' is not a positive number of milliseconds')
-  end
-  if not is_count(maxlen, MAX_TTL_DIGITS) then
-    return fail(ctx .. ': maxlen ' .. quote(maxlen) .. ' is not a positive count')
-  end
+  c.ids = ' id=' .. quote(id)
+  err = check(c, 1, 'id', id, command_id_rule, true)
+  if err then return fail(err) end
+  c.ids = ' id=' .. id
+  err = check(c, 2, 'status', status, status_rule)
+  if err then return fail(err) end
+  c.ids = c.ids .. ' status=' .. status
+  err = check(c, 3, 'code', code, code_rule)
+    or check(c, 4, 'message of ' .. #message .. ' bytes', message, message_rule)
+    or check(c, 5, 'channel id', ch, id_problem) or check(c, 6, 'point id', point, optional_id)
+    or check(c, 7, 'value', value, optional_number) or check(c, 8, 'model id', model, optional_id)
+    or check(c, 9, 'control name', control, optional_id) or check(c, 10, 'ttl_ms', ttl, ttl_rule)
+    or check(c, 11, 'maxlen', maxlen, maxlen_rule)
+  if err then return fail(err) end
 
   local ts = now_ms()
   local key = key_command_result(id)
@@ -806,78 +917,79 @@ local function control_result(_, args)
   return redis.status_reply('OK')
 end
 
+local function quality_rule(s)
+  if s ~= QUALITY_STALE and s ~= 'good' then return 'is neither "stale" nor "good"' end
+end
+
+-- quality_models groups the mapped points among refs by model, in the order
+-- first seen: it returns the models' names and their point names.
+local function quality_models(refs)
+  local entries = hmget(KEY_MAPPING, refs)
+  local names, order = {}, {}
+  for k = 1, #refs do
+    local entry = entries[k]
+    local model, name = nil, nil
+    if entry then model, name = split_ref(entry) end
+    if model then
+      local md = names[model]
+      if not md then
+        md = { seen = {} }
+        names[model] = md
+        order[#order + 1] = model
+      end
+      if not md.seen[name] then
+        md.seen[name] = true
+        md[#md + 1] = name
+      end
+    end
+  end
+  return order, names
+end
+
+-- set_all sets fields to stale, or deletes them (good).
+local function set_all(key, fields, stale)
+  if stale then return hset_all(key, fields, QUALITY_STALE) end
+  return hdel_all(key, fields)
+end
+
 local function set_quality(_, args)
-  local fn = 'set_quality'
-  local nargs = #args
-  if nargs < 3 then
-    return fail(fn .. ': want <channel> <stale|good> <point> [<point> ...], got ' .. nargs .. ' argument(s)')
-  end
+  local c, err = new_call('set_quality', args, 3)
+  c.inline = true
   local ch, quality = args[1], args[2]
-  local p = id_problem(ch)
-  if p then return fail(fn .. ' argument 1: channel id ' .. quote(ch) .. ' ' .. p) end
-  local ctx = fn .. ' channel=' .. ch
+  err = err or check(c, 1, 'channel id', ch, id_problem)
+  if err then return fail(err) end
+  c.ids = ' channel=' .. ch
+  err = check(c, 2, 'quality', quality, quality_rule)
+  if err then return fail(err) end
   local stale = quality == QUALITY_STALE
-  if not stale and quality ~= 'good' then
-    return fail(ctx .. ' argument 2: quality ' .. quote(quality) .. ' is neither "stale" nor "good"')
-  end
   local points, refs = {}, {}
   local prefix = ch .. ':'
-  for i = 3, nargs do
+  for i = 3, #args do
     local point = args[i]
-    p = id_problem(point)
-    if p then return fail(ctx .. ' argument ' .. i .. ': point id ' .. quote(point) .. ' ' .. p) end
+    err = check(c, i, 'point id', point, id_problem)
+    if err then return fail(err) end
     points[i - 2] = point
     refs[i - 2] = prefix .. point
   end
 
-  if stale then
-    hset_all(key_channel_quality(ch), points, QUALITY_STALE)
-  else
-    hdel_all(key_channel_quality(ch), points)
-  end
-
-  -- Mapped points, grouped by model in the order first seen.
-  local entries = hmget(KEY_MAPPING, refs)
-  local models, order = {}, {}
-  for k = 1, #points do
-    local entry = entries[k]
-    if entry then
-      local model, name = split_ref(entry)
-      if model then
-        local md = models[model]
-        if not md then
-          md = { names = {}, seen = {} }
-          models[model] = md
-          order[#order + 1] = model
-        end
-        if not md.seen[name] then
-          md.seen[name] = true
-          md.names[#md.names + 1] = name
-        end
-      end
-    end
-  end
-
+  set_all(key_channel_quality(ch), points, stale)
+  local order, names_by_model = quality_models(refs)
   local changed, ts = 0, nil
   local qjson = '"' .. quality .. '"'
   for m = 1, #order do
     local model = order[m]
-    local names = models[model].names
+    local names = names_by_model[model]
     local key = key_model_quality(model)
     local current = hmget(key, names)
     local diff = {}
     for x = 1, #names do
-      local c = current[x]
-      if (stale and c ~= QUALITY_STALE) or (not stale and c) then
+      local q = current[x]
+      if (stale and q ~= QUALITY_STALE) or (not stale and q) then
         diff[#diff + 1] = names[x]
       end
     end
     if #diff > 0 then
-      if stale then
-        hset_all(key, diff, QUALITY_STALE)
-      else
-        hdel_all(key, diff)
-      end
+      set_all(key, diff, stale)
       changed = changed + #diff
       if not ts then ts = now_ms() end
       local parts = {}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"os/exec"
@@ -623,7 +624,7 @@ func TestAlarms(t *testing.T) {
 		t.Fatalf("%d events: %v", len(ev), ev)
 	}
 	want0 := alarmEvent{"type": "raise", "model": "pm", "point": "voltage", "kind": "high", "value": "260", "limit": "250", "ts": "1002"}
-	want1 := alarmEvent{"type": "clear", "model": "pm", "point": "voltage", "kind": "high", "value": "245", "limit": "250", "ts": "1005"}
+	want1 := alarmEvent{"type": "clear", "model": "pm", "point": "voltage", "kind": "high", "value": "245", "limit": "250", "raised_limit": "250", "ts": "1005"}
 	want4 := alarmEvent{"type": "raise", "model": "pm", "point": "voltage", "kind": "low", "value": "170", "limit": "180", "ts": "1007"}
 	for i, w := range map[int]alarmEvent{0: want0, 1: want1, 4: want4} {
 		if len(ev[i]) != len(w) {
@@ -641,14 +642,22 @@ func TestAlarms(t *testing.T) {
 	}
 }
 
-func TestAlarmLimitDeletedClears(t *testing.T) {
+// raisedHigh maps channel point 1:1 to pm:{name}, sets its high limit and
+// raises the alarm with value at ts 1.
+func raisedHigh(t *testing.T, name, limit, value string) (rueidis.Client, string) {
+	t.Helper()
 	_, c := setup(t)
-	ref := keys.PointRef("pm", "t")
+	ref := keys.PointRef("pm", name)
 	redistest.Do(t, c, "HSET", keys.Mapping, "1:1", ref)
-	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, "50")
-	if r := batch(t, c, "1", "1", "1", "1", "60"); r.events != 1 {
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, limit)
+	if r := batch(t, c, "1", "1", "1", "1", value); r.events != 1 {
 		t.Fatalf("raise: %+v", r)
 	}
+	return c, ref
+}
+
+func TestAlarmLimitDeletedClears(t *testing.T) {
+	c, ref := raisedHigh(t, "t", "50", "60")
 	redistest.Do(t, c, "HDEL", keys.AlarmThreshold, ref)
 	if r := batch(t, c, "1", "2", "1", "1", "60"); r.events != 1 {
 		t.Fatalf("clear after threshold deleted: %+v", r)
@@ -661,8 +670,41 @@ func TestAlarmLimitDeletedClears(t *testing.T) {
 	redistest.Do(t, c, "HDEL", keys.AlarmLow, ref)
 	mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", "5", "4")
 	ev := alarmEvents(t, c)
-	if len(ev) != 4 || ev[3]["type"] != "clear" || ev[3]["kind"] != "low" || ev[3]["limit"] != "10" || ev[3]["value"] != "5" {
+	if len(ev) != 4 || ev[3]["type"] != "clear" || ev[3]["kind"] != "low" || ev[3]["limit"] != "10" ||
+		ev[3]["raised_limit"] != "10" || ev[3]["value"] != "5" {
 		t.Errorf("events = %v", ev)
+	}
+}
+
+// TestAlarmClearAfterLimitChange checks that a clear names the limit in
+// force when it cleared, and the limit the alarm was raised with apart.
+func TestAlarmClearAfterLimitChange(t *testing.T) {
+	c, ref := raisedHigh(t, "temp", "20", "25")
+	redistest.Do(t, c, "HSET", keys.AlarmThreshold, ref, "30")
+	if r := batch(t, c, "1", "2", "1", "1", "25.1"); r.events != 1 {
+		t.Fatalf("clear after the limit became 30: %+v", r)
+	}
+	redistest.Do(t, c, "HSET", keys.AlarmLow, ref, "10")
+	mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", "5", "3")
+	redistest.Do(t, c, "HSET", keys.AlarmLow, ref, "4")
+	mustOK(t, c, scripts.FnSyncMeasurement, "1", "1", "5", "4")
+
+	ev := alarmEvents(t, c)
+	want := []alarmEvent{
+		{"type": "raise", "model": "pm", "point": "temp", "kind": "high", "value": "25", "limit": "20", "ts": "1"},
+		{"type": "clear", "model": "pm", "point": "temp", "kind": "high", "value": "25.1", "limit": "30",
+			"raised_limit": "20", "ts": "2"},
+		{"type": "raise", "model": "pm", "point": "temp", "kind": "low", "value": "5", "limit": "10", "ts": "3"},
+		{"type": "clear", "model": "pm", "point": "temp", "kind": "low", "value": "5", "limit": "4",
+			"raised_limit": "10", "ts": "4"},
+	}
+	if len(ev) != len(want) {
+		t.Fatalf("events = %v, want %v", ev, want)
+	}
+	for i, w := range want {
+		if !maps.Equal(ev[i], w) {
+			t.Errorf("event %d = %v, want %v", i, ev[i], w)
+		}
 	}
 }
 
@@ -1384,6 +1426,31 @@ func TestSetQualityErrors(t *testing.T) {
 	}
 	if n, _ := c.Do(context.Background(), c.B().Dbsize().Build()).AsInt64(); n != 0 {
 		t.Errorf("%d keys written by rejected calls", n)
+	}
+}
+
+// TestArgumentErrorsNamePosition checks that an argument error names the
+// function, the argument's position, what it holds and what was expected.
+func TestArgumentErrorsNamePosition(t *testing.T) {
+	_, c := setup(t)
+	redistest.Do(t, c, "HSET", keys.MappingReverse, "pm:sp", "1001:40001")
+	tests := []struct {
+		fn   string
+		args []string
+		want string
+	}{
+		{scripts.FnSyncMeasurement, []string{"", "1", "2"}, `sync_measurement channel="" point=1: channel id is empty (argument 1)`},
+		{scripts.FnSyncMeasurement, []string{"1", "1", "2", "x"}, `sync_measurement channel=1 point=1: ts_ms "x" is not a Unix time in milliseconds (argument 4)`},
+		{scripts.FnSyncBatch, []string{"1", "5", "1", "1", "1", "2", "x", "0"}, `sync_batch group 2 channel=2 argument 7: ts_ms "x" is not a Unix time in milliseconds`},
+		{scripts.FnSendControl, []string{"pm", "sp", "1", "0"}, `send_control model=pm control=sp: ttl_ms "0" is not a positive number of milliseconds (argument 4)`},
+		{scripts.FnTakeControls, []string{"1001", "0"}, `take_controls channel=1001: max "0" is not a count from 1 to 100 (argument 2)`},
+		{scripts.FnControlResult, []string{"1", "ok", "0", "", "1001", "", "x", "", "", "1", "1"}, `control_result id=1 status=ok: value "x" is not a number (argument 7)`},
+		{scripts.FnSetQuality, []string{"1001", "stale", "1", "a b"}, `set_quality channel=1001 argument 4: point id "a b" contains ':'`},
+	}
+	for _, tt := range tests {
+		if got := mustErr(t, c, tt.fn, tt.args...); !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%s %q: error %q, want %q", tt.fn, tt.args, got, tt.want)
+		}
 	}
 }
 
