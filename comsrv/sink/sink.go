@@ -4,11 +4,14 @@
 // device messages and the channel set.
 //
 // Values and quality marks of one channel travel one ordered path: every
-// channel is bound to one lane, each lane has one writer, and the writer
-// sends a channel's items in the order they were queued (values through the
-// Lua library's sync_batch function, several responses per call; marks
-// through set_quality). So a "good" mark never lands before the value that
-// earned it, nor a late value after a "stale" mark of a newer one.
+// channel is bound to one of many lanes, and a lane is written by one writer
+// at a time, in the order its items were queued (values through the Lua
+// library's sync_batch function, several responses per call; marks through
+// set_quality). So a "good" mark never lands before the value that earned
+// it, nor a late value after a "stale" mark of a newer one. The writers are
+// not bound to lanes: an idle writer takes whichever lane has work, and
+// batches several lanes into one call, so no sample waits for a busy writer
+// while another is idle.
 //
 // Nothing here blocks a device link: queues are bounded, and when Redis
 // cannot keep up the excess is dropped and counted.
@@ -42,7 +45,7 @@ type Sample struct {
 
 // Options tunes the sink.
 type Options struct {
-	Writers       int           // lanes, each with one writer (FCALLs in flight), default 4
+	Writers       int           // concurrent writers (FCALLs in flight), default 4
 	BatchPoints   int           // points per FCALL at most, default 512
 	Queue         int           // queued samples of all lanes (and, separately, commands) at most, default 4096
 	FlushInterval time.Duration // how often comsrv:stats is written, default 5s
@@ -55,7 +58,8 @@ type Sink struct {
 	caller *lualib.Caller
 	log    *slog.Logger
 	opt    Options
-	lanes  []chan *Sample
+	lanes  []*lane
+	ready  chan *lane // lanes with work that no writer holds; each at most once
 	cmds   chan rueidis.Completed
 	pool   sync.Pool
 
@@ -85,23 +89,35 @@ func New(c rueidis.Client, caller *lualib.Caller, opt Options, log *slog.Logger,
 		opt.EventsMaxLen = 10000
 	}
 	s := &Sink{client: c, caller: caller, log: log, opt: opt, cmds: make(chan rueidis.Completed, opt.Queue), lat: NewHistogram(), gauges: gauges}
-	per := max(opt.Queue/opt.Writers, minLaneQueue)
-	s.lanes = make([]chan *Sample, opt.Writers)
+	per := max(opt.Queue/lanes, minLaneQueue)
+	s.lanes = make([]*lane, lanes)
+	s.ready = make(chan *lane, lanes)
 	for i := range s.lanes {
-		s.lanes[i] = make(chan *Sample, per)
+		s.lanes[i] = &lane{q: make(chan *Sample, per)}
 	}
 	s.pool.New = func() any { return &Sample{Pairs: make([]string, 0, 64)} }
 	return s
 }
 
+// lanes is the number of lanes: many more than writers, so that channels
+// sharing a lane rarely wait for each other.
+const lanes = 64
+
 // minLaneQueue is the smallest queue of one lane.
-const minLaneQueue = 64
+const minLaneQueue = 16
+
+// lane is the ordered queue of the channels hashed to it.
+type lane struct {
+	q         chan *Sample
+	scheduled atomic.Bool // in ready, or held by a writer
+	next      *Sample     // a mark taken while collecting values, written after them; owned by the holding writer
+}
 
 // Lane is the ordered path of one channel's values and quality marks. Get
 // it once per channel with Sink.Lane; it is safe for concurrent use.
 type Lane struct {
 	s       *Sink
-	q       chan *Sample
+	l       *lane
 	channel string
 }
 
@@ -109,7 +125,7 @@ type Lane struct {
 func (s *Sink) Lane(channel string) *Lane {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(channel))
-	return &Lane{s: s, q: s.lanes[h.Sum32()%uint32(len(s.lanes))], channel: channel}
+	return &Lane{s: s, l: s.lanes[h.Sum32()%uint32(len(s.lanes))], channel: channel}
 }
 
 // NewSample returns an empty sample of the lane's channel from the pool.
@@ -156,7 +172,8 @@ const (
 
 func (l *Lane) put(smp *Sample) bool {
 	select {
-	case l.q <- smp:
+	case l.l.q <- smp:
+		l.s.schedule(l.l)
 		return true
 	default:
 		l.s.dropped.Add(1)
@@ -197,11 +214,11 @@ func (s *Sink) release(smp *Sample) {
 func (s *Sink) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	for _, q := range s.lanes {
+	for range s.opt.Writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.laneWriter(q, stop)
+			s.sampleWriter(stop)
 		}()
 	}
 	wg.Add(1)
@@ -226,59 +243,90 @@ func (s *Sink) Run(ctx context.Context) {
 
 const drainTime = 3 * time.Second
 
-// laneWriter writes one lane's items in order: runs of values as one
-// sync_batch call, quality marks as set_quality calls between them.
-func (s *Sink) laneWriter(in <-chan *Sample, stop <-chan struct{}) {
+// schedule offers l to the writers unless it is offered or held already.
+func (s *Sink) schedule(l *lane) {
+	if l.scheduled.CompareAndSwap(false, true) {
+		s.ready <- l // never blocks: each lane is in ready at most once
+	}
+}
+
+// sampleWriter writes lanes offered to it: it holds one or more lanes,
+// sends their values as one sync_batch call, then each held lane's quality
+// mark, if collecting stopped at one, and releases the lanes.
+func (s *Sink) sampleWriter(stop <-chan struct{}) {
 	var (
+		held  []*lane
 		batch []*Sample
 		args  []string
-		next  *Sample // an item taken but not yet written (a mark after values)
 	)
 	ctx := context.Background()
 	var drainUntil time.Time
 	for {
-		first := next
-		next = nil
-		if first == nil {
+		var first *lane
+		select {
+		case first = <-s.ready:
+		case <-stop:
+			if drainUntil.IsZero() {
+				drainUntil = time.Now().Add(drainTime)
+			}
 			select {
-			case first = <-in:
-			case <-stop:
-				if drainUntil.IsZero() {
-					drainUntil = time.Now().Add(drainTime)
-				}
-				select {
-				case first = <-in:
-				default:
-					return
-				}
+			case first = <-s.ready:
+			default:
+				return
 			}
 		}
 		if !drainUntil.IsZero() && time.Now().After(drainUntil) {
 			return
 		}
-		if first.mark != "" {
-			s.writeMark(ctx, first)
-			continue
-		}
-		batch = append(batch[:0], first)
-		points := len(first.Pairs) / 2
-	collect:
+		held = append(held[:0], first)
+		batch, points := s.collect(first, batch[:0], 0)
+	more:
 		for points < s.opt.BatchPoints {
 			select {
-			case smp := <-in:
-				if smp.mark != "" {
-					next = smp // written after the values queued before it
-					break collect
-				}
-				batch = append(batch, smp)
-				points += len(smp.Pairs) / 2
+			case l := <-s.ready:
+				held = append(held, l)
+				batch, points = s.collect(l, batch, points)
 			default:
-				break collect
+				break more
 			}
 		}
-		args = s.writeSamples(ctx, batch, args)
-		clear(batch)
+		if len(batch) > 0 {
+			args = s.writeSamples(ctx, batch, args)
+			clear(batch)
+		}
+		for _, l := range held {
+			if l.next != nil {
+				s.writeMark(ctx, l.next)
+				l.next = nil
+			}
+		}
+		for _, l := range held {
+			l.scheduled.Store(false)
+			if len(l.q) > 0 {
+				s.schedule(l)
+			}
+		}
+		clear(held)
 	}
+}
+
+// collect appends l's queued values to batch until the batch is full or a
+// quality mark comes; the mark waits in l.next, to be written after them.
+func (s *Sink) collect(l *lane, batch []*Sample, points int) ([]*Sample, int) {
+	for points < s.opt.BatchPoints {
+		select {
+		case smp := <-l.q:
+			if smp.mark != "" {
+				l.next = smp
+				return batch, points
+			}
+			batch = append(batch, smp)
+			points += len(smp.Pairs) / 2
+		default:
+			return batch, points
+		}
+	}
+	return batch, points
 }
 
 // writeMark runs set_quality for one quality mark.
