@@ -91,6 +91,7 @@ type Core struct {
 	lastHB      time.Time
 	nextStatus  time.Time
 	lastReason  string // why the channel is offline
+	epoch       uint64 // the sink's epoch when this core last wrote its whole state
 }
 
 // New makes the core of channel id polled with plan. st may carry counters
@@ -112,6 +113,7 @@ func New(id string, plan *poll.Plan, st *Counters, set Settings, sk *sink.Sink, 
 		c.points = append(c.points, plan.SlavePoints[s]...)
 	}
 	c.sched.init(id, plan)
+	c.epoch = sk.Epoch()
 	return c
 }
 
@@ -289,6 +291,11 @@ func (c *Core) Frame(now time.Time, dir, kind string, b []byte) { c.frames.Add(n
 // Tick refreshes the status hash and flushes the frame log when they are
 // due at now, and returns when the next of them is due.
 func (c *Core) Tick(now time.Time) time.Time {
+	if e := c.sink.Epoch(); e != c.epoch {
+		c.epoch = e
+		c.restate()
+		c.nextStatus = now // the status hash was lost too
+	}
 	if !now.Before(c.nextStatus) {
 		c.writeStatus(now)
 		c.nextStatus = now.Add(c.set.StatusInterval)
@@ -310,14 +317,25 @@ func (c *Core) FlushFrames(now time.Time) {
 	}
 }
 
-// quality marks the points of slave stale or good; a mark that could not
-// be queued is tried again at the slave's next change.
+// quality marks the points of slave stale or good (the sink never drops a mark).
 func (c *Core) quality(slave uint8, stale bool) {
 	if !stale {
 		c.allStale = false
 	}
-	if !c.lane.Quality(stale, c.plan.SlavePoints[slave]) {
-		c.health.SetStale(slave, !stale)
+	c.lane.Quality(stale, c.plan.SlavePoints[slave])
+}
+
+// restate writes again the quality marks Redis lost when it restarted
+// without persistence: absent marks would read as good.
+func (c *Core) restate() {
+	if c.allStale {
+		c.lane.Quality(true, c.points)
+		return
+	}
+	for _, s := range c.plan.Slaves {
+		if c.health.Stale(s) {
+			c.lane.Quality(true, c.plan.SlavePoints[s])
+		}
 	}
 }
 
@@ -326,9 +344,8 @@ func (c *Core) markAllStale() {
 	if c.allStale {
 		return
 	}
-	if c.lane.Quality(true, c.points) {
-		c.allStale = true
-	}
+	c.lane.Quality(true, c.points)
+	c.allStale = true
 }
 
 func (c *Core) event(typ, reason string, now time.Time) {

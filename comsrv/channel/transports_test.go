@@ -196,6 +196,7 @@ func (d *device) connected() bool {
 
 // bed is comsrv's side of one transport, with its Redis, and the device.
 type bed struct {
+	rs  *redistest.Server
 	rc  rueidis.Client
 	dev *device
 	ch  string
@@ -304,7 +305,7 @@ func newBed(t *testing.T, tr transport, comsrv string) *bed {
 	go func() { defer close(done); sk.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	tr.start(t, dir, cfg, sk, dev, log)
-	return &bed{rc: rc, dev: dev, ch: "c1"}
+	return &bed{rs: rs, rc: rc, dev: dev, ch: "c1"}
 }
 
 // status is the channel's status hash.
@@ -448,6 +449,30 @@ func TestTransportsShareChannelLogic(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRedisRestartRewritesState: Redis restarts without persistence while
+// slave 1 is in back-off; every transport writes its status and the stale
+// marks again (absent marks would read as good).
+func TestRedisRestartRewritesState(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
+			b := newBed(t, tr, testComsrv)
+			b.dev.set(silent)
+			wait.For(t, 8*time.Second, "slave 1 backed off", func() error {
+				return backedOff("timeouts")(b.status(t), b.stale(t), "")
+			})
+			b.rs.Restart(t) // the sink's caller loads the Lua library again by itself
+			wait.For(t, 8*time.Second, "state written again after the restart", func() error {
+				m, stale := b.status(t), b.stale(t)
+				if m["online"] != "1" || stale != "1,2" {
+					return fmt.Errorf("status %v, stale %q", m, stale)
+				}
+				return nil
+			})
+		})
 	}
 }
 

@@ -86,6 +86,7 @@ type bedOptions struct {
 	files     map[string]string // more files: templates/x.toml, channels/y.toml
 	controls  Controls
 	withRedis bool // give the server a client (line result subscriptions)
+	queue     int  // the sink's queue (0: its default)
 }
 
 func newBedWith(t *testing.T, o bedOptions) *bed {
@@ -124,7 +125,7 @@ flush = "50ms"
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	sk := sink.New(rc, lualib.NewCaller(rc, log), sink.Options{FlushInterval: 100 * time.Millisecond}, log, nil)
+	sk := sink.New(rc, lualib.NewCaller(rc, log), sink.Options{FlushInterval: 100 * time.Millisecond, Queue: o.queue}, log, nil)
 	var opts []Option
 	if o.controls != nil {
 		opts = append(opts, WithControls(o.controls))

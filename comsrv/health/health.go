@@ -98,10 +98,15 @@ func (h *Slaves) OK(id uint8) (recovered bool) {
 	return false
 }
 
-// SetStale overrides whether slave id's values are marked stale, for when
-// the mark could not be written: the next timeout or answer then reports the
-// change again.
-func (h *Slaves) SetStale(id uint8, stale bool) { h.get(id).stale = stale }
+// Stale reports whether slave id's values are marked stale.
+func (h *Slaves) Stale(id uint8) bool {
+	for i := range h.s {
+		if h.s[i].id == id {
+			return h.s[i].stale
+		}
+	}
+	return false
+}
 
 // Unreachable lists the slaves in cool-down at now (for status hashes).
 func (h *Slaves) Unreachable(now time.Time) []uint8 {

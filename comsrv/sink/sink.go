@@ -19,9 +19,9 @@ package sink
 
 import (
 	"context"
-	"hash/fnv"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,12 +47,13 @@ type Sample struct {
 type Options struct {
 	Writers       int           // concurrent writers (FCALLs in flight), default 4
 	BatchPoints   int           // points per FCALL at most, default 512
-	Queue         int           // queued samples of all lanes (and, separately, commands) at most, default 4096
+	Queue         int           // queued samples of all lanes (and, separately, frames and messages) at most, default 4096
 	FlushInterval time.Duration // how often comsrv:stats is written, default 5s
 	EventsMaxLen  int           // approximate cap of the comsrv:events stream, default 10000
 }
 
-// Sink is the bounded queue in front of Redis plus its writers.
+// Sink is comsrv's writer of channel data: bounded queues in front of Redis
+// plus their writers.
 type Sink struct {
 	client rueidis.Client
 	caller *lualib.Caller
@@ -61,7 +62,13 @@ type Sink struct {
 	lanes  []*lane
 	ready  chan *lane // lanes with work that no writer holds; each at most once
 	cmds   chan rueidis.Completed
-	pool   sync.Pool
+	state  state // status hashes, connection events and the channel set: never dropped
+
+	laneValues int // value samples one lane holds at most
+
+	epoch atomic.Uint64 // bumped when Redis restarted (its run_id changed)
+	runID string        // Redis's run_id at the last stats flush; owned by Run
+	pool  sync.Pool
 
 	responses, points, mapped, syncErrors, dropped, calls, failures, alarmEvents atomic.Uint64
 	lat                                                                          *Histogram
@@ -89,97 +96,15 @@ func New(c rueidis.Client, caller *lualib.Caller, opt Options, log *slog.Logger,
 		opt.EventsMaxLen = 10000
 	}
 	s := &Sink{client: c, caller: caller, log: log, opt: opt, cmds: make(chan rueidis.Completed, opt.Queue), lat: NewHistogram(), gauges: gauges}
-	per := max(opt.Queue/lanes, minLaneQueue)
+	s.laneValues = max(opt.Queue/lanes, minLaneQueue)
 	s.lanes = make([]*lane, lanes)
 	s.ready = make(chan *lane, lanes)
 	for i := range s.lanes {
-		s.lanes[i] = &lane{q: make(chan *Sample, per)}
+		s.lanes[i] = &lane{lastMark: map[string]*Sample{}}
 	}
+	s.state.init()
 	s.pool.New = func() any { return &Sample{Pairs: make([]string, 0, 64)} }
 	return s
-}
-
-// lanes is the number of lanes: many more than writers, so that channels
-// sharing a lane rarely wait for each other.
-const lanes = 64
-
-// minLaneQueue is the smallest queue of one lane.
-const minLaneQueue = 16
-
-// lane is the ordered queue of the channels hashed to it.
-type lane struct {
-	q         chan *Sample
-	scheduled atomic.Bool // in ready, or held by a writer
-	next      *Sample     // a mark taken while collecting values, written after them; owned by the holding writer
-}
-
-// Lane is the ordered path of one channel's values and quality marks. Get
-// it once per channel with Sink.Lane; it is safe for concurrent use.
-type Lane struct {
-	s       *Sink
-	l       *lane
-	channel string
-}
-
-// Lane returns the lane of channel: always the same one for the same id.
-func (s *Sink) Lane(channel string) *Lane {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(channel))
-	return &Lane{s: s, l: s.lanes[h.Sum32()%uint32(len(s.lanes))], channel: channel}
-}
-
-// NewSample returns an empty sample of the lane's channel from the pool.
-func (l *Lane) NewSample(received time.Time) *Sample {
-	smp := l.s.NewSample()
-	smp.Channel, smp.Received = l.channel, received
-	return smp
-}
-
-// Values queues a decoded response; it never blocks. It reports false, and
-// recycles the sample, when the lane is full (the sample is dropped and
-// counted). An empty sample is recycled at once.
-func (l *Lane) Values(smp *Sample) bool {
-	if len(smp.Pairs) == 0 {
-		l.s.release(smp)
-		return true
-	}
-	return l.put(smp)
-}
-
-// Quality queues a change of the quality of the channel's points, behind
-// the values queued before it: stale true marks them stale, false marks
-// them good again. The Lua function set_quality carries it to the mapped
-// model points and publishes it. It reports false when the lane is full;
-// the caller marks again later.
-func (l *Lane) Quality(stale bool, points []string) bool {
-	if len(points) == 0 {
-		return true
-	}
-	smp := l.NewSample(time.Time{})
-	smp.mark = QualityGood
-	if stale {
-		smp.mark = QualityStale
-	}
-	smp.Pairs = append(smp.Pairs, points...)
-	return l.put(smp)
-}
-
-// Quality marks, as set_quality takes them.
-const (
-	QualityStale = "stale"
-	QualityGood  = "good"
-)
-
-func (l *Lane) put(smp *Sample) bool {
-	select {
-	case l.l.q <- smp:
-		l.s.schedule(l.l)
-		return true
-	default:
-		l.s.dropped.Add(1)
-		l.s.release(smp)
-		return false
-	}
 }
 
 // NewSample returns an empty sample from the pool.
@@ -189,9 +114,9 @@ func (s *Sink) NewSample() *Sample {
 	return smp
 }
 
-// do queues a command (status updates, events, frames, messages); it never
-// blocks and reports false when the queue is full. Commands run in the order
-// they were queued.
+// do queues a command that may be shed (frames, device messages, published
+// outcomes); it never blocks and reports false, counting a drop, when the
+// queue is full. Commands run in the order they were queued.
 func (s *Sink) do(cmd rueidis.Completed) bool {
 	select {
 	case s.cmds <- cmd:
@@ -221,10 +146,14 @@ func (s *Sink) Run(ctx context.Context) {
 			s.sampleWriter(stop)
 		}()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		s.commandWriter(stop)
+	}()
+	go func() {
+		defer wg.Done()
+		s.stateWriter(stop)
 	}()
 	t := time.NewTicker(s.opt.FlushInterval)
 	defer t.Stop()
@@ -242,103 +171,6 @@ func (s *Sink) Run(ctx context.Context) {
 }
 
 const drainTime = 3 * time.Second
-
-// schedule offers l to the writers unless it is offered or held already.
-func (s *Sink) schedule(l *lane) {
-	if l.scheduled.CompareAndSwap(false, true) {
-		s.ready <- l // never blocks: each lane is in ready at most once
-	}
-}
-
-// sampleWriter writes lanes offered to it: it holds one or more lanes,
-// sends their values as one sync_batch call, then each held lane's quality
-// mark, if collecting stopped at one, and releases the lanes.
-func (s *Sink) sampleWriter(stop <-chan struct{}) {
-	var (
-		held  []*lane
-		batch []*Sample
-		args  []string
-	)
-	ctx := context.Background()
-	var drainUntil time.Time
-	for {
-		var first *lane
-		select {
-		case first = <-s.ready:
-		case <-stop:
-			if drainUntil.IsZero() {
-				drainUntil = time.Now().Add(drainTime)
-			}
-			select {
-			case first = <-s.ready:
-			default:
-				return
-			}
-		}
-		if !drainUntil.IsZero() && time.Now().After(drainUntil) {
-			return
-		}
-		held = append(held[:0], first)
-		batch, points := s.collect(first, batch[:0], 0)
-	more:
-		for points < s.opt.BatchPoints {
-			select {
-			case l := <-s.ready:
-				held = append(held, l)
-				batch, points = s.collect(l, batch, points)
-			default:
-				break more
-			}
-		}
-		if len(batch) > 0 {
-			args = s.writeSamples(ctx, batch, args)
-			clear(batch)
-		}
-		for _, l := range held {
-			if l.next != nil {
-				s.writeMark(ctx, l.next)
-				l.next = nil
-			}
-		}
-		for _, l := range held {
-			l.scheduled.Store(false)
-			if len(l.q) > 0 {
-				s.schedule(l)
-			}
-		}
-		clear(held)
-	}
-}
-
-// collect appends l's queued values to batch until the batch is full or a
-// quality mark comes; the mark waits in l.next, to be written after them.
-func (s *Sink) collect(l *lane, batch []*Sample, points int) ([]*Sample, int) {
-	for points < s.opt.BatchPoints {
-		select {
-		case smp := <-l.q:
-			if smp.mark != "" {
-				l.next = smp
-				return batch, points
-			}
-			batch = append(batch, smp)
-			points += len(smp.Pairs) / 2
-		default:
-			return batch, points
-		}
-	}
-	return batch, points
-}
-
-// writeMark runs set_quality for one quality mark.
-func (s *Sink) writeMark(ctx context.Context, m *Sample) {
-	args := make([]string, 0, 2+len(m.Pairs))
-	args = append(append(args, m.Channel, m.mark), m.Pairs...)
-	if err := s.caller.Fcall(ctx, scripts.FnSetQuality, args).Error(); err != nil {
-		s.failures.Add(1)
-		s.logFailure("set_quality failed", err, "channel", m.Channel, "quality", m.mark)
-	}
-	s.release(m)
-}
 
 func (s *Sink) writeSamples(ctx context.Context, batch []*Sample, args []string) []string {
 	args = args[:0]
@@ -443,6 +275,9 @@ func (s *Sink) account(res rueidis.RedisResult, responses int) {
 // Stats is a snapshot of the sink's counters.
 type Stats struct {
 	Responses, Points, Mapped, SyncErrors, Dropped, Calls, Failures, AlarmEvents uint64
+	// EventsDropped counts connection events dropped past MaxPendingEvents
+	// while Redis was unreachable.
+	EventsDropped uint64
 }
 
 // Stats returns the counters since start.
@@ -450,11 +285,39 @@ func (s *Sink) Stats() Stats {
 	return Stats{
 		Responses: s.responses.Load(), Points: s.points.Load(), Mapped: s.mapped.Load(),
 		SyncErrors: s.syncErrors.Load(), Dropped: s.dropped.Load(), Calls: s.calls.Load(),
-		Failures: s.failures.Load(), AlarmEvents: s.alarmEvents.Load(),
+		Failures: s.failures.Load(), AlarmEvents: s.alarmEvents.Load(), EventsDropped: s.eventsDropped(),
 	}
 }
 
+// Epoch changes when Redis restarted: channel cores then write again what
+// Redis lost (status hashes, quality marks). See Resync.
+func (s *Sink) Epoch() uint64 { return s.epoch.Load() }
+
+// Resync makes every channel core write its state again, as after a Redis
+// restart; Run calls it itself when Redis's run_id changes.
+func (s *Sink) Resync() { s.epoch.Add(1) }
+
+// checkRestart compares Redis's run_id with the last one seen and calls
+// Resync when it changed.
+func (s *Sink) checkRestart(ctx context.Context) {
+	info, err := s.client.Do(ctx, s.client.B().Info().Section("server").Build()).ToString()
+	if err != nil {
+		return
+	}
+	_, rest, ok := strings.Cut(info, "run_id:")
+	if !ok {
+		return
+	}
+	id, _, _ := strings.Cut(rest, "\r\n")
+	if s.runID != "" && id != s.runID {
+		s.log.Warn("redis restarted; channels write their state again", "run_id", id)
+		s.Resync()
+	}
+	s.runID = id
+}
+
 func (s *Sink) flushStats(ctx context.Context) {
+	s.checkRestart(ctx)
 	st := s.Stats()
 	p50, p99, n := s.lat.TakeQuantiles(0.5, 0.99)
 	f := s.client.B().Hset().Key(keys.ComsrvStats).FieldValue().
@@ -463,6 +326,7 @@ func (s *Sink) flushStats(ctx context.Context) {
 		FieldValue("mapped", u(st.Mapped)).
 		FieldValue("sync_errors", u(st.SyncErrors)).
 		FieldValue("dropped", u(st.Dropped)).
+		FieldValue("events_dropped", u(st.EventsDropped)).
 		FieldValue("calls", u(st.Calls)).
 		FieldValue("failures", u(st.Failures)).
 		FieldValue("alarm_events", u(st.AlarmEvents)).

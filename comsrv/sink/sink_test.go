@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/redistest"
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 func TestFailureLogIsRateLimited(t *testing.T) {
@@ -75,9 +80,7 @@ func TestLaneKeepsOrder(t *testing.T) {
 		want = append(want, "sync_batch "+strconv.Itoa(i))
 		if i%5 == 4 {
 			stale := i%10 == 4
-			if !lane.Quality(stale, []string{"1"}) {
-				t.Fatal("lane full")
-			}
+			lane.Quality(stale, []string{"1"})
 			want = append(want, map[bool]string{true: "set_quality stale", false: "set_quality good"}[stale])
 		}
 	}
@@ -108,4 +111,113 @@ func TestLaneKeepsOrder(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("order in Redis:\n%v\nqueued:\n%v", got, want)
 	}
+}
+
+// startSink runs a sink on a private Redis with the Lua library until the test ends.
+func startSink(t *testing.T, opt Options) (*redistest.Server, rueidis.Client, *Sink, func()) {
+	t.Helper()
+	rs := redistest.Start(t)
+	rc := rs.Client(t)
+	if _, err := lualib.Ensure(context.Background(), rc); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sk := New(rc, lualib.NewCaller(rc, log), opt, log, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	run := func() { go func() { defer close(done); sk.Run(ctx) }() }
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	return rs, rc, sk, run
+}
+
+// TestMarksAreNeverDropped: a lane full of values sheds values (counted) but
+// takes every quality mark, and marks of a channel that follow each other
+// coalesce, so a flapping device cannot grow the queue.
+func TestMarksAreNeverDropped(t *testing.T) {
+	_, rc, sk, run := startSink(t, Options{Queue: 16})
+	lane := sk.Lane("c1")
+	shed := 0
+	for i := 0; i < 100; i++ {
+		smp := lane.NewSample(time.Now())
+		smp.Pairs = append(smp.Pairs, "1", strconv.Itoa(i))
+		if !lane.Values(smp) {
+			shed++
+		}
+	}
+	if shed == 0 || sk.Stats().Dropped != uint64(shed) {
+		t.Fatalf("shed %d values, counted %d", shed, sk.Stats().Dropped)
+	}
+	for i := 0; i < 10000; i++ {
+		lane.Quality(i%2 == 0, []string{"1", "2"})
+	}
+	lane.Quality(true, []string{"3"})
+	lane.l.mu.Lock()
+	queued := len(lane.l.items)
+	lane.l.mu.Unlock()
+	if queued != sk.laneValues+1 {
+		t.Fatalf("%d items queued, want the %d values and one coalesced mark", queued, sk.laneValues)
+	}
+	run()
+	wait.For(t, 5*time.Second, "the last marks in Redis", func() error {
+		m, err := rc.Do(context.Background(), rc.B().Hgetall().Key(keys.ChannelQuality("c1")).Build()).AsStrMap()
+		if err != nil {
+			return err
+		}
+		// The last loop round (i = 9999) marked 1 and 2 good; 3 is stale.
+		return wait.Equal(fmt.Sprint(m), "map[3:stale]")
+	})
+}
+
+// TestStateOutlivesARedisOutage: statuses, events and channel-set changes
+// queued while Redis is down are written when it is back, in order, and the
+// latest status of a channel wins.
+func TestStateOutlivesARedisOutage(t *testing.T) {
+	rs, rc, sk, run := startSink(t, Options{})
+	run()
+	ctx := context.Background()
+	_ = rc.Do(ctx, rc.B().Shutdown().Nosave().Build()).Error() // Redis is gone
+	for i := 0; i < 50; i++ {
+		ch := "c" + strconv.Itoa(i%5)
+		sk.Status(ch, []string{"online", strconv.Itoa(i % 2), "seq", strconv.Itoa(i)})
+		sk.Event(Event{Type: "offline", Channel: ch, Reason: strconv.Itoa(i), At: time.Now()})
+	}
+	sk.AddChannels("c0", "c1", "gone")
+	sk.RemoveChannels("gone")
+	time.Sleep(300 * time.Millisecond) // let the writer fail at least once
+	rs.Restart(t)
+	wait.For(t, 10*time.Second, "state written after the outage", func() error {
+		for i := 45; i < 50; i++ {
+			m, err := rc.Do(ctx, rc.B().Hgetall().Key(keys.ChannelStatus("c"+strconv.Itoa(i%5))).Build()).AsStrMap()
+			if err != nil {
+				return err
+			}
+			if m["seq"] != strconv.Itoa(i) {
+				return fmt.Errorf("c%d status %v, want seq %d", i%5, m, i)
+			}
+		}
+		es, err := rc.Do(ctx, rc.B().Xrange().Key(keys.ConnectionEvents).Start("-").End("+").Build()).AsXRange()
+		if err != nil {
+			return err
+		}
+		if len(es) != 50 {
+			return fmt.Errorf("%d events, want 50", len(es))
+		}
+		for i, e := range es {
+			if e.FieldValues["reason"] != strconv.Itoa(i) {
+				return fmt.Errorf("event %d has reason %s: out of order", i, e.FieldValues["reason"])
+			}
+		}
+		set, err := rc.Do(ctx, rc.B().Smembers().Key(keys.Channels).Build()).AsStrSlice()
+		if err != nil {
+			return err
+		}
+		slices.Sort(set)
+		return wait.Equal(strings.Join(set, ","), "c0,c1")
+	})
 }
