@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/voltedge/voltedge/internal/redisconn"
 	"github.com/voltedge/voltedge/scripts"
 )
 
@@ -193,7 +194,7 @@ func (s *Sink) sampleWriter(stop <-chan struct{}) {
 		held  []*lane
 		batch []*Sample
 		args  []string
-		pause time.Duration
+		retry = redisconn.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
 	)
 	ctx := context.Background()
 	var drainUntil time.Time
@@ -248,14 +249,18 @@ func (s *Sink) sampleWriter(stop <-chan struct{}) {
 		}
 		clear(held)
 		if !failed {
-			pause = 0
+			retry.Reset()
 			continue
 		}
-		pause = min(max(2*pause, 50*time.Millisecond), 2*time.Second)
-		select {
-		case <-time.After(pause):
-		case <-stop:
-		}
+		pause(stop, retry.Next())
+	}
+}
+
+// pause waits d, or until stop is closed.
+func pause(stop <-chan struct{}, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-stop:
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/redisconn"
 )
 
 // MaxPendingEvents caps the connection events waiting for Redis. Events are
@@ -128,7 +129,7 @@ const stateBatch = 512
 // (for at most drainTime). A write Redis refused is tried again after a
 // pause that doubles up to 2 s.
 func (s *Sink) stateWriter(stop <-chan struct{}) {
-	var pause time.Duration
+	retry := redisconn.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		select {
 		case <-s.state.wake:
@@ -140,14 +141,10 @@ func (s *Sink) stateWriter(stop <-chan struct{}) {
 			return
 		}
 		if !s.flushState() {
-			pause = 0
+			retry.Reset()
 			continue
 		}
-		pause = min(max(2*pause, 50*time.Millisecond), 2*time.Second)
-		select {
-		case <-time.After(pause):
-		case <-stop:
-		}
+		pause(stop, retry.Next())
 		s.state.signal()
 	}
 }

@@ -13,7 +13,6 @@ import (
 // up to Max, and goes back to Min on Reset. The zero value waits 100 ms to
 // 5 s. Every retry loop of the services uses it (Subscribe, connecting to
 // Redis, accepting connections). A Backoff is not safe for concurrent use.
-
 type Backoff struct {
 	Min, Max time.Duration
 	cur      time.Duration
