@@ -117,7 +117,7 @@ func (r *reloader) reload(ctx context.Context) contract.ReloadReply {
 		return contract.ReloadReply{OK: false, Message: err.Error()}
 	}
 	var rep contract.ReloadReply
-	a, c, d, err := r.dtu.Reload(next.ChannelList)
+	a, c, d, err := r.dtu.Reload(next.ChannelList, next.TemplateByID)
 	if err != nil {
 		r.log.Error("reload refused", "err", err)
 		return contract.ReloadReply{OK: false, Message: err.Error()}

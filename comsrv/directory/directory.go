@@ -32,9 +32,10 @@ const MaxRegistry = 100000
 
 // Directory finds channels. It is safe for concurrent use.
 type Directory struct {
-	cfg  *config.Config
-	sink *sink.Sink
-	log  *slog.Logger
+	cfg       *config.Config                              // the settings comsrv started with
+	templates atomic.Pointer[map[string]*config.Template] // the templates in use: a reload replaces them
+	sink      *sink.Sink
+	log       *slog.Logger
 
 	cat atomic.Pointer[catalog]
 	reg atomic.Pointer[catalog] // devices of the run-time registry; nil until first read
@@ -64,6 +65,7 @@ func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger) (*Directory, error
 		provisioned: make(map[string]*config.Channel),
 		provPlans:   make(map[*config.Channel]*poll.Plan),
 	}
+	d.templates.Store(&cfg.TemplateByID)
 	cat, err := newCatalog(cfg.ChannelList, nil)
 	if err != nil {
 		return nil, err
@@ -150,7 +152,7 @@ func (d *Directory) Provision(id, template string) (*config.Channel, *poll.Plan)
 	}
 	var t *config.Template
 	if template != "" {
-		if t = d.cfg.TemplateByID[template]; t == nil {
+		if t = d.template(template); t == nil {
 			return nil, nil
 		}
 	}
@@ -168,12 +170,18 @@ func (d *Directory) Provision(id, template string) (*config.Channel, *poll.Plan)
 	return ch, d.provPlans[ch]
 }
 
-// Reload replaces the channels of the files with list and updates the
+// template is the template of that id in use, or nil.
+func (d *Directory) template(id string) *config.Template { return (*d.templates.Load())[id] }
+
+// Reload replaces the channels and templates of the files and updates the
 // channel set. It returns how many DTU channels were added, changed and
 // removed, and the ids of the DTU channels whose links must close (changed
 // or removed: their DTUs reconnect and get the new definition). Nothing
 // changes when a plan does not compile.
-func (d *Directory) Reload(list []*config.Channel) (added, changed, removed int, closing []string, err error) {
+// Registry devices and provisioned channels use the new templates from
+// their next connection (a registry device whose template changed is closed
+// at the next registry read).
+func (d *Directory) Reload(list []*config.Channel, templates map[string]*config.Template) (added, changed, removed int, closing []string, err error) {
 	old := d.cat.Load()
 	cat, err := newCatalog(list, old)
 	if err != nil {
@@ -195,6 +203,7 @@ func (d *Directory) Reload(list []*config.Channel) (added, changed, removed int,
 		}
 	}
 	d.cat.Store(cat)
+	d.templates.Store(&templates)
 	keep := make(map[string]bool, len(cat.ids))
 	for _, id := range cat.ids {
 		keep[id] = true
@@ -233,7 +242,7 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 		if files.byReg[id] != nil || files.byID[id] != nil {
 			continue // configured in the files: they win
 		}
-		t := d.cfg.TemplateByID[tpl]
+		t := d.template(tpl)
 		if !keys.ValidID(id) || t == nil {
 			if next.ignored++; first == "" {
 				first = id
@@ -242,7 +251,7 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 		}
 		ch := d.cfg.NewDTUChannel(id, t)
 		if old != nil {
-			if prev := old.byReg[id]; prev != nil && prev.Template == ch.Template {
+			if prev := old.byReg[id]; prev != nil && prev.T == ch.T {
 				ch = prev
 			}
 		}

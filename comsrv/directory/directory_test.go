@@ -97,7 +97,7 @@ template = "meter"
 id = "b"
 registration = "REGB"
 `)
-	added, changed, removed, closing, err := d.Reload(next.ChannelList)
+	added, changed, removed, closing, err := d.Reload(next.ChannelList, next.TemplateByID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,5 +164,36 @@ func TestRegistryReadError(t *testing.T) {
 	cancel()
 	if _, err := d.ReadRegistry(ctx, rc); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
+	}
+}
+
+// TestReloadReachesRegistryDevices: a reload that changes a template closes
+// the links of registry devices using it at the next registry read, so they
+// reconnect with the new plan.
+func TestReloadReachesRegistryDevices(t *testing.T) {
+	rc, sk := start(t)
+	dir := t.TempDir()
+	d, err := New(load(t, dir, two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := rc.Do(ctx, rc.B().Hset().Key(keys.DeviceRegistry).FieldValue().FieldValue("R1", "meter").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ReadRegistry(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := d.Find("R1")
+	next := load(t, dir, two) // the template files are read again: new template objects
+	if _, _, _, _, err := d.Reload(next.ChannelList, next.TemplateByID); err != nil {
+		t.Fatal(err)
+	}
+	closing, err := d.ReadRegistry(ctx, rc)
+	if err != nil || len(closing) != 1 || closing[0] != before {
+		t.Fatalf("closing %v, err %v: the device must reconnect with the reloaded template", closing, err)
+	}
+	if after, _ := d.Find("R1"); after == nil || after.T != next.TemplateByID["meter"] {
+		t.Fatal("the registry device does not use the reloaded template")
 	}
 }

@@ -435,7 +435,7 @@ func TestReloadKeepsUntouchedLinks(t *testing.T) {
 		}
 	}
 	list = append(list, &config.Channel{ID: "c9", Registration: "DTU9", Template: "meter", Name: "c9", T: cfg.TemplateByID["meter"]})
-	added, changed, removed, err := b.srv.Reload(list)
+	added, changed, removed, err := b.srv.Reload(list, cfg.TemplateByID)
 	if err != nil || added != 1 || changed != 1 || removed != 1 {
 		t.Fatalf("reload: +%d ~%d -%d %v", added, changed, removed, err)
 	}

@@ -105,12 +105,13 @@ func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger, opts ...Option) (*
 	return s, nil
 }
 
-// Reload replaces the DTU channels with those of list. Links of unchanged
+// Reload replaces the DTU channels with those of list, and the templates
+// with templates. Links of unchanged
 // channels keep running; links of changed or removed channels are closed
 // (their DTUs reconnect and get the new definition). It returns the
 // numbers of DTU channels added, changed and removed.
-func (s *Server) Reload(list []*config.Channel) (added, changed, removed int, err error) {
-	added, changed, removed, closing, err := s.dir.Reload(list)
+func (s *Server) Reload(list []*config.Channel, templates map[string]*config.Template) (added, changed, removed int, err error) {
+	added, changed, removed, closing, err := s.dir.Reload(list, templates)
 	if err != nil {
 		return 0, 0, 0, err
 	}
