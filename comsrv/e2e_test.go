@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +19,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/comsrv/config"
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/mappings"
 	"github.com/voltedge/voltedge/internal/redistest"
@@ -67,7 +71,7 @@ func TestEndToEnd(t *testing.T) {
 		})
 	}()
 
-	served := startComsrv(ctx, cfg)
+	served := startComsrv(t, ctx, cfg)
 
 	maps := map[string]*fleet.RegisterMap{}
 	for _, id := range []string{"DTU1001", "DTU1002", "DTU1003"} {
@@ -203,6 +207,40 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Redis restarts without its data: comsrv restores the run-time
+	// configuration from its snapshot, including an edit made as with
+	// redis-cli, republishes the channel set, and models update again.
+	redistest.Do(t, rc, "HSET", keys.AlarmLow, "power_meter:voltage", "100")
+	wait.For(t, patience, "the snapshot to hold the redis-cli edit", func() error {
+		data, err := os.ReadFile(cfg.Snapshot.Path)
+		return wait.Check(err == nil && strings.Contains(string(data), `"alarm:low":{"power_meter:voltage":"100"}`), "snapshot: %v", err)
+	})
+	dump := func() map[string]map[string]string {
+		out := map[string]map[string]string{}
+		for _, k := range append(keys.RuntimeConfig(), keys.Channels) {
+			if k == keys.Channels {
+				m, _ := rc.Do(ctx, rc.B().Smembers().Key(k).Build()).AsStrSlice()
+				slices.Sort(m)
+				out[k] = map[string]string{"members": strings.Join(m, ",")}
+				continue
+			}
+			out[k], _ = rc.Do(ctx, rc.B().Hgetall().Key(k).Build()).AsStrMap()
+		}
+		return out
+	}
+	before := dump()
+	rs.Restart(t)
+	wait.For(t, 5*time.Second, "the configuration and the channel set back after the Redis restart", func() error {
+		after := dump()
+		return wait.Check(reflect.DeepEqual(after, before), "got %v\nwant %v", after, before)
+	})
+	wait.For(t, patience, "the restore marker", func() error {
+		return wait.Check(hget(keys.ConfigRestore, contract.RestoreAt) != "", "no marker")
+	})
+	wait.For(t, patience, "model value modsrv:power_meter voltage after the restart", func() error {
+		return wait.Equal(hget(keys.ModelValues("power_meter"), "voltage"), "230")
+	})
+
 	stopComsrv(t, cancel, served)
 	if v := hget(keys.ChannelStatus("1001"), "online"); v != "0" {
 		t.Fatalf("after shutdown channel 1001 online = %q, want 0", v)
@@ -223,7 +261,11 @@ func freeAddr(t *testing.T) string {
 }
 
 // startComsrv runs serve in the background; its result arrives on the channel.
-func startComsrv(ctx context.Context, cfg *config.Config) chan error {
+// The configuration snapshot goes to the test's own directory.
+func startComsrv(t *testing.T, ctx context.Context, cfg *config.Config) chan error {
+	if cfg.Snapshot.Path == config.DefaultSnapshotPath {
+		cfg.Snapshot.Path = filepath.Join(t.TempDir(), "config.snapshot")
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -19,6 +19,7 @@ import (
 	"github.com/voltedge/voltedge/comsrv/dtu"
 	"github.com/voltedge/voltedge/comsrv/modbus"
 	"github.com/voltedge/voltedge/comsrv/sink"
+	"github.com/voltedge/voltedge/comsrv/snapshot"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/metrics"
 	"github.com/voltedge/voltedge/internal/svc"
@@ -32,7 +33,7 @@ const defaultMemoryLimit = 128 << 20
 const redisConnections = 2
 
 func main() {
-	var pprofAddr string
+	var pprofAddr, snapshotPath string
 	svc.Run(svc.Service[config.Config]{
 		Name: "comsrv",
 		Load: config.Load,
@@ -45,12 +46,16 @@ func main() {
 		},
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off by default")
+			fs.StringVar(&snapshotPath, "snapshot", "", "configuration snapshot file, overriding [snapshot] path")
 		},
 		RedisConnections: redisConnections,
 		MemoryLimit:      defaultMemoryLimit,
 		Serve: func(ctx context.Context, env *svc.Env[config.Config]) error {
 			if pprofAddr != "" {
 				go servePprof(pprofAddr)
+			}
+			if snapshotPath != "" {
+				env.Config.Snapshot.Path = snapshotPath
 			}
 			return serve(ctx, env.Config, env.Log, env.Redis)
 		},
@@ -90,6 +95,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, client rue
 		return err
 	}
 	mset = modbus.NewSet(cfg, sk, disp, disp, log)
+	keeper := snapshot.New(client, snapshot.Options{Path: cfg.Snapshot.Path, Interval: cfg.Snapshot.Interval.Duration, Republish: dir.Republish}, log)
+	kctx, stopKeeper := context.WithCancel(ctx)
+	kdone := make(chan struct{})
+	go func() { defer close(kdone); keeper.Run(kctx) }()
+	defer func() {
+		stopKeeper()
+		<-kdone
+	}()
 
 	// The sink outlives the links (they write their offline status last);
 	// the dispatcher outlives them too, to record their last outcomes.
@@ -118,7 +131,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, client rue
 		}()
 	}
 
-	log.Info("comsrv starting", "channels", len(cfg.ChannelList), "templates", len(cfg.TemplateByID), "listeners", len(cfg.AllListeners()), "redis", cfg.RedisURL)
+	log.Info("comsrv starting", "channels", len(cfg.ChannelList), "templates", len(cfg.TemplateByID), "listeners", len(cfg.AllListeners()), "redis", cfg.RedisURL, "snapshot", cfg.Snapshot.Path)
 	return srv.ListenAndServe(ctx)
 }
 

@@ -113,7 +113,7 @@ func TestProfilesEndToEnd(t *testing.T) {
 	msgs := collect(t, ctx, rs.Client(t), keys.ChannelData("5001"), keys.ChannelData("DEV001"),
 		keys.LineOutcomes(keys.DefaultLineResults), keys.ReloadResult)
 
-	served := startComsrv(ctx, cfg)
+	served := startComsrv(t, ctx, cfg)
 
 	tlvMap := fleet.DefaultMap()
 	lines := fleet.NewLineLog(16)

@@ -36,7 +36,7 @@ if ! "${CLI[@]}" ping >/dev/null 2>&1; then
   REDIS_URL=redis://127.0.0.1:6390
   CLI=(redis-cli -p 6390)
   echo "no Redis answering; starting a private redis-server on port 6390"
-  redis-server --port 6390 --bind 127.0.0.1 --save "" --appendonly no --dir "$RUN" \
+  redis-server --port 6390 --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec --dir "$RUN" \
     --logfile "$RUN/redis.log" &
   pids+=($!)
   for _ in $(seq 50); do "${CLI[@]}" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -46,7 +46,7 @@ export VOLTEDGE_REDIS=$REDIS_URL
 "$BIN/edgectl" lua load
 "$BIN/edgectl" mappings load config/mappings/demo.toml
 
-"$BIN/comsrv" -config config/comsrv.toml -redis "$REDIS_URL" 2>"$RUN/comsrv.log" &
+"$BIN/comsrv" -config config/comsrv.toml -redis "$REDIS_URL" -snapshot "$RUN/config.snapshot" 2>"$RUN/comsrv.log" &
 pids+=($!)
 for svc in modsrv alarmsrv netsrv; do
   "$BIN/$svc" -config "config/$svc.toml" -redis "$REDIS_URL" 2>"$RUN/$svc.log" &

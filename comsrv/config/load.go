@@ -186,6 +186,12 @@ func (c *Config) check(pos *conf.Positions, errs *conf.Errors) {
 	c.Control.check(pos, errs)
 	c.Frames.check(pos, errs)
 	c.Events.check(pos, errs)
+	if !pos.Defined("snapshot.path") {
+		c.Snapshot.Path = DefaultSnapshotPath
+	} else if c.Snapshot.Path != "" && !filepath.IsAbs(c.Snapshot.Path) && c.File != "" {
+		c.Snapshot.Path = filepath.Join(c.Dir(), c.Snapshot.Path)
+	}
+	dur(pos, errs, "snapshot.interval", &c.Snapshot.Interval, time.Second, 100*time.Millisecond)
 }
 
 // AllListeners returns [dtu] followed by the [[listener]] entries.

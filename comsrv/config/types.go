@@ -33,6 +33,9 @@ type Config struct {
 	Control   Control `toml:"control"`
 	Frames    Frames  `toml:"frames"`
 	Events    Events  `toml:"events"`
+	// Snapshot is where the run-time configuration is kept on disk for a
+	// Redis that restarted without its data.
+	Snapshot Snapshot `toml:"snapshot"`
 
 	// Resolved after loading.
 	File         string               `toml:"-"` // path of comsrv.toml
@@ -130,6 +133,17 @@ type Events struct {
 	MaxLen         int `toml:"max_len"`          // approximate cap of the stream, default 10000
 	RefusalsPerSec int `toml:"refusals_per_sec"` // refused connections recorded per second at most, default 20; the rest are counted
 }
+
+// Snapshot configures the copy of the run-time configuration (mappings,
+// alarm limits, the device registry) that comsrv keeps on disk and
+// restores when Redis comes back without it.
+type Snapshot struct {
+	Path     string        `toml:"path"`     // the file; default DefaultSnapshotPath, relative to the directory of comsrv.toml; "" keeps none
+	Interval conf.Duration `toml:"interval"` // how often Redis is checked for a restart and for changes; default 1s
+}
+
+// DefaultSnapshotPath is the default [snapshot] path.
+const DefaultSnapshotPath = "/var/lib/voltedge/config.snapshot"
 
 // Redis tunes how comsrv writes to Redis.
 type Redis struct {

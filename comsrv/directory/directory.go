@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -290,4 +291,20 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 	}
 	d.sink.RemoveChannels(gone...)
 	return closing, nil
+}
+
+// Republish adds every channel id served (files, registry, provisioned)
+// to the channel set again, for a Redis that restarted without it. It
+// reports whether the sink took the command.
+func (d *Directory) Republish() bool {
+	ids := slices.Clone(d.cat.Load().ids)
+	if r := d.reg.Load(); r != nil {
+		ids = append(ids, r.ids...)
+	}
+	d.mu.Lock()
+	for id := range d.provisioned {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	return d.sink.AddChannels(ids...)
 }

@@ -34,6 +34,12 @@ const (
 	DeviceRegistry = "comsrv:devices"
 	// Channels is the set of channel ids comsrv serves.
 	Channels = "comsrv:channels"
+	// ConfigRestore is comsrv's marker that the run-time configuration
+	// (RuntimeConfig) of this Redis run is in place: the Redis run id it
+	// checked, when, and what it restored from its snapshot (field names in
+	// internal/contract). It is missing, or names another run, after Redis
+	// restarted until comsrv has restored the configuration.
+	ConfigRestore = "comsrv:restore"
 	// ComsrvStats is comsrv's process-wide counters and latency figures.
 	ComsrvStats = "comsrv:stats"
 	// CommandSeq is the counter that numbers control commands.
@@ -54,6 +60,19 @@ const (
 	// messages comsrv forwards to line-profile devices.
 	DefaultLineResults = "result"
 )
+
+// RuntimeConfig lists the run-time configuration: the hashes that people
+// and tools write (edgectl, redis-cli, modsrv) and that no service can
+// rebuild from its own files. comsrv keeps them in a snapshot on disk and
+// restores the missing ones after Redis restarted empty. Each call returns
+// a new slice.
+func RuntimeConfig() []string {
+	return []string{Mapping, MappingReverse, AlarmThreshold, AlarmLow, AlarmHysteresis, DeviceRegistry}
+}
+
+// RestoreStaging is the temporary key a restored hash is built in before it
+// is renamed to key (only if key is still missing).
+func RestoreStaging(key string) string { return ConfigRestore + ":staging:" + key }
 
 // ChannelValues is the hash of a channel's latest values: point id → decimal string.
 func ChannelValues(channel string) string { return "comsrv:" + channel + ":m" }
@@ -149,6 +168,8 @@ func Table() []Entry {
 		{ConnectionEvents, "stream", "comsrv", "link events: event, channel, listener, registration, remote, reason, ts"},
 		{Channels, "set", "comsrv", "channel ids comsrv serves"},
 		{ComsrvStats, "hash", "comsrv", "process-wide counters and sync latency (p50/p99, µs)"},
+		{ConfigRestore, "hash", "comsrv", "run-time configuration in place for this Redis run: run_id, restored_at, restored, kept, snapshot_at, problem"},
+		{RestoreStaging("{key}"), "hash", "comsrv", "a configuration hash being restored, renamed to {key} if that is still missing"},
 		{DeviceRegistry, "hash", "modsrv → comsrv", "DTU registration id → template id, devices added at run time"},
 		{Mapping, "hash", "edgectl, redis-cli", "\"{channel}:{point}\" → \"{model}:{point_name}\""},
 		{MappingReverse, "hash", "edgectl, redis-cli", "\"{model}:{control}\" → \"{channel}:{point}\""},

@@ -3,7 +3,9 @@
 package redisconn
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -104,4 +106,28 @@ func redact(u string) string {
 		}
 	}
 	return u[:s] + "***" + u[at:]
+}
+
+// RunID returns the run_id of the Redis server (INFO server): a random id
+// that changes whenever redis-server restarts.
+func RunID(ctx context.Context, c rueidis.Client) (string, error) {
+	info, err := c.Do(ctx, c.B().Info().Section("server").Build()).ToString()
+	if err != nil {
+		return "", fmt.Errorf("redis INFO server: %w", err)
+	}
+	id, ok := ParseRunID(info)
+	if !ok {
+		return "", fmt.Errorf("redis INFO server: no run_id")
+	}
+	return id, nil
+}
+
+// ParseRunID finds the run_id in the text of INFO server.
+func ParseRunID(info string) (string, bool) {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
 }

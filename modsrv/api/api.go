@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -99,6 +100,9 @@ type server struct {
 	requests *metrics.CounterVec
 	controls *metrics.CounterVec
 	logins   *metrics.CounterVec
+	// confirmedRun is the last Redis run id whose configuration comsrv
+	// confirmed (see configState); nil until one is seen.
+	confirmedRun atomic.Pointer[string]
 }
 
 // New returns the fiber application with the API mounted: the error

@@ -27,6 +27,7 @@ import (
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/metrics"
+	"github.com/voltedge/voltedge/internal/redisconn"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -222,11 +223,73 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("services without comsrv stats: %s", r.raw)
 	}
 	now := time.Now().UnixMilli()
+	confirmRestore(t, e)
 	e.redis(t, "HSET", keys.ComsrvStats, "updated_at", strconv.FormatInt(now-3000, 10))
 	r = e.do(t, "GET", "/health", "").ok(t, 200)
 	cs := r.obj(t, "services", "comsrv")
 	if cs["updated_at"] != float64(now-3000) || cs["age_s"].(float64) < 2.9 || cs["age_s"].(float64) > 60 {
 		t.Fatalf("comsrv heartbeat: %s", r.raw)
+	}
+}
+
+// confirmRestore writes comsrv's configuration marker for the current Redis run.
+func confirmRestore(t *testing.T, e *env) {
+	t.Helper()
+	run, err := redisconn.RunID(context.Background(), e.rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.redis(t, "HSET", keys.ConfigRestore, contract.RestoreRunID, run,
+		contract.RestoreAt, strconv.FormatInt(time.Now().UnixMilli(), 10))
+}
+
+// TestHealthDegradedUntilRestored: after Redis restarted, /health answers
+// 503 until comsrv's marker says the run-time configuration is back.
+func TestHealthDegradedUntilRestored(t *testing.T) {
+	e := newEnv(t, "")
+	confirmRestore(t, e)
+	r := e.do(t, "GET", "/health", "").ok(t, 200)
+	if r.body["config"] != "restored" {
+		t.Fatalf("health before the restart: %s", r.raw)
+	}
+	e.srv.Restart(t)
+	wait.For(t, patience, "/health to answer 503 with Redis up after the restart", func() error {
+		r = e.do(t, "GET", "/health", "")
+		return wait.Check(r.code == 503 && r.body["redis"] == "ok", "%d %s", r.code, r.raw)
+	})
+	r.fails(t, 503, "unavailable", "run-time configuration not restored")
+	if r.body["redis"] != "ok" || r.body["config"] != "restoring" {
+		t.Fatalf("health after the restart: %s", r.raw)
+	}
+	// Still degraded on the next call, and with comsrv running on the new Redis.
+	e.redis(t, "HSET", keys.ComsrvStats, "updated_at", strconv.FormatInt(time.Now().UnixMilli(), 10))
+	e.do(t, "GET", "/health", "").fails(t, 503, "unavailable", "run-time configuration not restored")
+
+	// A marker of the previous run (Redis with AOF) is not enough either.
+	e.redis(t, "HSET", keys.ConfigRestore, contract.RestoreRunID, "0000")
+	e.do(t, "GET", "/health", "").fails(t, 503, "unavailable", "run-time configuration not restored")
+
+	confirmRestore(t, e)
+	r = e.do(t, "GET", "/health", "").ok(t, 200)
+	if r.body["config"] != "restored" {
+		t.Fatalf("health after the restore: %s", r.raw)
+	}
+
+	// A restore that could not read the snapshot is degraded too, with the reason.
+	e.redis(t, "HSET", keys.ConfigRestore, contract.RestoreProblem, "snapshot corrupt")
+	r = e.do(t, "GET", "/health", "").fails(t, 503, "unavailable", "snapshot corrupt")
+	if r.body["config"] != "restore_failed" {
+		t.Fatalf("health with a restore problem: %s", r.raw)
+	}
+}
+
+// TestHealthFreshRedis: a Redis that never restarted under modsrv and that
+// no comsrv has used is not reported degraded.
+func TestHealthFreshRedis(t *testing.T) {
+	e := newEnv(t, "")
+	r := e.do(t, "GET", "/health", "").ok(t, 200)
+	if r.body["config"] != "unknown" {
+		t.Fatalf("health of a fresh Redis: %s", r.raw)
 	}
 }
 

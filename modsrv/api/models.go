@@ -10,7 +10,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/redisconn"
 	"github.com/voltedge/voltedge/scripts"
 )
 
@@ -49,6 +51,8 @@ func (s *server) health(c *fiber.Ctx) error {
 		r.B().Ping().Build(),
 		r.B().FcallRo().Function(scripts.FnVersion).Numkeys(0).Build(),
 		r.B().Hget().Key(keys.ComsrvStats).Field("updated_at").Build(),
+		r.B().Info().Section("server").Build(),
+		r.B().Hgetall().Key(keys.ConfigRestore).Build(),
 	)
 	body := fiber.Map{"uptime_s": int64(time.Since(s.d.Started).Seconds())}
 	if err := res[0].Error(); err != nil {
@@ -70,7 +74,54 @@ func (s *server) health(c *fiber.Ctx) error {
 		services["comsrv"] = service{UpdatedAt: ms, AgeS: float64(int64(age*10)) / 10}
 	}
 	body["services"] = services
+	info, _ := res[3].ToString()
+	marker, _ := res[4].AsStrMap()
+	state, problem := s.configState(info, marker, len(services) > 0)
+	body["config"] = state
+	if problem != "" {
+		body["error"] = errorBody{Code: StatusCode(http.StatusServiceUnavailable), Message: problem}
+		return c.Status(http.StatusServiceUnavailable).JSON(body)
+	}
 	return c.JSON(body)
+}
+
+// States of the run-time configuration in the health answer ("config").
+const (
+	// ConfigRestored: comsrv confirmed the configuration of this Redis run.
+	ConfigRestored = "restored"
+	// ConfigRestoring: Redis restarted and comsrv has not restored the configuration yet (503).
+	ConfigRestoring = "restoring"
+	// ConfigRestoreFailed: comsrv could not restore it from its snapshot (503).
+	ConfigRestoreFailed = "restore_failed"
+	// ConfigUnknown: no comsrv has used this Redis and modsrv saw no restart.
+	ConfigUnknown = "unknown"
+)
+
+// configState judges comsrv's configuration marker (keys.ConfigRestore)
+// against the Redis run described by info (INFO server). problem, when not
+// empty, makes the answer degraded. A missing marker is degraded when
+// something shows the configuration should be there: a marker of another
+// run (Redis restarted with its data), comsrv's heartbeat (comsrv runs on
+// this Redis), or a run this modsrv saw confirmed before (Redis restarted
+// empty).
+func (s *server) configState(info string, marker map[string]string, comsrvSeen bool) (state, problem string) {
+	run, ok := redisconn.ParseRunID(info)
+	if !ok {
+		return ConfigUnknown, ""
+	}
+	confirmed := s.confirmedRun.Load()
+	switch m := marker[contract.RestoreRunID]; {
+	case m == run && marker[contract.RestoreProblem] != "":
+		return ConfigRestoreFailed, "run-time configuration not restored: " + marker[contract.RestoreProblem]
+	case m == run:
+		if confirmed == nil || *confirmed != run {
+			s.confirmedRun.Store(&run)
+		}
+		return ConfigRestored, ""
+	case m != "" || comsrvSeen || (confirmed != nil && *confirmed != run):
+		return ConfigRestoring, "run-time configuration not restored since Redis restarted (comsrv restores it from its snapshot)"
+	}
+	return ConfigUnknown, ""
 }
 
 // modelSummary is one entry of GET /models.

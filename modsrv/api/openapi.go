@@ -57,6 +57,8 @@ func schemas() map[string]any {
 			"lua_version": integer(),
 			"uptime_s":    integer(),
 			"services":    mapOf(obj(map[string]any{"updated_at": integer(), "age_s": num()})),
+			"config": map[string]any{"type": "string", "enum": []string{ConfigRestored, ConfigRestoring, ConfigRestoreFailed, ConfigUnknown},
+				"description": "run-time configuration (mappings, limits, device registry) of this Redis run: restoring and restore_failed answer 503"},
 		}, "redis", "lua_version", "uptime_s", "services"),
 		"ModelSummary": obj(map[string]any{"id": str(), "points": integer(), "updated_at": integer()}, "id", "points", "updated_at"),
 		"Point": obj(map[string]any{

@@ -1,0 +1,315 @@
+// Package snapshot keeps comsrv's copy of the run-time configuration
+// (keys.RuntimeConfig: mappings, alarm limits, the device registry) in a
+// file on disk, and puts it back into Redis when Redis restarted without
+// its data.
+//
+// Every interval the Keeper compares the Redis run id (INFO server) with
+// the one in the marker keys.ConfigRestore. When they differ, Redis has
+// restarted (or was never checked): every configuration key missing in
+// Redis is restored from the file, keys that exist are left alone (someone
+// may have loaded new mappings), the channel set is republished and the
+// marker is written for the new run. Otherwise the configuration hashes are
+// read and, when their content changed, written to the file. Reading the
+// marker and the hashes in one transaction makes sure that an empty Redis
+// that has just restarted is never taken for the configuration.
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/voltedge/voltedge/internal/contract"
+	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/logging"
+	"github.com/voltedge/voltedge/internal/redisconn"
+)
+
+// DefaultInterval is how often the Keeper looks at Redis.
+const DefaultInterval = time.Second
+
+// restoreChunk is the number of fields per HSET when a hash is restored.
+const restoreChunk = 1000
+
+// callTimeout bounds one round of Redis calls.
+const callTimeout = 10 * time.Second
+
+// Options configure a Keeper.
+type Options struct {
+	// Path is the snapshot file; "" keeps no snapshot (after a restart the
+	// channel set is still republished and the marker written).
+	Path string
+	// Interval is how often Redis is looked at (DefaultInterval if ≤ 0).
+	Interval time.Duration
+	// Keys are the hashes kept (keys.RuntimeConfig() if nil).
+	Keys []string
+	// Republish, if set, adds comsrv's channels to the channel set again
+	// after a restart; false means it could not, and the restore is tried
+	// again at the next interval.
+	Republish func() bool
+}
+
+// Keeper keeps the snapshot and restores from it. Run it once per process.
+type Keeper struct {
+	client rueidis.Client
+	o      Options
+	log    *slog.Logger
+	warn   *logging.Limited
+	dg     *digester
+
+	written    *digest // content of the file, nil if unknown
+	problemAt  *digest // content when the marker's problem was first seen
+	tooLargeAt *digest // content last found too large to write
+}
+
+// New returns a Keeper of the configuration in client's Redis.
+func New(client rueidis.Client, o Options, log *slog.Logger) *Keeper {
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.Keys == nil {
+		o.Keys = keys.RuntimeConfig()
+	}
+	return &Keeper{client: client, o: o, log: log, warn: logging.NewLimited(log, time.Minute), dg: newDigester()}
+}
+
+// Run looks at Redis every interval until ctx ends. Errors (Redis down, a
+// file that cannot be written) are logged and tried again.
+func (k *Keeper) Run(ctx context.Context) {
+	if k.o.Path != "" {
+		switch s, err := Read(k.o.Path); {
+		case err == nil:
+			d := k.dg.of(s.Keys)
+			k.written = &d
+		case !errors.Is(err, fs.ErrNotExist):
+			k.log.Error("configuration snapshot unusable; it is rewritten from Redis", "err", err)
+		}
+	}
+	t := time.NewTicker(k.o.Interval)
+	defer t.Stop()
+	for {
+		if err := k.Tick(ctx); err != nil && ctx.Err() == nil {
+			k.warn.Warn("configuration snapshot", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Tick does one round: restore after a restart, else snapshot a changed
+// configuration.
+func (k *Keeper) Tick(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	run, err := redisconn.RunID(ctx, k.client)
+	if err != nil {
+		return err
+	}
+	b := k.client.B()
+	cmds := make(rueidis.Commands, 0, len(k.o.Keys)+3)
+	cmds = append(cmds, b.Multi().Build(), b.Hgetall().Key(keys.ConfigRestore).Build())
+	for _, key := range k.o.Keys {
+		cmds = append(cmds, b.Hgetall().Key(key).Build())
+	}
+	cmds = append(cmds, b.Exec().Build())
+	res := k.client.DoMulti(ctx, cmds...)
+	for _, r := range res {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("read configuration: %w", err)
+		}
+	}
+	replies, err := res[len(res)-1].ToArray()
+	if err != nil || len(replies) != len(k.o.Keys)+1 {
+		return fmt.Errorf("read configuration: transaction reply: %v", err)
+	}
+	marker, err := replies[0].AsStrMap()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", keys.ConfigRestore, err)
+	}
+	content := make(map[string]map[string]string, len(k.o.Keys))
+	for i, key := range k.o.Keys {
+		h, err := replies[i+1].AsStrMap()
+		if err != nil {
+			return fmt.Errorf("read %s: %w", key, err)
+		}
+		if len(h) > 0 {
+			content[key] = h
+		}
+	}
+	if marker[contract.RestoreRunID] != run {
+		return k.restore(ctx, run, content)
+	}
+	d := k.dg.of(content)
+	if err := k.clearProblem(ctx, marker, d); err != nil {
+		return err
+	}
+	if k.o.Path == "" || (k.written != nil && *k.written == d) {
+		return nil
+	}
+	if k.tooLargeAt != nil && *k.tooLargeAt == d {
+		return nil // reported once for this content
+	}
+	s := &Snapshot{WrittenAt: time.Now().UnixMilli(), RunID: run, Keys: content}
+	if err := Write(k.o.Path, s); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			k.tooLargeAt = &d
+			k.log.Error("configuration too large for its snapshot: not kept", "err", err)
+			return nil
+		}
+		return err
+	}
+	k.written = &d
+	k.log.Debug("configuration snapshot written", "path", k.o.Path, "entries", d.n)
+	return nil
+}
+
+// clearProblem removes the marker's problem once the configuration has
+// changed since it was first seen: someone has loaded it again.
+func (k *Keeper) clearProblem(ctx context.Context, marker map[string]string, d digest) error {
+	if marker[contract.RestoreProblem] == "" {
+		k.problemAt = nil
+		return nil
+	}
+	if k.problemAt == nil {
+		k.problemAt = &d
+		return nil
+	}
+	if *k.problemAt == d {
+		return nil
+	}
+	if err := k.client.Do(ctx, k.client.B().Hdel().Key(keys.ConfigRestore).Field(contract.RestoreProblem).Build()).Error(); err != nil {
+		return fmt.Errorf("clear the restore problem in %s: %w", keys.ConfigRestore, err)
+	}
+	k.problemAt = nil
+	k.log.Info("run-time configuration changed since the failed restore: problem cleared")
+	return nil
+}
+
+// restore puts the snapshot's keys that Redis lacks back, republishes the
+// channel set and writes the marker for run. present is what Redis holds.
+func (k *Keeper) restore(ctx context.Context, run string, present map[string]map[string]string) error {
+	var snap *Snapshot
+	problem := ""
+	if k.o.Path != "" {
+		var err error
+		switch snap, err = Read(k.o.Path); {
+		case errors.Is(err, fs.ErrNotExist):
+			k.log.Info("no configuration snapshot yet: nothing to restore", "path", k.o.Path)
+		case err != nil:
+			missing := len(present) < len(k.o.Keys)
+			k.log.Error("configuration snapshot unusable: nothing restored", "err", err, "keys_missing_in_redis", missing)
+			if missing {
+				problem = err.Error()
+			}
+			if errors.Is(err, ErrCorrupt) {
+				bad := k.o.Path + ".corrupt"
+				if rerr := os.Rename(k.o.Path, bad); rerr == nil {
+					k.log.Warn("corrupt snapshot kept aside", "path", bad)
+				}
+			}
+			k.written = nil
+		}
+	}
+	var restored, kept []string
+	if snap != nil {
+		for _, key := range k.o.Keys {
+			h := snap.Keys[key]
+			if len(h) == 0 {
+				continue
+			}
+			if len(present[key]) > 0 {
+				kept = append(kept, key)
+				continue
+			}
+			ok, err := k.restoreKey(ctx, key, h)
+			if err != nil {
+				return err
+			}
+			if ok {
+				restored = append(restored, key)
+			} else {
+				kept = append(kept, key) // written meanwhile
+			}
+		}
+	}
+	if k.o.Republish != nil && !k.o.Republish() {
+		return errors.New("restore: channel set not republished (writer busy); trying again")
+	}
+	snapAt := int64(0)
+	if snap != nil {
+		snapAt = snap.WrittenAt
+	}
+	b := k.client.B()
+	res := k.client.DoMulti(ctx,
+		b.Multi().Build(),
+		b.Del().Key(keys.ConfigRestore).Build(),
+		b.Hset().Key(keys.ConfigRestore).FieldValue().
+			FieldValue(contract.RestoreRunID, run).
+			FieldValue(contract.RestoreAt, strconv.FormatInt(time.Now().UnixMilli(), 10)).
+			FieldValue(contract.RestoreKeys, strings.Join(restored, ",")).
+			FieldValue(contract.RestoreKept, strings.Join(kept, ",")).
+			FieldValue(contract.RestoreSnapshotAt, strconv.FormatInt(snapAt, 10)).
+			FieldValue(contract.RestoreProblem, problem).Build(),
+		b.Exec().Build())
+	for _, r := range res {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("write %s: %w", keys.ConfigRestore, err)
+		}
+	}
+	k.problemAt = nil
+	if problem != "" {
+		d := k.dg.of(present) // cleared once the configuration differs from this
+		k.problemAt = &d
+	}
+	k.log.Info("run-time configuration checked for this Redis run", "run_id", run,
+		"restored", restored, "kept", kept, "snapshot_at", snapAt, "problem", problem)
+	return nil
+}
+
+// restoreKey writes hash h to key unless key exists: it is built in a
+// staging key and renamed with RENAMENX, in one transaction. It reports
+// whether key was written.
+func (k *Keeper) restoreKey(ctx context.Context, key string, h map[string]string) (bool, error) {
+	b := k.client.B()
+	tmp := keys.RestoreStaging(key)
+	fields := slices.Sorted(maps.Keys(h))
+	cmds := rueidis.Commands{b.Multi().Build(), b.Del().Key(tmp).Build()}
+	for len(fields) > 0 {
+		n := min(len(fields), restoreChunk)
+		fv := b.Hset().Key(tmp).FieldValue()
+		for _, f := range fields[:n] {
+			fv = fv.FieldValue(f, h[f])
+		}
+		cmds = append(cmds, fv.Build())
+		fields = fields[n:]
+	}
+	cmds = append(cmds, b.Renamenx().Key(tmp).Newkey(key).Build(), b.Del().Key(tmp).Build(), b.Exec().Build())
+	res := k.client.DoMulti(ctx, cmds...)
+	for _, r := range res {
+		if err := r.Error(); err != nil {
+			return false, fmt.Errorf("restore %s: %w", key, err)
+		}
+	}
+	replies, err := res[len(res)-1].ToArray()
+	if err != nil || len(replies) < 2 {
+		return false, fmt.Errorf("restore %s: transaction reply: %v", key, err)
+	}
+	n, err := replies[len(replies)-2].AsInt64()
+	if err != nil {
+		return false, fmt.Errorf("restore %s: RENAMENX: %w", key, err)
+	}
+	return n == 1, nil
+}
