@@ -95,7 +95,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, client rue
 		return err
 	}
 	mset = modbus.NewSet(cfg, sk, disp, disp, log)
-	keeper := snapshot.New(client, snapshot.Options{Path: cfg.Snapshot.Path, Interval: cfg.Snapshot.Interval.Duration, Republish: dir.Republish}, log)
+	keeper := snapshot.New(client, snapshot.Options{Path: cfg.Snapshot.Path, Interval: cfg.Snapshot.Interval.Duration, Republish: func() { dir.Republish(); sk.Resync() }}, log)
 	kctx, stopKeeper := context.WithCancel(ctx)
 	kdone := make(chan struct{})
 	go func() { defer close(kdone); keeper.Run(kctx) }()

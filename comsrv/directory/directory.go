@@ -294,9 +294,8 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 }
 
 // Republish adds every channel id served (files, registry, provisioned)
-// to the channel set again, for a Redis that restarted without it. It
-// reports whether the sink took the command.
-func (d *Directory) Republish() bool {
+// to the channel set again, for a Redis that restarted without it.
+func (d *Directory) Republish() {
 	ids := slices.Clone(d.cat.Load().ids)
 	if r := d.reg.Load(); r != nil {
 		ids = append(ids, r.ids...)
@@ -306,5 +305,5 @@ func (d *Directory) Republish() bool {
 		ids = append(ids, id)
 	}
 	d.mu.Unlock()
-	return d.sink.AddChannels(ids...)
+	d.sink.AddChannels(ids...)
 }

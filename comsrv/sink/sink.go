@@ -21,7 +21,6 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/redisconn"
 	"github.com/voltedge/voltedge/scripts"
 )
 
@@ -300,15 +300,10 @@ func (s *Sink) Resync() { s.epoch.Add(1) }
 // checkRestart compares Redis's run_id with the last one seen and calls
 // Resync when it changed.
 func (s *Sink) checkRestart(ctx context.Context) {
-	info, err := s.client.Do(ctx, s.client.B().Info().Section("server").Build()).ToString()
+	id, err := redisconn.RunID(ctx, s.client)
 	if err != nil {
 		return
 	}
-	_, rest, ok := strings.Cut(info, "run_id:")
-	if !ok {
-		return
-	}
-	id, _, _ := strings.Cut(rest, "\r\n")
 	if s.runID != "" && id != s.runID {
 		s.log.Warn("redis restarted; channels write their state again", "run_id", id)
 		s.Resync()

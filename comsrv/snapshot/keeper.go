@@ -53,10 +53,10 @@ type Options struct {
 	Interval time.Duration
 	// Keys are the hashes kept (keys.RuntimeConfig() if nil).
 	Keys []string
-	// Republish, if set, adds comsrv's channels to the channel set again
-	// after a restart; false means it could not, and the restore is tried
-	// again at the next interval.
-	Republish func() bool
+	// Republish, if set, is called after a restart: it queues comsrv's
+	// channels for the channel set again (and the channels' state; the sink
+	// never drops either).
+	Republish func()
 }
 
 // Keeper keeps the snapshot and restores from it. Run it once per process.
@@ -245,8 +245,8 @@ func (k *Keeper) restore(ctx context.Context, run string, present map[string]map
 			}
 		}
 	}
-	if k.o.Republish != nil && !k.o.Republish() {
-		return errors.New("restore: channel set not republished (writer busy); trying again")
+	if k.o.Republish != nil {
+		k.o.Republish()
 	}
 	snapAt := int64(0)
 	if snap != nil {

@@ -65,9 +65,9 @@ func keeper(t *testing.T, rc rueidis.Client, path string, log io.Writer, republi
 	if log == nil {
 		log = io.Discard
 	}
-	k := New(rc, Options{Path: path, Interval: interval, Republish: func() bool {
+	k := New(rc, Options{Path: path, Interval: interval, Republish: func() {
 		republished.Add(1)
-		return rc.Do(context.Background(), rc.B().Sadd().Key(keys.Channels).Member("1001").Build()).Error() == nil
+		_ = rc.Do(context.Background(), rc.B().Sadd().Key(keys.Channels).Member("1001").Build()).Error()
 	}}, slog.New(slog.NewTextHandler(log, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
