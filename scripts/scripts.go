@@ -23,13 +23,21 @@ const (
 	FnSyncMeasurement = "sync_measurement"
 	// FnSyncBatch stores one or more groups of samples: channel, ts_ms, n, point/value pairs, ...
 	FnSyncBatch = "sync_batch"
-	// FnSendControl queues a control command: model, control, value [, ttl_ms].
+	// FnSendControl queues a control command: model, control, value [, ttl_ms [, nonce]].
 	FnSendControl = "send_control"
-	// FnTakeControls pops queued commands of a channel: channel, max. It
-	// removes the channel from cmd:pending when its queue is empty.
+	// FnTakeControls moves queued commands of a channel into cmd:inflight:
+	// channel, max. It removes the channel from cmd:pending when its queue is empty.
 	FnTakeControls = "take_controls"
-	// FnControlResult records a command's outcome: id, status, code, message, channel, point, value, model, control, ttl_ms, maxlen.
+	// FnControlResult records a command's outcome and ends its time in
+	// cmd:inflight: id, status, code, message, channel, point, value, model,
+	// control, ttl_ms, maxlen [, nonce].
 	FnControlResult = "control_result"
+	// FnControlSent marks a taken command as about to be written to its
+	// device (cmd:sent): id. It returns 1, or 0 when the command is not in flight.
+	FnControlSent = "control_sent"
+	// FnRecoverControls answers the commands a stopped comsrv left in
+	// cmd:inflight: ttl_ms, maxlen. It returns {requeued, expired, unknown, dropped}.
+	FnRecoverControls = "recover_controls"
 	// FnSetQuality marks channel points stale or good: channel, "stale"|"good", point, ...
 	FnSetQuality = "set_quality"
 	// FnVersion returns the library version (read-only, FCALL_RO).

@@ -1,6 +1,6 @@
 #!lua name=voltedge
 -- VoltEdge data library: Redis Functions (Redis 7.0 or later, standalone).
-local VERSION = 5
+local VERSION = 6
 
 --[[
 Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl lua load)
@@ -101,16 +101,20 @@ Alarm check, per mapped point, ref = "{model}:{point_name}", value v:
   A non-numeric limit or hysteresis, or an unreadable alarm:active entry
   (which is then deleted), is a sync error; the other limit still applies.
 
-FCALL send_control 0 <model> <control> <value> [ttl_ms]
+FCALL send_control 0 <model> <control> <value> [ttl_ms] [nonce]   (nonce after ttl_ms)
     HGET mapping:reverse "{model}:{control}" -> "{channel}:{point}"
-    id = INCR cmd:seq
+    id = max(ts * 1000, GET cmd:seq + 1); SET cmd:seq id
+         (time-ordered: 1732212345678000, 1732212345678001, ...; not handed
+         out again after a restart that lost cmd:seq, unless the clock went back)
     HSET cmd:{channel} <point> <value>
     LPUSH cmd:{channel}:queue {"id":id,"channel":"..","point":"..","value":<number>,
-                               "model":"..","control":"..","ts":ms,"deadline":ms}
+                               "model":"..","control":"..","ts":ms,"deadline":ms[,"nonce":".."]}
     LTRIM cmd:{channel}:queue 0 999       (the oldest commands beyond 1000 are dropped)
     SADD cmd:pending <channel>
     PUBLISH cmd:{channel} "<point>:<value>"
   ttl_ms defaults to 30000; deadline = ts + ttl_ms (ts is the server clock).
+  nonce   1..32 letters, digits, '_' or '-': the sender's mark, recorded with
+          the outcome so that a waiter can tell its command's outcome.
   Returns: the command id (integer).
   Errors:  bad arguments, missing or malformed mapping:reverse entry:
            error reply, nothing written.
@@ -120,30 +124,56 @@ FCALL take_controls 0 <channel> <max>
   (send_control LPUSHes, so the oldest is at the tail), in one atomic step:
     RPOP cmd:{channel}:queue <max>
     SREM cmd:pending <channel>                (when the queue is then empty)
+    HSET cmd:inflight id1 <command1> ...      (until control_result answers them;
+                                               entries without a leading "id" are not kept)
   Returns: array of the commands as send_control queued them (JSON strings),
            oldest first; an empty array when nothing is queued.
   Errors:  wrong argument count, invalid channel id, max not a count from 1
            to 100: error reply, nothing taken.
 
+FCALL control_sent 0 <id>
+  Marks a command comsrv is about to write to its device (it may then have
+  been executed even if comsrv dies before recording the outcome):
+    HSET cmd:sent <id> <ts>                   (only when cmd:inflight holds <id>)
+  Returns: 1, or 0 when the command is not in flight.
+  Errors:  wrong argument count, id not a command number.
+
 FCALL control_result 0 <id> <status> <code> <message> <channel> <point> <value> <model> <control> <ttl_ms> <maxlen>
+                        [nonce]
   Records what became of command <id> (ts = the server clock):
-    HSET cmd:result:{id} status S code C message M channel CH point P value V
-                         model MO control CO ts T
+    DEL, HSET cmd:result:{id} status S code C message M channel CH point P value V
+                         model MO control CO ts T [nonce N]
     PEXPIRE cmd:result:{id} <ttl_ms>
     XADD cmd:results MAXLEN ~ <maxlen> * id ID status S code C message M
-                         channel CH point P value V model MO control CO ts T
+                         channel CH point P value V model MO control CO ts T [nonce N]
+    HDEL cmd:inflight <id>; HDEL cmd:sent <id>
   id      the command number: 1..20 decimal digits
-  status  ok, exception, timeout, offline, expired, invalid or failed
+  status  ok, exception, timeout, offline, expired, invalid, failed or unknown
   code    0..255: the Modbus exception code for "exception", else 0
   message at most 512 bytes of any content ("" for none)
   channel an id; point, model, control: an id, or "" when not known
   value   a number (see Values), or "" when not known
   ttl_ms  1..999999999 (how long cmd:result:{id} is kept)
   maxlen  1..999999999 (the approximate cap of cmd:results)
+  nonce   the command's nonce (see send_control), when it had one
   A second result for the same id replaces the hash and adds a stream entry.
   Returns: status "OK".
   Errors:  wrong argument count or an argument out of its range: error
            reply naming the argument, nothing written.
+
+FCALL recover_controls 0 <ttl_ms> <maxlen>
+  What comsrv calls at start, before it takes a command: answers every
+  command a previous comsrv left in cmd:inflight (ttl_ms, maxlen as for
+  control_result):
+    marked in cmd:sent               -> outcome unknown
+                                        "comsrv restarted while it was in flight"
+    else past its deadline           -> outcome expired
+    else                             -> RPUSH back to cmd:{channel}:queue (oldest
+                                        at the tail, before anything newer), SADD cmd:pending
+    outcome already recorded, or no valid channel -> dropped
+    DEL cmd:inflight cmd:sent
+  Returns: array {requeued, expired, unknown, dropped}.
+  Errors:  wrong argument count, ttl_ms or maxlen out of range.
 
 FCALL set_quality 0 <channel> <stale|good> <point> [<point> ...]
   Marks channel points stale (their slave or link is unreachable) or good:
@@ -193,6 +223,8 @@ local KEY_ALARM_EVENTS = 'alarm:events'
 local KEY_COMMAND_SEQ = 'cmd:seq'
 local KEY_COMMAND_PENDING = 'cmd:pending'
 local KEY_COMMAND_RESULTS = 'cmd:results'
+local KEY_COMMAND_INFLIGHT = 'cmd:inflight'
+local KEY_COMMAND_SENT = 'cmd:sent'
 
 local function key_channel_values(ch) return 'comsrv:' .. ch .. ':m' end
 local function key_channel_timestamps(ch) return 'comsrv:' .. ch .. ':t' end
@@ -220,6 +252,10 @@ local MAX_TAKE = 100           -- commands taken by one take_controls call
 local MAX_ID_DIGITS = 20       -- digits in a command id
 local MAX_MESSAGE = 512        -- bytes in an outcome message
 local MAX_CODE = 255           -- largest exception code
+local IDS_PER_MS = 1000        -- command ids per millisecond before they borrow from the next
+local MAX_NONCE = 32           -- bytes in a command nonce
+local MSG_RESTARTED = 'comsrv restarted while it was in flight'
+local MSG_EXPIRED = 'deadline passed before the command could be sent (comsrv restarted)'
 local QUALITY_STALE = 'stale'
 
 -- Bytes an id must not contain: NUL, control bytes and space, ':', DEL, glob characters.
@@ -346,9 +382,12 @@ end
 local USAGE = {
   sync_measurement = '<channel> <point> <value> [ts_ms]',
   sync_batch = '<channel> <ts_ms> <n> <point> <value> ... [<channel> <ts_ms> <n> ...]',
-  send_control = '<model> <control> <value> [ttl_ms]',
+  send_control = '<model> <control> <value> [ttl_ms [nonce]]',
   take_controls = '<channel> <max>',
-  control_result = '<id> <status> <code> <message> <channel> <point> <value> <model> <control> <ttl_ms> <maxlen>',
+  control_result = '<id> <status> <code> <message> <channel> <point> <value> <model> <control> <ttl_ms> <maxlen>'
+    .. ' [nonce]',
+  control_sent = '<id>',
+  recover_controls = '<ttl_ms> <maxlen>',
   set_quality = '<channel> <stale|good> <point> [<point> ...]',
 }
 
@@ -403,6 +442,12 @@ end
 local function code_rule(s)
   if not (s == '0' or (is_count(s, 3) and tonumber(s) <= MAX_CODE)) then
     return 'is not an exception code from 0 to ' .. MAX_CODE
+  end
+end
+
+local function nonce_rule(s)
+  if #s == 0 or #s > MAX_NONCE or find(s, '[^%w_%-]') then
+    return 'is not a nonce (1 to ' .. MAX_NONCE .. ' letters, digits, "_" or "-")'
   end
 end
 
@@ -831,12 +876,26 @@ local function sync_batch(_, args)
   return { written, st.mapped, st.errors, st.events, st.first or '' }
 end
 
+-- next_command_id returns the id of a command queued at ts (Unix ms, a
+-- string): ts * 1000 + a sequence within the millisecond, and always above
+-- the last id handed out (cmd:seq), so that ids grow and are not handed out
+-- again after a Redis restart that lost cmd:seq.
+local function next_command_id(ts)
+  local id = tonumber(ts) * IDS_PER_MS
+  local last = tonumber(call('GET', KEY_COMMAND_SEQ) or '')
+  if last and last >= id then id = last + 1 end
+  id = format('%.0f', id)
+  call('SET', KEY_COMMAND_SEQ, id)
+  return id
+end
+
 local function send_control(_, args)
-  local c, err = new_call('send_control', args, 3, 4, { 'model', 'control' })
+  local c, err = new_call('send_control', args, 3, 5, { 'model', 'control' })
   if err then return fail(err) end
-  local model, control, value, ttl = args[1], args[2], args[3], args[4]
+  local model, control, value, ttl, nonce = args[1], args[2], args[3], args[4], args[5]
   err = check(c, 1, 'model id', model, id_problem, true) or check(c, 2, 'control name', control, id_problem, true)
     or check(c, 3, 'value', value, number_rule) or (ttl and check(c, 4, 'ttl_ms', ttl, ttl_rule))
+    or (nonce and check(c, 5, 'nonce', nonce, nonce_rule))
   if err then return fail(err) end
   ttl = ttl or DEFAULT_TTL_MS
   local ref = model .. ':' .. control
@@ -850,17 +909,19 @@ local function send_control(_, args)
       .. quote(target) .. ', want "{channel}:{point}" with valid ids')
   end
 
-  local id = call('INCR', KEY_COMMAND_SEQ)
   local ts = now_ms()
+  local id = next_command_id(ts)
   local deadline = format('%d', tonumber(ts) + tonumber(ttl))
+  local extra = ''
+  if nonce then extra = ',"nonce":"' .. nonce .. '"' end
   call('HSET', key_command(ch), point, value)
   call('LPUSH', key_command_queue(ch), '{"id":' .. id .. ',"channel":' .. json_string(ch)
     .. ',"point":' .. json_string(point) .. ',"value":' .. value .. ',"model":' .. json_string(model)
-    .. ',"control":' .. json_string(control) .. ',"ts":' .. ts .. ',"deadline":' .. deadline .. '}')
+    .. ',"control":' .. json_string(control) .. ',"ts":' .. ts .. ',"deadline":' .. deadline .. extra .. '}')
   call('LTRIM', key_command_queue(ch), '0', COMMAND_QUEUE_LAST)
   call('SADD', KEY_COMMAND_PENDING, ch)
   call('PUBLISH', key_command(ch), point .. ':' .. value)
-  return id
+  return tonumber(id)
 end
 
 local function take_controls(_, args)
@@ -874,23 +935,65 @@ local function take_controls(_, args)
   if call('LLEN', queue) == 0 then
     call('SREM', KEY_COMMAND_PENDING, ch)
   end
-  return taken or {}
+  if not taken then return {} end
+  local fields = {}
+  for i = 1, #taken do
+    local id = match(taken[i], '^{"id":(%d+),')
+    if id then
+      fields[#fields + 1] = id
+      fields[#fields + 1] = taken[i]
+    end
+  end
+  if #fields > 0 then call('HSET', KEY_COMMAND_INFLIGHT, unpack(fields)) end
+  return taken
+end
+
+local function control_sent(_, args)
+  local c, err = new_call('control_sent', args, 1, 1)
+  if err then return fail(err) end
+  local id = args[1]
+  err = check(c, 1, 'id', id, command_id_rule)
+  if err then return fail(err) end
+  if call('HEXISTS', KEY_COMMAND_INFLIGHT, id) == 0 then return 0 end
+  call('HSET', KEY_COMMAND_SENT, id, now_ms())
+  return 1
 end
 
 -- Outcomes control_result accepts (comsrv/control.Status).
 local RESULT_STATUSES = {
   ok = true, exception = true, timeout = true, offline = true, expired = true, invalid = true, failed = true,
+  unknown = true,
 }
-local RESULT_STATUS_LIST = 'ok, exception, timeout, offline, expired, invalid, failed'
+local RESULT_STATUS_LIST = 'ok, exception, timeout, offline, expired, invalid, failed, unknown'
 
 local function status_rule(s)
   if not RESULT_STATUSES[s] then return 'is not one of ' .. RESULT_STATUS_LIST end
 end
 
+-- record_result writes an outcome: f = { id, status, code, message, channel,
+-- point, value, model, control, nonce (nil for none) }; the command is no
+-- longer in flight.
+local function record_result(f, ttl, maxlen)
+  local id, ts = f[1], now_ms()
+  local fields = { 'status', f[2], 'code', f[3], 'message', f[4], 'channel', f[5], 'point', f[6],
+    'value', f[7], 'model', f[8], 'control', f[9], 'ts', ts }
+  if f[10] then
+    fields[#fields + 1] = 'nonce'
+    fields[#fields + 1] = f[10]
+  end
+  local key = key_command_result(id)
+  call('DEL', key)
+  call('HSET', key, unpack(fields))
+  call('PEXPIRE', key, ttl)
+  call('XADD', KEY_COMMAND_RESULTS, 'MAXLEN', '~', maxlen, '*', 'id', id, unpack(fields))
+  call('HDEL', KEY_COMMAND_INFLIGHT, id)
+  call('HDEL', KEY_COMMAND_SENT, id)
+end
+
 local function control_result(_, args)
-  local c, err = new_call('control_result', args, 11, 11)
+  local c, err = new_call('control_result', args, 11, 12)
   if err then return fail(err) end
-  local id, status, code, message, ch, point, value, model, control, ttl, maxlen = unpack(args, 1, 11)
+  local id, status, code, message, ch, point, value, model, control, ttl, maxlen, nonce = unpack(args, 1, 12)
   c.ids = ' id=' .. quote(id)
   err = check(c, 1, 'id', id, command_id_rule, true)
   if err then return fail(err) end
@@ -903,18 +1006,77 @@ local function control_result(_, args)
     or check(c, 5, 'channel id', ch, id_problem) or check(c, 6, 'point id', point, optional_id)
     or check(c, 7, 'value', value, optional_number) or check(c, 8, 'model id', model, optional_id)
     or check(c, 9, 'control name', control, optional_id) or check(c, 10, 'ttl_ms', ttl, ttl_rule)
-    or check(c, 11, 'maxlen', maxlen, maxlen_rule)
+    or check(c, 11, 'maxlen', maxlen, maxlen_rule) or (nonce and check(c, 12, 'nonce', nonce, nonce_rule))
   if err then return fail(err) end
-
-  local ts = now_ms()
-  local key = key_command_result(id)
-  call('HSET', key, 'status', status, 'code', code, 'message', message, 'channel', ch, 'point', point,
-    'value', value, 'model', model, 'control', control, 'ts', ts)
-  call('PEXPIRE', key, ttl)
-  call('XADD', KEY_COMMAND_RESULTS, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status, 'code', code,
-    'message', message, 'channel', ch, 'point', point, 'value', value, 'model', model, 'control', control,
-    'ts', ts)
+  record_result({ id, status, code, message, ch, point, value, model, control, nonce }, ttl, maxlen)
   return redis.status_reply('OK')
+end
+
+-- command_fields returns the result fields of a command taken from a
+-- queue (JSON as send_control wrote it), or nil when it cannot be answered
+-- (no valid channel). Fields that are not valid are recorded as "".
+local function command_fields(id, entry)
+  local ok, cmd = pcall(cjson.decode, entry)
+  if not ok or type(cmd) ~= 'table' or type(cmd.channel) ~= 'string' or id_problem(cmd.channel) then return nil end
+  local function id_or_empty(s)
+    if type(s) ~= 'string' or id_problem(s) then return '' end
+    return s
+  end
+  local value = match(entry, '"value":(%-?[%d%.eE%+%-]+)[,}]') or ''
+  if not is_number(value) then value = '' end
+  local nonce = cmd.nonce
+  if type(nonce) ~= 'string' or nonce_rule(nonce) then nonce = nil end
+  return { id, '', '0', '', cmd.channel, id_or_empty(cmd.point), value, id_or_empty(cmd.model),
+    id_or_empty(cmd.control), nonce }, tonumber(cmd.deadline)
+end
+
+local function recover_controls(_, args)
+  local c, err = new_call('recover_controls', args, 2, 2)
+  if err then return fail(err) end
+  local ttl, maxlen = args[1], args[2]
+  err = check(c, 1, 'ttl_ms', ttl, ttl_rule) or check(c, 2, 'maxlen', maxlen, maxlen_rule)
+  if err then return fail(err) end
+  local inflight = call('HGETALL', KEY_COMMAND_INFLIGHT)
+  local sent = {}
+  local marks = call('HGETALL', KEY_COMMAND_SENT)
+  for i = 1, #marks, 2 do sent[marks[i]] = true end
+  local now = tonumber(now_ms())
+  local requeued, expired, unknown, dropped = 0, 0, 0, 0
+  local back, channels = {}, {}
+  for i = 1, #inflight, 2 do
+    local id, entry = inflight[i], inflight[i + 1]
+    local f, deadline = command_fields(id, entry)
+    if not f or command_id_rule(id) or call('EXISTS', key_command_result(id)) == 1 then
+      dropped = dropped + 1 -- unanswerable, or answered already
+    elseif sent[id] then
+      f[2], f[4] = 'unknown', MSG_RESTARTED
+      record_result(f, ttl, maxlen)
+      unknown = unknown + 1
+    elseif deadline and deadline > 0 and deadline < now then
+      f[2], f[4] = 'expired', MSG_EXPIRED
+      record_result(f, ttl, maxlen)
+      expired = expired + 1
+    else
+      local ch = f[5]
+      if not back[ch] then
+        back[ch] = {}
+        channels[#channels + 1] = ch
+      end
+      local list = back[ch]
+      list[#list + 1] = { tonumber(id), entry }
+      requeued = requeued + 1
+    end
+  end
+  for _, ch in ipairs(channels) do
+    local list = back[ch]
+    table.sort(list, function(a, b) return a[1] > b[1] end) -- newest first: the oldest ends at the tail
+    local entries = {}
+    for k = 1, #list do entries[k] = list[k][2] end
+    call('RPUSH', key_command_queue(ch), unpack(entries))
+    call('SADD', KEY_COMMAND_PENDING, ch)
+  end
+  call('DEL', KEY_COMMAND_INFLIGHT, KEY_COMMAND_SENT)
+  return { requeued, expired, unknown, dropped }
 end
 
 local function quality_rule(s)
@@ -1018,5 +1180,7 @@ redis.register_function{ function_name = 'sync_batch', callback = entry(sync_bat
 redis.register_function{ function_name = 'send_control', callback = entry(send_control) }
 redis.register_function{ function_name = 'take_controls', callback = entry(take_controls) }
 redis.register_function{ function_name = 'control_result', callback = entry(control_result) }
+redis.register_function{ function_name = 'control_sent', callback = entry(control_sent) }
+redis.register_function{ function_name = 'recover_controls', callback = entry(recover_controls) }
 redis.register_function{ function_name = 'set_quality', callback = entry(set_quality) }
 redis.register_function{ function_name = 'voltedge_version', callback = voltedge_version, flags = { 'no-writes' } }

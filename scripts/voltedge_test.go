@@ -193,14 +193,15 @@ func TestSourceHeader(t *testing.T) {
 		t.Errorf("ParseVersion = %d, %v; Version() = %d", v, ok, scripts.Version())
 	}
 	for _, fn := range []string{scripts.FnSyncMeasurement, scripts.FnSyncBatch, scripts.FnSendControl,
-		scripts.FnTakeControls, scripts.FnControlResult, scripts.FnSetQuality, scripts.FnVersion} {
+		scripts.FnTakeControls, scripts.FnControlResult, scripts.FnControlSent, scripts.FnRecoverControls,
+		scripts.FnSetQuality, scripts.FnVersion} {
 		if !strings.Contains(src, "function_name = '"+fn+"'") {
 			t.Errorf("function %s is not registered in the source", fn)
 		}
 	}
 	for _, k := range []string{keys.Mapping, keys.MappingReverse, keys.AlarmThreshold, keys.AlarmLow,
 		keys.AlarmHysteresis, keys.AlarmActive, keys.AlarmEvents, keys.CommandSeq, keys.CommandPending,
-		keys.CommandResults} {
+		keys.CommandResults, keys.CommandInflight, keys.CommandSent} {
 		if !strings.Contains(src, "'"+k+"'") {
 			t.Errorf("key %q is not spelled in the source", k)
 		}
@@ -882,15 +883,17 @@ func TestSendControl(t *testing.T) {
 	sub := subscribe(t, srv, keys.Command("1001"))
 
 	before := time.Now().UnixMilli()
+	var ids []int64
 	for i := 1; i <= 3; i++ {
 		id, err := fcall(c, scripts.FnSendControl, "power_meter", "switch", strconv.Itoa(i-1)).AsInt64()
-		if err != nil || id != int64(i) {
-			t.Fatalf("send_control #%d = %d, %v", i, id, err)
+		if err != nil || (i > 1 && id <= ids[i-2]) {
+			t.Fatalf("send_control #%d = %d, %v (ids so far %v)", i, id, err, ids)
 		}
+		ids = append(ids, id)
 	}
-	id, err := fcall(c, scripts.FnSendControl, "power_meter", "switch", "-2.5", "500").AsInt64()
-	if err != nil || id != 4 {
-		t.Fatalf("send_control with ttl = %d, %v", id, err)
+	id, err := fcall(c, scripts.FnSendControl, "power_meter", "switch", "-2.5", "500", "n0nce_-A").AsInt64()
+	if err != nil || id <= ids[2] {
+		t.Fatalf("send_control with ttl and nonce = %d, %v", id, err)
 	}
 
 	if v := hget(t, c, keys.Command("1001"), "30001"); v != "-2.5" {
@@ -913,16 +916,19 @@ func TestSendControl(t *testing.T) {
 		Control  string          `json:"control"`
 		TS       int64           `json:"ts"`
 		Deadline int64           `json:"deadline"`
+		Nonce    string          `json:"nonce"`
 	}
 	if err := json.Unmarshal([]byte(queue[0]), &cmd); err != nil { // newest first (LPUSH)
 		t.Fatalf("queue entry %q: %v", queue[0], err)
 	}
-	if cmd.ID != 4 || cmd.Channel != "1001" || cmd.Point != "30001" || string(cmd.Value) != "-2.5" ||
+	if cmd.ID != id || cmd.ID/1000 < cmd.TS || cmd.Nonce != "n0nce_-A" || cmd.Channel != "1001" || cmd.Point != "30001" || string(cmd.Value) != "-2.5" ||
 		cmd.Model != "power_meter" || cmd.Control != "switch" || cmd.Deadline != cmd.TS+500 ||
 		cmd.TS < before-1000 || cmd.TS > time.Now().UnixMilli()+1000 {
 		t.Errorf("queued command = %+v from %s", cmd, queue[0])
 	}
-	if err := json.Unmarshal([]byte(queue[3]), &cmd); err != nil || cmd.ID != 1 || cmd.Deadline != cmd.TS+30000 {
+	cmd.Nonce = ""
+	if err := json.Unmarshal([]byte(queue[3]), &cmd); err != nil || cmd.ID != ids[0] || cmd.Deadline != cmd.TS+30000 ||
+		cmd.Nonce != "" || strings.Contains(queue[3], "nonce") {
 		t.Errorf("oldest command = %+v, %v", cmd, err)
 	}
 
@@ -948,9 +954,11 @@ func TestSendControlErrors(t *testing.T) {
 		{[]string{"power_meter", "ok", "on"}, `send_control model=power_meter control=ok: value "on" is not a number`},
 		{[]string{"power_meter", "ok", "1", "0"}, `ttl_ms "0" is not a positive number of milliseconds`},
 		{[]string{"power_meter", "ok", "1", "abc"}, `ttl_ms "abc"`},
-		{[]string{"power_meter", "ok"}, "send_control: want <model> <control> <value> [ttl_ms], got 2 argument(s)"},
+		{[]string{"power_meter", "ok"}, "send_control: want <model> <control> <value> [ttl_ms [nonce]], got 2 argument(s)"},
 		{[]string{"power:meter", "ok", "1"}, `send_control model="power:meter" control=ok: model id contains ':'`},
 		{[]string{"power_meter", "", "1"}, `control name is empty`},
+		{[]string{"power_meter", "ok", "1", "10", "a:b"}, `send_control model=power_meter control=ok: nonce "a:b" is not a nonce (1 to 32 letters, digits, "_" or "-") (argument 5)`},
+		{[]string{"power_meter", "ok", "1", "10", "n", "x"}, `got 6 argument(s)`},
 	}
 	for _, tt := range tests {
 		got := mustErr(t, c, scripts.FnSendControl, tt.args...)
@@ -1073,18 +1081,22 @@ func FuzzSyncBatch(f *testing.F) {
 
 // queueControls maps power_meter:setpoint to channel 1001 point 40001 and
 // queues n commands with values 1..n; their ids are 1..n.
-func queueControls(t *testing.T, c rueidis.Client, n int, ttl string) {
+func queueControls(t *testing.T, c rueidis.Client, n int, ttl string) []int64 {
 	t.Helper()
 	redistest.Do(t, c, "HSET", keys.MappingReverse, keys.PointRef("power_meter", "setpoint"), keys.PointRef("1001", "40001"))
+	var ids []int64
 	for i := 1; i <= n; i++ {
 		args := []string{"power_meter", "setpoint", strconv.Itoa(i)}
 		if ttl != "" {
 			args = append(args, ttl)
 		}
-		if err := fcall(c, scripts.FnSendControl, args...).Error(); err != nil {
+		id, err := fcall(c, scripts.FnSendControl, args...).AsInt64()
+		if err != nil {
 			t.Fatalf("send_control #%d: %v", i, err)
 		}
+		ids = append(ids, id)
 	}
+	return ids
 }
 
 // take calls take_controls and returns the ids of the commands taken, in order.
@@ -1119,16 +1131,16 @@ func isPending(t *testing.T, c rueidis.Client, channel string) bool {
 
 func TestTakeControls(t *testing.T) {
 	_, c := setup(t)
-	queueControls(t, c, 5, "")
+	ids := queueControls(t, c, 5, "")
 
-	if got := take(t, c, "1001", "2"); fmt.Sprint(got) != "[1 2]" {
+	if got := take(t, c, "1001", "2"); fmt.Sprint(got) != fmt.Sprint(ids[:2]) {
 		t.Errorf("first take = %v, want the oldest two [1 2]", got)
 	}
 	if !isPending(t, c, "1001") {
 		t.Error("channel left cmd:pending while commands are still queued")
 	}
-	if got := take(t, c, "1001", "100"); fmt.Sprint(got) != "[3 4 5]" {
-		t.Errorf("second take = %v, want [3 4 5]", got)
+	if got := take(t, c, "1001", "100"); fmt.Sprint(got) != fmt.Sprint(ids[2:]) {
+		t.Errorf("second take = %v, want %v", got, ids[2:])
 	}
 	if isPending(t, c, "1001") || exists(t, c, keys.CommandQueue("1001")) {
 		t.Error("channel still pending (or queue left) after its queue was emptied")
@@ -1138,11 +1150,11 @@ func TestTakeControls(t *testing.T) {
 	}
 
 	// A command queued after a take makes the channel pending again.
-	queueControls(t, c, 1, "")
+	ids = queueControls(t, c, 1, "")
 	if !isPending(t, c, "1001") {
 		t.Error("a new command did not make the channel pending")
 	}
-	if got := take(t, c, "1001", "1"); fmt.Sprint(got) != "[6]" || isPending(t, c, "1001") {
+	if got := take(t, c, "1001", "1"); fmt.Sprint(got) != fmt.Sprint(ids) || isPending(t, c, "1001") {
 		t.Errorf("take of exactly the queue's length = %v, pending %v", got, isPending(t, c, "1001"))
 	}
 
@@ -1231,7 +1243,7 @@ func TestControlResult(t *testing.T) {
 	if n, _ := redistest.Do(t, c, "XLEN", keys.CommandResults).AsInt64(); n < 10 || n >= 300 {
 		t.Errorf("XLEN cmd:results = %d after 302 results with maxlen ~10", n)
 	}
-	for _, st := range []string{"ok", "exception", "timeout", "offline", "expired", "invalid", "failed"} {
+	for _, st := range []string{"ok", "exception", "timeout", "offline", "expired", "invalid", "failed", "unknown"} {
 		mustOK(t, c, scripts.FnControlResult, "7", st, "0", "", "1001", "", "", "", "", "1000", "1000")
 	}
 }
@@ -1247,11 +1259,11 @@ func TestControlResultErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{resultArgs()[:10], "control_result: want <id> <status> <code> <message> <channel> <point> <value> <model> <control> <ttl_ms> <maxlen>, got 10 argument(s)"},
+		{resultArgs()[:10], "control_result: want <id> <status> <code> <message> <channel> <point> <value> <model> <control> <ttl_ms> <maxlen> [nonce], got 10 argument(s)"},
 		{with(0, "x1"), `control_result id="x1": id is not a command number (1 to 20 digits)`},
 		{with(0, ""), `control_result id="": id is not a command number`},
 		{with(0, strings.Repeat("9", 21)), `id is not a command number`},
-		{with(1, "done"), `control_result id=42: status "done" is not one of ok, exception, timeout, offline, expired, invalid, failed`},
+		{with(1, "done"), `control_result id=42: status "done" is not one of ok, exception, timeout, offline, expired, invalid, failed, unknown`},
 		{with(2, "256"), `control_result id=42 status=exception: code "256" is not an exception code from 0 to 255`},
 		{with(2, ""), `code "" is not an exception code`},
 		{with(2, "02"), `code "02" is not an exception code`},
@@ -1264,6 +1276,9 @@ func TestControlResultErrors(t *testing.T) {
 		{with(9, "0"), `control_result id=42 status=exception: ttl_ms "0" is not a positive number of milliseconds`},
 		{with(9, "1000000000"), `ttl_ms "1000000000" is not a positive number`},
 		{with(10, "-1"), `control_result id=42 status=exception: maxlen "-1" is not a positive count`},
+		{append(resultArgs(), "a b"), `control_result id=42 status=exception: nonce "a b" is not a nonce`},
+		{append(resultArgs(), strings.Repeat("n", 33)), `nonce "nnn`},
+		{append(resultArgs(), "n", "x"), `got 13 argument(s)`},
 	}
 	for _, tt := range tests {
 		if got := mustErr(t, c, scripts.FnControlResult, tt.args...); !strings.Contains(got, tt.want) {
@@ -1462,7 +1477,7 @@ func TestControlFunctionsFromRedisCLI(t *testing.T) {
 		t.Skipf("redis-cli not installed: %v", err)
 	}
 	srv, c := setup(t)
-	queueControls(t, c, 2, "")
+	ids := queueControls(t, c, 2, "")
 	host, port, _ := net.SplitHostPort(srv.Addr)
 	run := func(args ...string) string {
 		t.Helper()
@@ -1474,17 +1489,22 @@ func TestControlFunctionsFromRedisCLI(t *testing.T) {
 	}
 	out := run("FCALL", "take_controls", "0", "1001", "16")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 ||
-		!strings.HasPrefix(lines[0], `1) "{\"id\":1,\"channel\":\"1001\"`) || !strings.HasPrefix(lines[1], `2) "{\"id\":2,`) {
+		!strings.HasPrefix(lines[0], fmt.Sprintf(`1) "{\"id\":%d,\"channel\":\"1001\"`, ids[0])) ||
+		!strings.HasPrefix(lines[1], fmt.Sprintf(`2) "{\"id\":%d,`, ids[1])) {
 		t.Errorf("take_controls printed:\n%s", out)
 	}
 	if out := run("FCALL", "take_controls", "0", "1001", "16"); out != "(empty array)\n" {
 		t.Errorf("empty take_controls printed %q", out)
 	}
-	if out := run("FCALL", "control_result", "0", "1", "timeout", "0", "no answer", "1001", "40001", "1",
+	first := strconv.FormatInt(ids[0], 10)
+	if out := run("FCALL", "control_sent", "0", first); out != "(integer) 1\n" {
+		t.Errorf("control_sent printed %q", out)
+	}
+	if out := run("FCALL", "control_result", "0", first, "timeout", "0", "no answer", "1001", "40001", "1",
 		"power_meter", "setpoint", "3600000", "10000"); out != "OK\n" {
 		t.Errorf("control_result printed %q", out)
 	}
-	if out := run("HGET", keys.CommandResult("1"), "status"); out != "\"timeout\"\n" {
+	if out := run("HGET", keys.CommandResult(first), "status"); out != "\"timeout\"\n" {
 		t.Errorf("HGET status printed %q", out)
 	}
 	if out := run("FCALL", "set_quality", "0", "1001", "stale", "40001"); out != "(integer) 0\n" {
@@ -1503,13 +1523,14 @@ func FuzzControlFunctions(f *testing.F) {
 		"0 1001 16", "0 1001 0", "0 a:b 1", "0 1001",
 		"1 42 ok 0 msg 1001 40001 1 pm sp 1000 10", "1 42 exception 255  1001    1 1", "1 x y z", "1 1 ok 0 m 1 1 1e5 a b 9 9",
 		"2 1001 stale 1 2 3", "2 1001 good 1", "2 1001 stale", "2 1001 good a:b", "2 7 stale 1 1 1",
+		"3 1", "3 x", "3", "4 1000 10", "4 0 10", "4 1000",
 	} {
 		f.Add(s)
 	}
 	_, c := setup(f)
 	redistest.Do(f, c, "HSET", keys.Mapping, "1001:1", "pm:a", "1001:2", "bad", "7:1", "pm:b")
 	redistest.Do(f, c, "HSET", keys.MappingReverse, "pm:sp", "1001:40001")
-	fns := []string{scripts.FnTakeControls, scripts.FnControlResult, scripts.FnSetQuality}
+	fns := []string{scripts.FnTakeControls, scripts.FnControlResult, scripts.FnSetQuality, scripts.FnControlSent, scripts.FnRecoverControls}
 	f.Fuzz(func(t *testing.T, in string) {
 		sel, rest, _ := strings.Cut(in, " ")
 		i, err := strconv.Atoi(sel)
@@ -1524,4 +1545,97 @@ func FuzzControlFunctions(f *testing.F) {
 			t.Fatalf("%s %q: %v", fns[i], args, err)
 		}
 	})
+}
+
+// TestControlsInFlight: take_controls keeps what it takes in cmd:inflight
+// until control_result answers it; control_sent marks a command being
+// written; recover_controls answers what a dead comsrv left: unknown when
+// marked sent, expired past its deadline, else back to its queue in order.
+func TestControlsInFlight(t *testing.T) {
+	_, c := setup(t)
+	ids := queueControls(t, c, 5, "")
+	short := queueControls(t, c, 1, "1")[0]
+	taken := take(t, c, "1001", "100")
+	if len(taken) != 6 {
+		t.Fatalf("took %v", taken)
+	}
+	str := func(id int64) string { return strconv.FormatInt(id, 10) }
+	inflight := hgetall(t, c, keys.CommandInflight)
+	if len(inflight) != 6 || !strings.HasPrefix(inflight[str(ids[0])], `{"id":`+str(ids[0])+`,`) {
+		t.Fatalf("cmd:inflight = %v", inflight)
+	}
+	for _, id := range ids[:2] {
+		if n, err := fcall(c, scripts.FnControlSent, str(id)).AsInt64(); err != nil || n != 1 {
+			t.Fatalf("control_sent %d = %d, %v", id, n, err)
+		}
+	}
+	if n, err := fcall(c, scripts.FnControlSent, "12345").AsInt64(); err != nil || n != 0 {
+		t.Errorf("control_sent of a command not in flight = %d, %v; want 0", n, err)
+	}
+	if got := mustErr(t, c, scripts.FnControlSent, "x"); !strings.Contains(got, `control_sent: id "x" is not a command number`) {
+		t.Errorf("control_sent x: %q", got)
+	}
+	// ids[0] is answered: no longer in flight.
+	mustOK(t, c, scripts.FnControlResult, str(ids[0]), "ok", "0", "", "1001", "40001", "1", "power_meter", "setpoint", "60000", "1000")
+	if hget(t, c, keys.CommandInflight, str(ids[0])) != "" || hget(t, c, keys.CommandSent, str(ids[0])) != "" {
+		t.Error("an answered command is still in flight")
+	}
+	// One more command queued meanwhile: the recovered ones go before it.
+	later := queueControls(t, c, 1, "")[0]
+	time.Sleep(5 * time.Millisecond) // past the short one's deadline
+
+	arr, err := fcall(c, scripts.FnRecoverControls, "60000", "1000").AsIntSlice()
+	if err != nil || fmt.Sprint(arr) != "[3 1 1 0]" {
+		t.Fatalf("recover_controls = %v, %v; want 3 requeued, 1 expired, 1 unknown", arr, err)
+	}
+	if r := hgetall(t, c, keys.CommandResult(str(ids[1]))); r["status"] != "unknown" || r["message"] != "comsrv restarted while it was in flight" ||
+		r["value"] != "2" || r["point"] != "40001" || r["model"] != "power_meter" {
+		t.Errorf("sent command: %v", r)
+	}
+	if r := hgetall(t, c, keys.CommandResult(str(short))); r["status"] != "expired" {
+		t.Errorf("expired command: %v", r)
+	}
+	if exists(t, c, keys.CommandInflight) || exists(t, c, keys.CommandSent) || !isPending(t, c, "1001") {
+		t.Error("recover_controls left commands in flight, or the channel not pending")
+	}
+	if got := take(t, c, "1001", "100"); fmt.Sprint(got) != fmt.Sprint(append(ids[2:5:5], later)) {
+		t.Errorf("after recovery took %v, want %v then %d", got, ids[2:], later)
+	}
+	if n, _ := redistest.Do(t, c, "XLEN", keys.CommandResults).AsInt64(); n != 3 {
+		t.Errorf("%d outcomes recorded, want 3", n)
+	}
+	// Nothing left: nothing done.
+	mustOK(t, c, scripts.FnControlResult, str(ids[2]), "ok", "0", "", "1001", "40001", "1", "power_meter", "setpoint", "60000", "1000")
+	if arr, err := fcall(c, scripts.FnRecoverControls, "60000", "1000").AsIntSlice(); err != nil || fmt.Sprint(arr) != "[3 0 0 0]" {
+		t.Errorf("second recover_controls = %v, %v", arr, err)
+	}
+	if got := mustErr(t, c, scripts.FnRecoverControls, "0", "10"); !strings.Contains(got, `recover_controls: ttl_ms "0" is not a positive number`) {
+		t.Errorf("recover_controls 0 10: %q", got)
+	}
+}
+
+// TestCommandIDsAfterRestart: ids grow with time, so a Redis that lost
+// cmd:seq does not hand out an id again.
+func TestCommandIDsAfterRestart(t *testing.T) {
+	srv, c := setup(t)
+	first := queueControls(t, c, 3, "")
+	srv.Restart(t)
+	wait.For(t, 10*time.Second, "the library loaded after the restart", func() error {
+		return c.Do(context.Background(), c.B().FunctionLoad().Replace().FunctionCode(scripts.Source()).Build()).Error()
+	})
+	second := queueControls(t, c, 3, "")
+	if second[0] <= first[2] {
+		t.Errorf("ids after the restart %v, before %v: not above", second, first)
+	}
+	// An old counter (ids 1, 2, ...) is left behind; a counter ahead of the
+	// clock is continued.
+	redistest.Do(t, c, "SET", keys.CommandSeq, "7")
+	if id := queueControls(t, c, 1, "")[0]; id < time.Now().Add(-time.Minute).UnixMilli()*1000 {
+		t.Errorf("id after an old counter = %d", id)
+	}
+	ahead := time.Now().Add(time.Hour).UnixMilli() * 1000
+	redistest.Do(t, c, "SET", keys.CommandSeq, strconv.FormatInt(ahead, 10))
+	if id := queueControls(t, c, 1, "")[0]; id != ahead+1 {
+		t.Errorf("id after a counter ahead of the clock = %d, want %d", id, ahead+1)
+	}
 }

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"regexp"
 	"strconv"
@@ -58,6 +59,9 @@ const (
 	MsgOffline = "channel not connected"
 	MsgExpired = "deadline passed before the command could be sent"
 	MsgBusy    = "link busy"
+	// MsgRestarted is the message of an Unknown outcome: the command may
+	// have reached its device when comsrv stopped without recording it.
+	MsgRestarted = "comsrv restarted while it was in flight"
 )
 
 // Options tunes a Dispatcher. Zero values take the defaults.
@@ -111,7 +115,12 @@ type Stats struct {
 	ReportErrors   uint64 // outcomes Redis did not take after retries (logged)
 	ReportsDropped uint64 // outcomes dropped because the report queue was full (logged)
 	Unreadable     uint64 // queue entries that are not commands (logged with their text)
-	RedisErrors    uint64 // failed take_controls, SMEMBERS and requeue calls (logged)
+	RedisErrors    uint64 // failed take_controls, SMEMBERS, requeue, control_sent and recover_controls calls (logged)
+	Marked         uint64 // commands marked as being written (control_sent)
+	// The commands a previous comsrv left in flight, by what became of
+	// them at start: put back in their queues, answered Expired, answered
+	// Unknown (they may have been written).
+	RecoveredRequeued, RecoveredExpired, RecoveredUnknown uint64
 }
 
 // report is one outcome waiting for Redis.
@@ -155,6 +164,7 @@ type Dispatcher struct {
 	fails *logging.Limited
 	stats struct {
 		sweeps, taken, delivered, busy, requeued, reported, reportErrors, reportsDropped, unreadable, redisErrors atomic.Uint64
+		marked, recRequeued, recExpired, recUnknown                                                               atomic.Uint64
 	}
 }
 
@@ -229,6 +239,8 @@ func (d *Dispatcher) Stats() Stats {
 		Sweeps: s.sweeps.Load(), Taken: s.taken.Load(), Delivered: s.delivered.Load(), Busy: s.busy.Load(),
 		Requeued: s.requeued.Load(), Reported: s.reported.Load(), ReportErrors: s.reportErrors.Load(),
 		ReportsDropped: s.reportsDropped.Load(), Unreadable: s.unreadable.Load(), RedisErrors: s.redisErrors.Load(),
+		Marked: s.marked.Load(), RecoveredRequeued: s.recRequeued.Load(),
+		RecoveredExpired: s.recExpired.Load(), RecoveredUnknown: s.recUnknown.Load(),
 	}
 }
 
@@ -256,8 +268,12 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// dispatch drains woken channels and sweeps cmd:pending until ctx ends.
+// dispatch answers what a previous comsrv left in flight, then drains
+// woken channels and sweeps cmd:pending until ctx ends.
 func (d *Dispatcher) dispatch(ctx context.Context) {
+	if !d.recoverInflight(ctx) {
+		return
+	}
 	tick := time.NewTicker(d.opt.SweepInterval)
 	defer tick.Stop()
 	d.requestSweep()
@@ -289,6 +305,67 @@ func (d *Dispatcher) dispatch(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// recoverInflight calls recover_controls until it succeeds (or ctx ends,
+// then it returns false): the commands a previous comsrv took and did not
+// answer are answered Unknown when it had marked them sent, Expired past
+// their deadline, and are put back in their queues otherwise. It must run
+// before this dispatcher takes a command.
+func (d *Dispatcher) recoverInflight(ctx context.Context) bool {
+	var b redisconn.Backoff
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		n, err := d.caller.Fcall(cctx, scripts.FnRecoverControls, []string{d.ttl, d.maxlen}).AsIntSlice()
+		cancel()
+		if err == nil && len(n) == 4 {
+			s := &d.stats
+			s.recRequeued.Add(uint64(n[0]))
+			s.recExpired.Add(uint64(n[1]))
+			s.recUnknown.Add(uint64(n[2]))
+			if n[0]+n[1]+n[2]+n[3] > 0 {
+				d.log.Warn("control: commands left in flight by the previous comsrv", "key", keys.CommandInflight,
+					"requeued", n[0], "expired", n[1], "unknown", n[2], "dropped", n[3])
+			}
+			return true
+		}
+		if err == nil {
+			err = fmt.Errorf("%s returned %d counts, want 4", scripts.FnRecoverControls, len(n))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		d.stats.redisErrors.Add(1)
+		d.fails.Warn("control: recovery of the commands in flight failed; no command is taken until it succeeds",
+			"key", keys.CommandInflight, "err", err)
+		redisconn.Sleep(ctx, b.Next())
+	}
+	return false
+}
+
+// MarkSent records in Redis (control_sent) that c is about to be written to
+// its device, once per command: should comsrv stop before its outcome is
+// recorded, the next comsrv answers it Unknown instead of sending it again.
+// A link calls it right before the first request of a command; on an error
+// the command must not be sent (report it Failed). It blocks for one Redis
+// call at most (callTimeout).
+func (d *Dispatcher) MarkSent(c *contract.Command) error {
+	if c.Sent {
+		return nil
+	}
+	id, ok := contract.CommandID(c.ID)
+	if !ok {
+		return fmt.Errorf("mark command %q as sent: not a command id", c.ID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	if err := d.caller.Fcall(ctx, scripts.FnControlSent, []string{id}).Error(); err != nil {
+		d.stats.redisErrors.Add(1)
+		return fmt.Errorf("mark command %s as sent (%s): %w", id, scripts.FnControlSent, err)
+	}
+	d.stats.marked.Add(1)
+	c.Sent = true
+	return nil
 }
 
 // wake marks channel for draining.
@@ -436,23 +513,32 @@ func (d *Dispatcher) drain(ctx context.Context, channel string) bool {
 }
 
 // requeue puts taken commands back at the old end of the queue, in their
-// order, and keeps the channel pending: one transaction.
+// order, keeps the channel pending and takes them out of cmd:inflight: one
+// transaction.
 func (d *Dispatcher) requeue(ctx context.Context, channel string, entries []string) {
 	if len(entries) == 0 {
 		return
 	}
 	back := make([]string, len(entries))
+	var ids []string
 	for i, e := range entries {
 		back[len(entries)-1-i] = e // RPUSH appends in order: the oldest must end up last
+		if c, err := contract.Parse([]byte(e)); err == nil {
+			ids = append(ids, c.ID)
+		}
 	}
 	b := d.client.B()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 	defer cancel()
-	res := d.client.DoMulti(cctx,
+	cmds := rueidis.Commands{
 		b.Multi().Build(),
 		b.Rpush().Key(keys.CommandQueue(channel)).Element(back...).Build(),
 		b.Sadd().Key(keys.CommandPending).Member(channel).Build(),
-		b.Exec().Build())
+	}
+	if len(ids) > 0 {
+		cmds = append(cmds, b.Hdel().Key(keys.CommandInflight).Field(ids...).Build())
+	}
+	res := d.client.DoMulti(cctx, append(cmds, b.Exec().Build())...)
 	for _, r := range res {
 		if err := r.Error(); err != nil {
 			d.stats.redisErrors.Add(1)
@@ -523,7 +609,7 @@ func (d *Dispatcher) subscribe(ctx context.Context) {
 // writeReports writes queued outcomes until ctx ends, then those still
 // queued, for at most reportDrain.
 func (d *Dispatcher) writeReports(ctx context.Context) {
-	args := make([]string, 11)
+	args := make([]string, 12)
 	for {
 		select {
 		case r := <-d.reports:
@@ -561,10 +647,14 @@ func (d *Dispatcher) write(ctx context.Context, r report, args []string) {
 	args[0], args[1], args[2], args[3] = id, string(o.Status), strconv.Itoa(int(o.Code)), truncate(o.Message, maxMessage)
 	args[4], args[5], args[6] = c.Channel, idOrEmpty(c.Point), numberOrEmpty(c.Value)
 	args[7], args[8], args[9], args[10] = idOrEmpty(c.Model), idOrEmpty(c.Control), d.ttl, d.maxlen
+	n := 11
+	if validNonce(c.Nonce) {
+		args[11], n = c.Nonce, 12
+	}
 	var err error
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
-		err = d.caller.Fcall(cctx, scripts.FnControlResult, args).Error()
+		err = d.caller.Fcall(cctx, scripts.FnControlResult, args[:n]).Error()
 		cancel()
 		if err == nil {
 			d.stats.reported.Add(1)
@@ -592,6 +682,12 @@ func asRedisError(err error, re **rueidis.RedisError) bool {
 	}
 	return ok
 }
+
+// noncePattern is what control_result accepts as a nonce.
+var noncePattern = regexp.MustCompile(`^[0-9A-Za-z_-]{1,32}$`)
+
+// validNonce reports whether control_result accepts s as a nonce.
+func validNonce(s string) bool { return noncePattern.MatchString(s) }
 
 // idOrEmpty returns s when it is a valid id, else "" (control_result would refuse it).
 func idOrEmpty(s string) string {

@@ -24,6 +24,22 @@ type Reporter interface {
 	Report(c *contract.Command, o contract.Outcome)
 }
 
+// SentMarker is implemented by a Reporter that must learn when a command is
+// about to be written to its device (the Dispatcher: control_sent).
+type SentMarker interface {
+	MarkSent(c *contract.Command) error
+}
+
+// MarkSent tells r, when it is a SentMarker, that c is about to be written
+// to its device. A link calls it right before it sends the first request of
+// a command; on an error it must not send it (and reports it Failed).
+func MarkSent(r Reporter, c *contract.Command) error {
+	if m, ok := r.(SentMarker); ok {
+		return m.MarkSent(c)
+	}
+	return nil
+}
+
 // Inbox is a link's bounded queue of delivered commands. Deliver never
 // blocks; wake is called after a command is queued so that a link waiting in
 // a read can notice it (for a net.Conn: SetReadDeadline in the past).

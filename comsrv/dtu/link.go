@@ -256,6 +256,10 @@ func (l *link) sendSlot(now time.Time) error {
 			l.endControl(contract.Outcome{Status: contract.Invalid, Message: err.Error()})
 			return nil
 		}
+		if err := control.MarkSent(l.srv.ctl, c.cmd); err != nil {
+			l.endControl(contract.Outcome{Status: contract.Failed, Message: err.Error()})
+			return nil
+		}
 	} else {
 		adu = l.core.Plan().Tasks[l.fl.task].ADU
 	}

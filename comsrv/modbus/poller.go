@@ -513,6 +513,10 @@ func (p *Poller) command(c *contract.Command) string {
 		p.core.Report(c, contract.Outcome{Status: contract.Invalid, Message: err.Error()})
 		return ""
 	}
+	if err := control.MarkSent(p.rep, c); err != nil {
+		p.core.Report(c, contract.Outcome{Status: contract.Failed, Message: err.Error()})
+		return ""
+	}
 	req := w.Req
 	if w.ReadFirst {
 		payload, res, code, err := p.read(&req)

@@ -1,6 +1,8 @@
 package contract
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -19,6 +21,12 @@ type Command struct {
 	Control  string
 	Queued   time.Time
 	Deadline time.Time
+	// Nonce is the sender's mark of the command ("" for none), recorded
+	// with its outcome so that a waiter takes no other command's outcome.
+	Nonce string
+	// Sent is set once comsrv has marked the command as about to be written
+	// to its device (control_sent); only the link executing it touches it.
+	Sent bool
 }
 
 // wire is the JSON send_control pushes: ids and timestamps are numbers.
@@ -31,6 +39,7 @@ type wire struct {
 	Control  string      `json:"control"`
 	TS       int64       `json:"ts"`
 	Deadline int64       `json:"deadline"`
+	Nonce    string      `json:"nonce"`
 }
 
 // MaxCommand bounds the size of one queued command.
@@ -56,7 +65,7 @@ func Parse(b []byte) (*Command, error) {
 	}
 	c := &Command{
 		ID: string(w.ID), Channel: w.Channel, Point: w.Point, Value: string(w.Value),
-		Model: w.Model, Control: w.Control,
+		Model: w.Model, Control: w.Control, Nonce: w.Nonce,
 		Queued: time.UnixMilli(w.TS),
 	}
 	if w.Deadline > 0 {
@@ -71,13 +80,27 @@ func (c *Command) Expired(now time.Time) bool {
 }
 
 // CommandID returns a command id in canonical form (decimal, no leading
-// zeros, not 0) and whether s is one.
+// zeros, not 0) and whether s is one. send_control hands out the Unix time
+// of the command in ms × 1000 plus a sequence within the millisecond
+// (1732212345678000, 1732212345678001, ...), always above the last id, so
+// ids grow and are not handed out again after a Redis restart; ids of older
+// library versions (1, 2, ...) are commands too.
 func CommandID(s string) (string, bool) {
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || n == 0 {
 		return "", false
 	}
 	return strconv.FormatUint(n, 10), true
+}
+
+// nonceBytes is the size of the random part of a nonce.
+const nonceBytes = 8
+
+// NewNonce returns a random nonce for send_control (16 hex digits).
+func NewNonce() string {
+	b := make([]byte, nonceBytes)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail (Go 1.24)
+	return hex.EncodeToString(b)
 }
 
 // numberPattern is the JSON number syntax the library accepts as a value.

@@ -212,7 +212,7 @@ func TestOutcomeWhileQueueing(t *testing.T) {
 	r := runResults(t, c)
 	ctx := ctxFor(t)
 
-	w := r.prepare()
+	w := r.prepare("")
 	mustDo(t, c, record(t, c, "41", "ok", "1000"))
 	eventually(t, "the outcome kept for the waiter", func() bool {
 		r.mu.Lock()
@@ -227,7 +227,7 @@ func TestOutcomeWhileQueueing(t *testing.T) {
 	p.Close()
 
 	// More outcomes than a waiter keeps: it reads its hash.
-	w = r.prepare()
+	w = r.prepare("")
 	cmds := []rueidis.Completed{record(t, c, "42", "timeout", "1000")}
 	for i := range maxSeen {
 		cmds = append(cmds, record(t, c, strconv.Itoa(1000+i), "ok", "1000"))

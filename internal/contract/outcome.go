@@ -17,6 +17,7 @@ const (
 	Expired   Status = "expired"   // the deadline passed before the command could be sent; never executed
 	Invalid   Status = "invalid"   // unknown point, a point that cannot be written, or a value out of range
 	Failed    Status = "failed"    // the link failed while the command was in flight, or comsrv stopped
+	Unknown   Status = "unknown"   // comsrv restarted while the command was being written: it may have been executed
 )
 
 // Outcome is what became of one command.
@@ -61,6 +62,8 @@ const (
 	ResultModel   = "model"
 	ResultControl = "control"
 	ResultTS      = "ts"
+	// ResultNonce is the nonce the command was queued with (absent when it had none).
+	ResultNonce = "nonce"
 )
 
 // Result is the recorded outcome of one command.
@@ -68,7 +71,8 @@ type Result struct {
 	ID string
 	Outcome
 	// Fields are the recorded fields (status, code, message, channel,
-	// point, value, model, control, ts), without the id.
+	// point, value, model, control, ts and nonce when the command had one),
+	// without the id.
 	Fields map[string]string
 }
 

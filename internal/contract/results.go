@@ -52,6 +52,7 @@ type Results struct {
 // waiter waits for the outcome of one command.
 type waiter struct {
 	id    string
+	nonce string        // the command's nonce; "" accepts any outcome of id
 	res   chan Result   // the outcome, once
 	check chan struct{} // read the result hash: the stream may have missed it
 	seen  []Result      // while prepared: outcomes nobody waited for
@@ -76,7 +77,7 @@ func (r *Results) Wait(ctx context.Context, id string) (Result, error) {
 	if !ok {
 		return Result{}, fmt.Errorf("wait for command %q: not a command id", id)
 	}
-	w := r.prepare()
+	w := r.prepare("")
 	w.lost = true // queued before: the hash may hold it already
 	r.bind(w, cid)
 	p := &Pending{ID: cid, w: w, r: r}
@@ -84,10 +85,10 @@ func (r *Results) Wait(ctx context.Context, id string) (Result, error) {
 	return p.Wait(ctx)
 }
 
-// prepare registers a waiter before its command is queued: outcomes that
-// arrive meanwhile are kept for it.
-func (r *Results) prepare() *waiter {
-	w := &waiter{res: make(chan Result, 1), check: make(chan struct{}, 1)}
+// prepare registers a waiter before its command is queued with nonce (""
+// for none): outcomes that arrive meanwhile are kept for it.
+func (r *Results) prepare(nonce string) *waiter {
+	w := &waiter{nonce: nonce, res: make(chan Result, 1), check: make(chan struct{}, 1)}
 	r.mu.Lock()
 	r.early[w] = struct{}{}
 	r.mu.Unlock()
@@ -102,8 +103,11 @@ func (r *Results) bind(w *waiter, id string) {
 	delete(r.early, w)
 	w.id = id
 	for _, res := range w.seen {
-		if res.ID == id {
-			w.res <- res
+		if res.ID == id && w.accepts(res) {
+			select {
+			case w.res <- res:
+			default:
+			}
 		}
 	}
 	w.seen = nil
@@ -130,6 +134,16 @@ func (r *Results) remove(w *waiter) {
 	} else {
 		r.waiters[w.id] = ws
 	}
+}
+
+// accepts reports whether res is the outcome of w's command: an outcome
+// recorded with another nonce belongs to another command that had the same
+// id (an id handed out again, e.g. after Redis lost cmd:seq and the clock
+// went back). Outcomes without a nonce (recorded by hand, or by an older
+// comsrv) are accepted.
+func (w *waiter) accepts(res Result) bool {
+	n := res.Fields[ResultNonce]
+	return w.nonce == "" || n == "" || n == w.nonce
 }
 
 func signal(c chan struct{}) {
@@ -176,6 +190,9 @@ func (r *Results) dispatch(entries []rueidis.XRangeEntry) {
 		}
 		if ws := r.waiters[id]; len(ws) > 0 {
 			for _, w := range ws {
+				if !w.accepts(res) {
+					continue
+				}
 				select {
 				case w.res <- res:
 				default:

@@ -102,11 +102,19 @@ func NewSender(client rueidis.Client, caller *lualib.Caller, results *Results) *
 // Queue checks req, queues it and returns the command id. Its errors are
 // *SendError.
 func (s *Sender) Queue(ctx context.Context, req Request) (string, error) {
+	return s.queue(ctx, req, "")
+}
+
+// queue queues req with nonce ("" for none).
+func (s *Sender) queue(ctx context.Context, req Request, nonce string) (string, error) {
 	if err := req.Check(); err != nil {
 		return "", err
 	}
-	ttl := strconv.FormatInt(req.TTL.Milliseconds(), 10)
-	n, err := s.caller.Call(ctx, scripts.FnSendControl, req.Model, req.Control, req.Value, ttl).AsInt64()
+	args := []string{req.Model, req.Control, req.Value, strconv.FormatInt(req.TTL.Milliseconds(), 10)}
+	if nonce != "" {
+		args = append(args, nonce)
+	}
+	n, err := s.caller.Call(ctx, scripts.FnSendControl, args...).AsInt64()
 	if err != nil {
 		return "", s.classify(ctx, req, err)
 	}
@@ -115,19 +123,21 @@ func (s *Sender) Queue(ctx context.Context, req Request) (string, error) {
 
 // Send queues req like Queue and returns the command, whose outcome Wait
 // returns; Close it when done. The waiter is registered before the command
-// is queued, so an outcome recorded at once is not missed.
+// is queued, so an outcome recorded at once is not missed. The command
+// carries a random nonce that comsrv records with its outcome: Wait takes
+// no outcome recorded under the same id for another command.
 func (s *Sender) Send(ctx context.Context, req Request) (*Pending, error) {
 	if s.results == nil {
 		return nil, errors.New("contract: Sender.Send needs a Results watcher")
 	}
-	w := s.results.prepare()
-	id, err := s.Queue(ctx, req)
+	w := s.results.prepare(NewNonce())
+	id, err := s.queue(ctx, req, w.nonce)
 	if err != nil {
 		s.results.remove(w)
 		return nil, err
 	}
 	s.results.bind(w, id)
-	return &Pending{ID: id, w: w, r: s.results}, nil
+	return &Pending{ID: id, nonce: w.nonce, w: w, r: s.results}, nil
 }
 
 // classify turns send_control's error into a *SendError.
@@ -185,9 +195,10 @@ func (s *Sender) modelKnown(ctx context.Context, model string) bool {
 // Pending is a queued command whose outcome can be awaited.
 type Pending struct {
 	// ID is the command id.
-	ID string
-	w  *waiter
-	r  *Results
+	ID    string
+	nonce string // the nonce queued with the command
+	w     *waiter
+	r     *Results
 }
 
 // Wait returns the command's outcome, or ctx's error (wrapped) when ctx
@@ -198,7 +209,7 @@ func (p *Pending) Wait(ctx context.Context) (Result, error) {
 		case res := <-p.w.res:
 			return res, nil
 		case <-p.w.check:
-			if res, ok := p.r.readHash(ctx, p.ID); ok {
+			if res, ok := p.r.readHash(ctx, p.ID); ok && p.w.accepts(res) {
 				return res, nil
 			}
 		case <-ctx.Done():

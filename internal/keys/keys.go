@@ -42,10 +42,16 @@ const (
 	ConfigRestore = "comsrv:restore"
 	// ComsrvStats is comsrv's process-wide counters and latency figures.
 	ComsrvStats = "comsrv:stats"
-	// CommandSeq is the counter that numbers control commands.
+	// CommandSeq is the last control command id handed out (ids are time-ordered, see send_control).
 	CommandSeq = "cmd:seq"
 	// CommandPending is the set of channel ids that have queued control commands.
 	CommandPending = "cmd:pending"
+	// CommandInflight is the hash of the control commands comsrv has taken
+	// and not answered yet: command id → the command as queued.
+	CommandInflight = "cmd:inflight"
+	// CommandSent is the hash of the taken commands comsrv has started to
+	// write to their devices: command id → Unix ms.
+	CommandSent = "cmd:sent"
 	// CommandResults is the stream of control outcomes, one entry per command.
 	CommandResults = "cmd:results"
 	// CommandPattern is the pub/sub pattern comsrv listens on for new controls (matches Command).
@@ -184,11 +190,13 @@ func Table() []Entry {
 		{AlarmEvents, "stream", "Lua", "raise and clear events (type, model, point, kind, value, limit, ts; a clear also raised_limit)"},
 		{AlarmAcks, "hash", "modsrv", "\"{model}:{point_name}\" → JSON {user, ts, alarm_ts} of the last acknowledgement"},
 		{Command("{channel}"), "hash + pub/sub", "Lua", "point → last control value; publishes \"point:value\""},
-		{CommandQueue("{channel}"), "list", "Lua → comsrv", "durable control queue, JSON {id, channel, point, value, model, control, ts, deadline}"},
+		{CommandQueue("{channel}"), "list", "Lua → comsrv", "durable control queue, JSON {id, channel, point, value, model, control, ts, deadline[, nonce]}"},
 		{CommandPending, "set", "Lua → comsrv", "channel ids with queued commands"},
-		{CommandSeq, "string", "Lua", "control command id counter"},
-		{CommandResult("{id}"), "hash", "Lua (from comsrv)", "outcome of command {id}: status, code, message, channel, point, value, model, control, ts (expires)"},
-		{CommandResults, "stream", "Lua (from comsrv)", "every control outcome: id, status, code, message, channel, point, value, model, control, ts"},
+		{CommandSeq, "string", "Lua", "last control command id handed out (Unix ms × 1000 + sequence)"},
+		{CommandInflight, "hash", "Lua (from comsrv)", "command id → command JSON, taken by comsrv and not answered yet"},
+		{CommandSent, "hash", "Lua (from comsrv)", "command id → Unix ms when comsrv started writing it to the device"},
+		{CommandResult("{id}"), "hash", "Lua (from comsrv)", "outcome of command {id}: status, code, message, channel, point, value, model, control, ts[, nonce] (expires)"},
+		{CommandResults, "stream", "Lua (from comsrv)", "every control outcome: id, status, code, message, channel, point, value, model, control, ts[, nonce]"},
 		{DefaultLineResults, "pub/sub", "other systems → comsrv", "\"command,device_id,data\" forwarded as a line to line-profile device device_id (configurable)"},
 		{LineOutcomes(DefaultLineResults), "pub/sub", "comsrv", "JSON {device, status, message, ts} for each forwarded message"},
 		{Reload, "pub/sub", "edgectl → comsrv", "reload request (message: request id)"},

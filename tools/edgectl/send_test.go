@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,11 +18,12 @@ func TestSend(t *testing.T) {
 	redistest.Do(t, c, "HSET", keys.MappingReverse, keys.PointRef("power_meter", "setpoint"), keys.PointRef("1001", "40001"))
 
 	// The library is not loaded: the caller loads it on "function not found".
-	if out := mustCLI(t, srv.URL(), "send", "power_meter", "setpoint", "-12.5", "-ttl", "5s", "-no-wait"); out != "1\n" {
-		t.Errorf("first send printed %q", out)
+	first := mustCLI(t, srv.URL(), "send", "power_meter", "setpoint", "-12.5", "-ttl", "5s", "-no-wait")
+	if id, ok := contract.CommandID(strings.TrimSuffix(first, "\n")); !ok || id+"\n" != first {
+		t.Errorf("first send printed %q", first)
 	}
-	if out := mustCLI(t, srv.URL(), "send", "-ttl=2s", "-no-wait", "power_meter", "setpoint", "3"); out != "2\n" {
-		t.Errorf("second send printed %q", out)
+	if out := mustCLI(t, srv.URL(), "send", "-ttl=2s", "-no-wait", "power_meter", "setpoint", "3"); out <= first || !strings.HasSuffix(out, "\n") {
+		t.Errorf("second send printed %q after %q", out, first)
 	}
 	queue, err := redistest.Do(t, c, "LRANGE", keys.CommandQueue("1001"), "0", "-1").AsStrSlice()
 	if err != nil || len(queue) != 2 {
@@ -38,7 +40,7 @@ func TestSend(t *testing.T) {
 	if err := json.Unmarshal([]byte(queue[1]), &cmd); err != nil {
 		t.Fatalf("%v: %s", err, queue[1])
 	}
-	if cmd.ID != 1 || cmd.Channel != "1001" || cmd.Point != "40001" || cmd.Value != -12.5 || cmd.Deadline-cmd.TS != 5000 {
+	if strconv.FormatInt(cmd.ID, 10)+"\n" != first || cmd.Channel != "1001" || cmd.Point != "40001" || cmd.Value != -12.5 || cmd.Deadline-cmd.TS != 5000 {
 		t.Errorf("queued %+v", cmd)
 	}
 
@@ -87,7 +89,7 @@ func TestSendWaitsForOutcome(t *testing.T) {
 		{[]string{"power_meter", "setpoint", "3"}, "timeout", 1, ""},
 		{[]string{"power_meter", "setpoint", "4"}, "failed (link closed while writing)", 1, ""},
 		{[]string{"far_meter", "setpoint", "1"}, "offline (channel not connected)", 1, ""},
-		{[]string{"power_meter", "setpoint", "5", "-wait", "300ms"}, "", 1, "edgectl send: no outcome for command 6 within 300ms (is comsrv running?)\n"},
+		{[]string{"power_meter", "setpoint", "5", "-wait", "300ms"}, "", 1, "edgectl send: no outcome for command {id} within 300ms (is comsrv running?)\n"},
 	} {
 		out, errOut, code := cli(t, srv.URL(), append([]string{"send"}, tc.args...)...)
 		id, rest, _ := strings.Cut(out, "\n")
@@ -95,7 +97,7 @@ func TestSendWaitsForOutcome(t *testing.T) {
 		if tc.out != "" {
 			want = id + " " + tc.out + "\n"
 		}
-		if code != tc.code || rest != want || errOut != tc.err {
+		if code != tc.code || rest != want || errOut != strings.ReplaceAll(tc.err, "{id}", id) {
 			t.Errorf("send %v: exit %d, stdout %q, stderr %q; want exit %d, %q after the id, stderr %q",
 				tc.args, code, out, errOut, tc.code, want, tc.err)
 		}

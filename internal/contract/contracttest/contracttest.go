@@ -76,8 +76,12 @@ func respondOnce(ctx context.Context, tb testing.TB, caller *lualib.Caller, deci
 		if !ok {
 			continue
 		}
-		err = caller.Call(cctx, scripts.FnControlResult, c.ID, string(o.Status), strconv.Itoa(int(o.Code)), o.Message,
-			c.Channel, c.Point, c.Value, c.Model, c.Control, resultTTL, resultsCap).Error()
+		args := []string{c.ID, string(o.Status), strconv.Itoa(int(o.Code)), o.Message,
+			c.Channel, c.Point, c.Value, c.Model, c.Control, resultTTL, resultsCap}
+		if c.Nonce != "" {
+			args = append(args, c.Nonce) // as comsrv records it
+		}
+		err = caller.Call(cctx, scripts.FnControlResult, args...).Error()
 		if err != nil && ctx.Err() == nil {
 			tb.Errorf("contracttest: control_result %s: %v", c.ID, err)
 		}
