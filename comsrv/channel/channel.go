@@ -66,6 +66,7 @@ type Counters struct {
 	Connects, ConnectFailures                            uint64
 	ControlsOK, ControlsFailed                           uint64
 	Messages, MessagesDropped, Forwarded                 uint64
+	Replacements                                         uint64 // DTU links replaced by a new connection with the same id
 }
 
 // Core is one channel's shared logic. Create it with New.
@@ -381,6 +382,7 @@ func (c *Core) writeStatus(now time.Time) {
 		contract.ChannelDecodeErrors, u(st.DecodeErrors),
 		contract.ChannelDropped, u(st.Dropped),
 		contract.ChannelConnects, u(st.Connects),
+		contract.ChannelReplacements, u(st.Replacements),
 		contract.ChannelConnectFailures, u(st.ConnectFailures),
 		contract.ChannelSkippedPolls, u(st.Skipped),
 		contract.ChannelUnreachableSlaves, slaveList(c.health.Unreachable(now)),

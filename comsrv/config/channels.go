@@ -115,6 +115,9 @@ func (cl *channelLoader) file(f string) {
 				ok = false
 			}
 		}
+		if !cl.checkGuard(pos, k, &c) || !cl.checkSent(pos, k+"secret", &c) {
+			ok = false
+		}
 		dur(pos, cl.errs, k+"timeout", &c.Timeout, cl.cfg.Modbus.RequestTimeout.Duration, 1)
 		c.StatusInterval = cl.cfg.DTU.StatusInterval
 		if c.URL != "" {
@@ -364,6 +367,8 @@ func (cl *channelLoader) rangeEntries(pos *conf.Positions, k string, r *ChannelR
 	regP := pattern("registration", r.Registration, true)
 	nameP := pattern("name", r.Name, false)
 	t := cl.optionalTemplate(pos, k+"template", r.Template)
+	guard := Channel{Allow: r.Allow, Replace: r.Replace, ReplaceAfter: r.ReplaceAfter, Secret: r.Secret, SecretPosition: r.SecretPosition}
+	cl.checkGuard(pos, k, &guard)
 	if cl.errs.Len() > before {
 		return
 	}
@@ -372,7 +377,9 @@ func (cl *channelLoader) rangeEntries(pos *conf.Positions, k string, r *ChannelR
 	timeout := cl.cfg.Modbus.RequestTimeout
 	for n := r.First; n <= r.Last; n++ {
 		c := &Channel{ID: idP.Expand(n), Registration: regP.Expand(n), Template: r.Template, T: t, Timeout: timeout,
-			StatusInterval: cl.cfg.DTU.StatusInterval}
+			StatusInterval: cl.cfg.DTU.StatusInterval,
+			Allow:          guard.Allow, AllowNets: guard.AllowNets, Replace: guard.Replace, ReplaceAfter: guard.ReplaceAfter,
+			Secret: guard.Secret, SecretPosition: guard.SecretPosition}
 		if hasName {
 			c.Name = nameP.Expand(n)
 		} else {
@@ -382,7 +389,7 @@ func (cl *channelLoader) rangeEntries(pos *conf.Positions, k string, r *ChannelR
 			cl.errs.Addf(pos, k+"id", "expands to %q for n=%d, which is not a valid channel id", c.ID, n)
 			return
 		}
-		if !cl.checkRegistration(pos, k+"registration", c.Registration) {
+		if !cl.checkRegistration(pos, k+"registration", c.Registration) || !cl.checkSent(pos, k+"secret", c) {
 			return
 		}
 		if !cl.add(pos, k, c, src) {

@@ -316,6 +316,7 @@ func (d *DTU) check(pos *conf.Positions, errs *conf.Errors, k keyer, defName str
 		errs.Addf(pos, k.of("listen"), "must not be empty")
 	}
 	num(pos, errs, k.of("max_connections"), &d.MaxConnections, DefaultMaxConnections, 1, 100000)
+	d.checkGuard(pos, errs, k)
 	dur(pos, errs, k.of("registration_timeout"), &d.RegistrationTimeout, DefaultRegistrationTimeout, 1)
 	dur(pos, errs, k.of("write_timeout"), &d.WriteTimeout, DefaultWriteTimeout, 1)
 	dur(pos, errs, k.of("refuse_log_interval"), &d.RefuseLogInterval, DefaultRefuseLogInterval, 1)

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"net/netip"
 	"reflect"
 	"regexp"
 
@@ -47,10 +48,27 @@ type Config struct {
 
 // DTU configures a TCP server that DTUs connect in to.
 type DTU struct {
-	Name                string        `toml:"name"`                 // listener name for logs and events; "dtu" for [dtu]
-	Profile             string        `toml:"profile"`              // "transparent" (default), "line" or "tlv"
-	Listen              string        `toml:"listen"`               // default ":22334"
-	MaxConnections      int           `toml:"max_connections"`      // default 12000; beyond it new sockets are closed at once
+	Name           string `toml:"name"`            // listener name for logs and events; "dtu" for [dtu]
+	Profile        string `toml:"profile"`         // "transparent" (default), "line" or "tlv"
+	Listen         string `toml:"listen"`          // default ":22334"
+	MaxConnections int    `toml:"max_connections"` // registered links, default 12000; a registration beyond it is refused
+	// MaxUnregistered bounds the sockets that have not registered yet (their
+	// own pool, apart from MaxConnections); default max_connections/10 within 64..1000.
+	MaxUnregistered int `toml:"max_unregistered"`
+	// MaxUnregisteredPerIP bounds the unregistered sockets of one source
+	// address; default 20, 0 means no bound.
+	MaxUnregisteredPerIP int `toml:"max_unregistered_per_ip"`
+	// Allow lists the source networks (CIDRs) that may connect; empty allows any.
+	Allow []string `toml:"allow"`
+	// Replace is what a new connection with the id of a link that is up
+	// does: "always" (default) replaces it, "if-silent" only when the old
+	// link received nothing for ReplaceAfter, "never" is refused.
+	Replace      string        `toml:"replace"`
+	ReplaceAfter conf.Duration `toml:"replace_after"` // if-silent: default 60s
+	// Secret is sent by every DTU of the listener with its id, before it
+	// (SecretPosition "prefix") or after it ("suffix", default).
+	Secret              string        `toml:"secret"`
+	SecretPosition      string        `toml:"secret_position"`
 	RegistrationTimeout conf.Duration `toml:"registration_timeout"` // default 10s
 	WriteTimeout        conf.Duration `toml:"write_timeout"`        // default 5s
 	RefuseLogInterval   conf.Duration `toml:"refuse_log_interval"`  // default 10s: refusals are logged once per interval with a count
@@ -60,6 +78,8 @@ type DTU struct {
 	Registration        Registration  `toml:"registration"`         // transparent profile only
 	Heartbeat           Heartbeat     `toml:"heartbeat"`
 	Line                Line          `toml:"line"` // line profile only
+
+	AllowNets []netip.Prefix `toml:"-"` // Allow, parsed
 }
 
 // Line configures the line profile: devices send their id as an ASCII line
@@ -224,6 +244,20 @@ type Channel struct {
 	// OnePerPoint overrides the template's plan.one_request_per_point for this device.
 	OnePerPoint *bool `toml:"one_request_per_point"`
 
+	// DTU channels only. Allow lists the source networks (CIDRs) the DTU may
+	// connect from, besides its listener's allow; empty allows any.
+	Allow []string `toml:"allow"`
+	// Replace and ReplaceAfter override the listener's replacement policy
+	// ("" keeps it).
+	Replace      string        `toml:"replace"`
+	ReplaceAfter conf.Duration `toml:"replace_after"`
+	// Secret is sent by the DTU with its registration id, before it
+	// (SecretPosition "prefix") or after it ("suffix", default).
+	Secret         string `toml:"secret"`
+	SecretPosition string `toml:"secret_position"`
+
+	AllowNets []netip.Prefix `toml:"-"` // Allow, parsed
+
 	// StatusInterval is how often the channel's status hash is refreshed,
 	// resolved by Load: [modbus].status_interval for url channels,
 	// [dtu].status_interval for DTU channels. A DTU channel is not bound to a
@@ -252,6 +286,13 @@ type ChannelRange struct {
 	Registration string `toml:"registration"`
 	Template     string `toml:"template"`
 	Name         string `toml:"name"`
+
+	// Shared by every channel of the range (see Channel).
+	Allow          []string      `toml:"allow"`
+	Replace        string        `toml:"replace"`
+	ReplaceAfter   conf.Duration `toml:"replace_after"`
+	Secret         string        `toml:"secret"`
+	SecretPosition string        `toml:"secret_position"`
 }
 
 // SameChannel reports whether two channels would be served identically:

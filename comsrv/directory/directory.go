@@ -52,8 +52,12 @@ type catalog struct {
 	byID  map[string]*config.Channel
 	plans map[*config.Channel]*poll.Plan
 	ids   []string // every channel id of the set, DTU or not
+	// others are the ids of the channels that are not DTUs (Modbus TCP and serial).
+	others map[string]bool
 	// ignored counts the registry entries skipped (invalid id or unknown template).
 	ignored int
+	// taken are the registry entries skipped because a configured channel has their id, sorted.
+	taken []string
 }
 
 // New indexes the channels of cfg and adds their ids to the channel set.
@@ -90,6 +94,10 @@ func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
 	for _, ch := range list {
 		c.ids = append(c.ids, ch.ID)
 		if ch.URL != "" {
+			if c.others == nil {
+				c.others = map[string]bool{}
+			}
+			c.others[ch.ID] = true
 			continue
 		}
 		if old != nil {
@@ -105,6 +113,11 @@ func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
 		c.add(ch, p)
 	}
 	return c, nil
+}
+
+// configured reports whether id is the id or the registration of a channel of the catalog, DTU or not.
+func (c *catalog) configured(id string) bool {
+	return c.byID[id] != nil || c.byReg[id] != nil || c.others[id]
 }
 
 func (c *catalog) add(ch *config.Channel, p *poll.Plan) {
@@ -143,8 +156,8 @@ func (d *Directory) Provision(id, template string) (*config.Channel, *poll.Plan)
 	if ch, p := d.Find(id); ch != nil {
 		return ch, p
 	}
-	if !keys.ValidID(id) {
-		return nil, nil
+	if !keys.ValidID(id) || d.cat.Load().configured(id) {
+		return nil, nil // a configured channel is never served by another DTU
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -224,7 +237,8 @@ func (d *Directory) Reload(list []*config.Channel, templates map[string]*config.
 // are found from now on and added to the channel set, removed ones leave it.
 // It returns the channels of devices removed or changed, whose links must
 // close. Entries with an invalid id or an unknown template are skipped and
-// logged; ids the files list win.
+// logged, and so are the ids of configured channels (DTU or Modbus, by id or
+// registration): an entry never replaces a channel of the files.
 func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]*config.Channel, error) {
 	m, err := client.Do(ctx, client.B().Hgetall().Key(keys.DeviceRegistry).Build()).AsStrMap()
 	if err != nil {
@@ -234,14 +248,15 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 	files := d.cat.Load()
 	next := &catalog{byReg: map[string]*config.Channel{}, byID: map[string]*config.Channel{}, plans: map[*config.Channel]*poll.Plan{}}
 	cache := poll.NewCache()
-	var added []string
+	var added, taken []string
 	first := ""
 	for id, tpl := range m {
 		if len(next.byReg) >= MaxRegistry {
 			break
 		}
-		if files.byReg[id] != nil || files.byID[id] != nil {
-			continue // configured in the files: they win
+		if files.configured(id) {
+			taken = append(taken, id) // configured in the files: they win
+			continue
 		}
 		t := d.template(tpl)
 		if !keys.ValidID(id) || t == nil {
@@ -268,6 +283,11 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 		next.ids = append(next.ids, id)
 	}
 	d.reg.Store(next)
+	slices.Sort(taken)
+	if len(taken) > 0 && (old == nil || !slices.Equal(taken, old.taken)) {
+		d.log.Warn("device registry: entries ignored (ids of configured channels)", "count", len(taken), "ids", taken[:min(len(taken), 10)])
+	}
+	next.taken = taken
 	if next.ignored > 0 && (old == nil || next.ignored != old.ignored) {
 		d.log.Warn("device registry: entries ignored (invalid id or unknown template)", "count", next.ignored, "first", first)
 	}

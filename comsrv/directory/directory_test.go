@@ -167,6 +167,41 @@ func TestRegistryReadError(t *testing.T) {
 	}
 }
 
+// TestRegistryNeverTakesAConfiguredChannel: registry entries and
+// provisioned ids that name a configured channel (a Modbus channel's id, a
+// DTU channel's id or registration) are ignored.
+func TestRegistryNeverTakesAConfiguredChannel(t *testing.T) {
+	rc, sk := start(t)
+	var logs strings.Builder
+	d, err := New(load(t, t.TempDir(), two), sk, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	put := rc.B().Hset().Key(keys.DeviceRegistry).FieldValue().FieldValue("m", "meter").FieldValue("a", "meter").FieldValue("R1", "meter").Build()
+	if err := rc.Do(ctx, put).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ReadRegistry(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"m", "a"} {
+		if ch, _ := d.Find(id); ch != nil {
+			t.Errorf("registry entry %q, the id of a configured channel, is served as channel %s", id, ch.ID)
+		}
+		if ch, _ := d.Provision(id, "meter"); ch != nil {
+			t.Errorf("%q, the id of a configured channel, was provisioned", id)
+		}
+	}
+	if ch, _ := d.Find("R1"); ch == nil {
+		t.Fatal("R1 not served")
+	}
+	if !strings.Contains(logs.String(), "ids of configured channels") || !strings.Contains(logs.String(), "ids=\"[a m]\"") {
+		t.Fatalf("the ignored entries were not logged:\n%s", logs.String())
+	}
+	channelSet(t, rc, "R1,a,m")
+}
+
 // TestReloadReachesRegistryDevices: a reload that changes a template closes
 // the links of registry devices using it at the next registry read, so they
 // reconnect with the new plan.

@@ -33,6 +33,9 @@ type codec interface {
 	polls() bool
 	// bufSize is the receive buffer a link needs.
 	bufSize() int
+	// regSize is the buffer that holds the longest registration the codec
+	// accepts, or enough bytes to refuse it (at most maxRegistration).
+	regSize() int
 }
 
 // newCodec returns a fresh codec for a connection to listener l.
@@ -184,3 +187,15 @@ func (c *transparentCodec) ack(frameKind) []byte        { return nil }
 func (c *transparentCodec) wrap(dst, adu []byte) []byte { return append(dst, adu...) }
 func (c *transparentCodec) polls() bool                 { return true }
 func (c *transparentCodec) bufSize() int                { return framerSize }
+
+func (c *transparentCodec) regSize() int {
+	if c.reg.Mode == "fixed" {
+		return min(c.reg.Length, maxRegistration)
+	}
+	// parseRegistration refuses more than max_length, the terminator and a "\r" without a terminator.
+	limit := c.reg.MaxLength
+	if limit <= 0 {
+		limit = 64
+	}
+	return min(limit+max(len(c.reg.TerminatorBytes), 1)+2, maxRegistration)
+}

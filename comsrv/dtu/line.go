@@ -31,7 +31,7 @@ func (c *lineCodec) register(d []byte) (string, int, []byte, error) {
 	}
 	id := string(line)
 	if c.reg.Regexp != nil && !c.reg.Regexp.MatchString(id) {
-		return "", 0, nil, fmt.Errorf("registration %s does not match %s", quoteID(id), c.reg.Regexp)
+		return "", 0, nil, &patternError{id: id, re: c.reg.Regexp}
 	}
 	c.id = []byte(id)
 	return id, n, nil, nil
@@ -85,3 +85,4 @@ func (c *lineCodec) ack(frameKind) []byte        { return nil }
 func (c *lineCodec) wrap(dst, adu []byte) []byte { return dst }
 func (c *lineCodec) polls() bool                 { return false }
 func (c *lineCodec) bufSize() int                { return max(framerSize, c.max+2) }
+func (c *lineCodec) regSize() int                { return c.max + 2 }

@@ -79,6 +79,7 @@ type link struct {
 	done     chan struct{}
 	replaced atomic.Bool
 	reloaded atomic.Bool
+	lastRx   atomic.Int64 // Unix ns of the last bytes received, for a replacing connection
 
 	fl      flight
 	scratch []byte
@@ -92,6 +93,7 @@ func newLink(s *Server, l *listener, c net.Conn, ch *config.Channel, id, remote 
 		outbox: make(chan string, outboxSize),
 		msgs:   budget{rate: messagesPerSec, tokens: messagesPerSec},
 	}
+	lk.lastRx.Store(time.Now().UnixNano())
 	// Waking the goroutine out of its read: a deadline in the past.
 	lk.inbox = control.NewInbox(inboxSize, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
 	return lk
@@ -156,6 +158,7 @@ func (l *link) run(ctx context.Context) string {
 			l.f.wrote(n)
 			l.core.Counters().BytesIn += uint64(n)
 			now = time.Now()
+			l.lastRx.Store(now.UnixNano())
 			// Read only after the deadline (a busy machine): the answer is
 			// late and must not be taken; the timeout comes first.
 			l.expire(now)

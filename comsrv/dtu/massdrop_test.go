@@ -26,6 +26,8 @@ func TestMassDisconnectNeverLosesState(t *testing.T) {
 	const n = 2000
 	b := newBedWith(t, bedOptions{
 		queue: 64,
+		// Every test DTU comes from 127.0.0.1: no per-address cap.
+		dtu: "max_unregistered = 2000\nmax_unregistered_per_ip = 0\n",
 		files: map[string]string{
 			"templates/quiet.toml": "[[task]]\nname = \"t\"\nslave = 1\nfunction = 3\nstart = 0\ncount = 1\ninterval = \"1h\"\n\n[[point]]\nid = \"1\"\naddress = 0\n",
 			"channels/test.toml":   "[[range]]\nfirst = 1\nlast = " + strconv.Itoa(n) + "\nid = \"m{n}\"\nregistration = \"M{n}\"\ntemplate = \"quiet\"\n",

@@ -62,7 +62,7 @@ func parseRegistration(buf []byte, r *config.Registration) (string, int, error) 
 		return "", 0, err
 	}
 	if r.Regexp != nil && !r.Regexp.MatchString(id) {
-		return "", 0, fmt.Errorf("registration %s does not match %s", quoteID(id), r.Regexp)
+		return "", 0, &patternError{id: id, re: r.Regexp}
 	}
 	return id, used, nil
 }

@@ -3,6 +3,7 @@ package dtu
 import (
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/voltedge/voltedge/comsrv/config"
@@ -81,6 +82,18 @@ func FuzzRegistration(f *testing.F) {
 		}
 		if !c.Regexp.MatchString(id) {
 			t.Fatalf("accepted %q", id)
+		}
+		// Cutting a secret off and masking secrets keep every byte bounded.
+		pos := config.SecretSuffix
+		if which%2 == 0 {
+			pos = config.SecretPrefix
+		}
+		if rest, sec, ok := cutSecret(id, 4, pos == config.SecretPrefix); ok && config.WithSecret(rest, sec, pos) != id {
+			t.Fatalf("cut %q into %q and %q", id, rest, sec)
+		}
+		x := &secretIndex{set: map[string]bool{"0000": true, "AB": true}, lens: []int{4, 2}}
+		if m := x.mask(id); len(m) != len(id) || strings.Contains(m, "0000") || strings.Contains(m, "AB") {
+			t.Fatalf("mask(%q) = %q", id, m)
 		}
 	})
 }

@@ -4,7 +4,8 @@
 // How a vendor's DTU registers, beats and carries RTU frames is its profile
 // (a codec): transparent, line and tlv, each in its own file.
 //
-// Each connection costs one goroutine and a 512-byte buffer; timers are the
+// Each link costs one goroutine and a 512-byte buffer; a socket that has not
+// registered yet only a buffer the size of a registration. Timers are the
 // socket's read deadline, so an idle link costs no CPU.
 package dtu
 
@@ -62,10 +63,11 @@ type Server struct {
 	client    rueidis.Client
 	log       *slog.Logger
 
-	dir    *directory.Directory
-	conns  atomic.Int64
-	wg     sync.WaitGroup
-	events *budget
+	dir     *directory.Directory
+	conns   atomic.Int64
+	wg      sync.WaitGroup
+	events  *budget
+	secrets atomic.Pointer[secretIndex] // of the listeners and of the channels of the files
 
 	mu       sync.Mutex
 	links    map[string]*link             // channel id → active link
@@ -74,9 +76,10 @@ type Server struct {
 
 // listener is one DTU server address with its profile.
 type listener struct {
-	cfg      *config.DTU
-	conns    atomic.Int64
-	refusals *logging.Limited
+	cfg        *config.DTU
+	pending    *pending // sockets not registered yet
+	registered int      // links attached (under Server.mu), at most cfg.MaxConnections
+	refusals   *logging.Limited
 }
 
 // New prepares a server for cfg. Plans are compiled once per channel setting.
@@ -93,8 +96,10 @@ func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger, opts ...Option) (*
 		o(s)
 	}
 	for _, l := range cfg.AllListeners() {
-		s.listeners = append(s.listeners, &listener{cfg: l, refusals: logging.NewLimited(log, l.RefuseLogInterval.Duration)})
+		s.listeners = append(s.listeners, &listener{cfg: l, pending: newPending(l.MaxUnregistered, l.MaxUnregisteredPerIP),
+			refusals: logging.NewLimited(log, l.RefuseLogInterval.Duration)})
 	}
+	s.secrets.Store(newSecretIndex(cfg.ChannelList, s.listeners))
 	if s.dir == nil {
 		d, err := directory.New(cfg, sk, log)
 		if err != nil {
@@ -115,6 +120,7 @@ func (s *Server) Reload(list []*config.Channel, templates map[string]*config.Tem
 	if err != nil {
 		return 0, 0, 0, err
 	}
+	s.secrets.Store(newSecretIndex(list, s.listeners))
 	s.closeLinks(func(l *link) bool { return slices.Contains(closing, l.ch.ID) })
 	return added, changed, removed, nil
 }
@@ -144,6 +150,15 @@ func (s *Server) Online() int {
 
 // Connections is the number of open sockets, registered or not.
 func (s *Server) Connections() int64 { return s.conns.Load() }
+
+// Unregistered is the number of open sockets that have not registered yet.
+func (s *Server) Unregistered() int {
+	n := 0
+	for _, l := range s.listeners {
+		n += l.pending.size()
+	}
+	return n
+}
 
 // ListenAndServe listens on every configured address and serves until ctx is cancelled.
 func (s *Server) ListenAndServe(ctx context.Context) error {
@@ -198,11 +213,11 @@ func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
 }
 
 func (s *Server) acceptLoop(ctx context.Context, l *listener, ln net.Listener) error {
-	s.log.Info("dtu listener started", "listener", l.cfg.Name, "profile", l.cfg.Profile, "addr", ln.Addr().String(), "max_connections", l.cfg.MaxConnections)
+	s.log.Info("dtu listener started", "listener", l.cfg.Name, "profile", l.cfg.Profile, "addr", ln.Addr().String(),
+		"max_connections", l.cfg.MaxConnections, "max_unregistered", l.cfg.MaxUnregistered, "allow", len(l.cfg.AllowNets), "replace", l.cfg.Replace)
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
 	backoff := redisconn.Backoff{Min: 5 * time.Millisecond, Max: time.Second}
-	max := int64(l.cfg.MaxConnections)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -220,15 +235,21 @@ func (s *Server) acceptLoop(ctx context.Context, l *listener, ln net.Listener) e
 		}
 		backoff.Reset()
 
-		if l.conns.Add(1) > max {
-			l.conns.Add(-1)
+		ip := addrOf(c.RemoteAddr())
+		if !config.Allowed(l.cfg.AllowNets, ip) {
 			_ = c.Close()
-			s.refuse(l, "connection limit reached", "", c.RemoteAddr().String(), "")
+			s.refuse(l, reasonNotAllowed, "", c.RemoteAddr().String(), "")
+			continue
+		}
+		w := l.pending.admit(c, ip)
+		if w == nil {
+			_ = c.Close()
+			s.refuse(l, reasonPerIP, "", c.RemoteAddr().String(), "")
 			continue
 		}
 		s.conns.Add(1)
 		s.wg.Add(1)
-		go s.handle(ctx, l, c)
+		go s.handle(ctx, l, c, w)
 	}
 }
 
@@ -244,26 +265,60 @@ func (s *Server) refuse(l *listener, reason, detail, remote, id string) {
 	}
 }
 
-func (s *Server) handle(ctx context.Context, l *listener, c net.Conn) {
+func (s *Server) handle(ctx context.Context, l *listener, c net.Conn, w *waiter) {
 	defer s.wg.Done()
 	defer s.conns.Add(-1)
-	defer l.conns.Add(-1)
 	defer c.Close()
+	defer l.pending.leave(w)
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 
+	// Until the DTU has registered, this goroutine's stack stays small: the
+	// link is set up and run by serve.
+	cd := newCodec(l.cfg)
+	r := s.readRegistration(l, c, cd)
+	l.pending.leave(w)
+	s.registered(ctx, l, c, w, cd, r)
+}
+
+// registration is what readRegistration read: the registration as sent,
+// its bytes for the frame log and the bytes read after it, or err.
+type registration struct {
+	sent      string
+	raw, rest []byte
+	err       error
+}
+
+// registered refuses a failed registration or serves the DTU.
+func (s *Server) registered(ctx context.Context, l *listener, c net.Conn, w *waiter, cd codec, r *registration) {
+	switch {
+	case r.err != nil && w.evicted.Load():
+		s.refuse(l, reasonEvicted, "", c.RemoteAddr().String(), "")
+	case r.err != nil:
+		s.refuse(l, "bad registration", s.registrationDetail(r.err), c.RemoteAddr().String(), "")
+	default:
+		s.serve(ctx, l, c, cd, r.sent, r.raw, r.rest)
+	}
+}
+
+// serve runs the link of a DTU that sent the registration sent (its bytes
+// regBytes, followed by rest), once its channel is found and admitted.
+func (s *Server) serve(ctx context.Context, l *listener, c net.Conn, cd codec, sent string, regBytes, rest []byte) {
 	remote := c.RemoteAddr().String()
-	f := newCodecFramer(newCodec(l.cfg))
-	id, regBytes, err := s.readRegistration(l, c, f)
-	if err != nil {
-		s.refuse(l, "bad registration", err.Error(), remote, "")
-		return
-	}
-	ch, plan := s.channelFor(l, id)
+	id, ch, plan, cut := s.resolve(l, sent)
 	if ch == nil {
-		s.refuse(l, "unknown registration id", "", remote, id)
+		s.refuse(l, reasonUnknownID, "", remote, id)
 		return
 	}
+	if !config.Allowed(ch.AllowNets, addrOf(c.RemoteAddr())) {
+		s.refuse(l, reasonChannelNotAllowed, "", remote, id)
+		return
+	}
+	if cut {
+		regBytes = []byte(id) // the frame log never shows a secret
+	}
+	f := newCodecFramer(cd)
+	f.push(rest)
 	if !f.c.polls() {
 		plan = nil
 	}
@@ -272,7 +327,12 @@ func (s *Server) handle(ctx context.Context, l *listener, c net.Conn) {
 	}
 	lk := newLink(s, l, c, ch, id, remote, f)
 	lk.regFrame = regBytes
-	lk.core = channel.New(ch.ID, plan, s.attach(lk), s.settings(l), s.sink, s.ctl, s.log)
+	st, err := s.attach(lk)
+	if err != nil {
+		s.refuse(l, err.Error(), "", remote, id)
+		return
+	}
+	lk.core = channel.New(ch.ID, plan, st, s.settings(l), s.sink, s.ctl, s.log)
 	reason := lk.run(ctx)
 	// The socket closed under the link shows first as whatever call failed.
 	switch {
@@ -285,55 +345,70 @@ func (s *Server) handle(ctx context.Context, l *listener, c net.Conn) {
 }
 
 // readRegistration reads until a complete registration is buffered, within
-// the registration timeout, and sends the profile's reply. Bytes after it
-// stay in f. It also returns the registration bytes for the frame log.
-func (s *Server) readRegistration(l *listener, c net.Conn, f *framer) (string, []byte, error) {
-	deadline := time.Now().Add(l.cfg.RegistrationTimeout.Duration)
-	if err := c.SetReadDeadline(deadline); err != nil {
-		return "", nil, err
+// the registration timeout, and sends the profile's reply. It reads into a
+// buffer the size of the longest registration (the link's buffer is only
+// made once the DTU has registered). Its stack frame is kept small: many
+// goroutines wait in it.
+func (s *Server) readRegistration(l *listener, c net.Conn, cd codec) *registration {
+	if err := c.SetReadDeadline(time.Now().Add(l.cfg.RegistrationTimeout.Duration)); err != nil {
+		return &registration{err: err}
 	}
+	buf := make([]byte, 0, cd.regSize())
 	for {
-		n, err := c.Read(f.space())
-		f.wrote(n)
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
 		if n > 0 {
-			id, used, reply, perr := f.c.register(f.buf[f.r:])
-			if perr == nil {
-				raw := append([]byte(nil), f.buf[f.r:f.r+used]...)
-				f.r += used
-				if len(reply) > 0 {
-					if err := c.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout.Duration)); err != nil {
-						return "", nil, err
-					}
-					if _, err := c.Write(reply); err != nil {
-						return "", nil, fmt.Errorf("answer registration: %w", err)
-					}
-				}
-				return id, raw, nil
-			}
-			if !errors.Is(perr, errNeedMore) {
-				return "", nil, perr
-			}
-			if f.buffered() >= maxRegistration {
-				return "", nil, fmt.Errorf("no registration within %d bytes", maxRegistration)
+			if r := s.parseRegistration(l, c, cd, buf); r != nil {
+				return r
 			}
 		}
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return "", nil, fmt.Errorf("no registration within %s", l.cfg.RegistrationTimeout.Duration)
-			}
-			return "", nil, fmt.Errorf("read registration: %w", err)
+			return readError(l, err)
 		}
 	}
 }
 
-// channelFor finds the channel and plan for a registration id,
-// provisioning a channel when the listener allows it.
-func (s *Server) channelFor(l *listener, id string) (*config.Channel, *poll.Plan) {
-	if ch, p := s.dir.Find(id); ch != nil || l.cfg.UnknownIDs != "provision" {
-		return ch, p
+// parseRegistration parses the bytes read so far: nil asks for more.
+func (s *Server) parseRegistration(l *listener, c net.Conn, cd codec, buf []byte) *registration {
+	id, used, reply, err := cd.register(buf)
+	switch {
+	case errors.Is(err, errNeedMore) && len(buf) == cap(buf):
+		return &registration{err: fmt.Errorf("no registration within %d bytes", cap(buf))}
+	case errors.Is(err, errNeedMore):
+		return nil
+	case err != nil:
+		return &registration{err: err}
+	}
+	if len(reply) > 0 {
+		if err := c.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout.Duration)); err != nil {
+			return &registration{err: err}
+		}
+		if _, err := c.Write(reply); err != nil {
+			return &registration{err: fmt.Errorf("answer registration: %w", err)}
+		}
+	}
+	return &registration{sent: id, raw: buf[:used:used], rest: buf[used:]}
+}
+
+// readError is the registration error of a failed read.
+func readError(l *listener, err error) *registration {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &registration{err: fmt.Errorf("no registration within %s", l.cfg.RegistrationTimeout.Duration)}
+	}
+	return &registration{err: fmt.Errorf("read registration: %w", err)}
+}
+
+// provision serves an id that no channel lists as a new channel when the
+// listener provisions unknown ids; nil otherwise.
+func (s *Server) provision(l *listener, id string) (*config.Channel, *poll.Plan) {
+	if l.cfg.UnknownIDs != "provision" {
+		return nil, nil
 	}
 	ch, p := s.dir.Provision(id, l.cfg.ProvisionTemplate)
+	if ch != nil && ch.Secret != "" {
+		return nil, nil // found meanwhile, and its secret was not sent
+	}
 	if ch != nil {
 		s.log.Info("provisioned channel", "channel", id, "listener", l.cfg.Name, "template", ch.Template)
 	}
@@ -341,11 +416,22 @@ func (s *Server) channelFor(l *listener, id string) (*config.Channel, *poll.Plan
 }
 
 // attach makes l the channel's active link. An older link of the same channel
-// is closed first and waited for, so that a channel never has two pollers.
-// The channel's counters carry over.
-func (s *Server) attach(l *link) *channel.Counters {
+// is closed first and waited for, so that a channel never has two pollers,
+// when the replacement policy lets l replace it (else errInUse). A link that
+// replaces none on its listener must fit its max_connections (else
+// errLimit). The channel's counters carry over.
+func (s *Server) attach(l *link) (*channel.Counters, error) {
 	s.mu.Lock()
 	old := s.links[l.ch.ID]
+	if old != nil && !mayReplace(l, old, time.Now()) {
+		s.mu.Unlock()
+		return nil, errInUse
+	}
+	if (old == nil || old.lst != l.lst) && l.lst.registered >= l.lst.cfg.MaxConnections {
+		s.mu.Unlock()
+		return nil, errLimit
+	}
+	l.lst.registered++
 	s.links[l.ch.ID] = l
 	st := s.counters[l.ch.ID]
 	if st == nil {
@@ -358,6 +444,7 @@ func (s *Server) attach(l *link) *channel.Counters {
 		_ = old.conn.Close()
 		select {
 		case <-old.done:
+			st.Replacements++ // the old link no longer touches the counters
 		case <-time.After(5 * time.Second):
 			s.log.Error("replaced link did not stop in time", "channel", l.ch.ID)
 		}
@@ -367,7 +454,7 @@ func (s *Server) attach(l *link) *channel.Counters {
 	if s.ctl != nil {
 		s.ctl.Attach(l.ch.ID, l.inbox)
 	}
-	return st
+	return st, nil
 }
 
 // detach removes l unless a newer link replaced it, and records the channel offline.
@@ -377,6 +464,7 @@ func (s *Server) detach(l *link, reason string) {
 	if mine {
 		delete(s.links, l.ch.ID)
 	}
+	l.lst.registered--
 	s.mu.Unlock()
 	l.inbox.Close()
 	if l.fl.ctl != nil {

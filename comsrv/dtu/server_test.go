@@ -85,8 +85,9 @@ type bedOptions struct {
 	tail      string            // tables after the others, e.g. [[listener]]
 	files     map[string]string // more files: templates/x.toml, channels/y.toml
 	controls  Controls
-	withRedis bool // give the server a client (line result subscriptions)
-	queue     int  // the sink's queue (0: its default)
+	withRedis bool      // give the server a client (line result subscriptions)
+	log       io.Writer // where the server logs, besides stderr with -v
+	queue     int       // the sink's queue (0: its default)
 }
 
 func newBedWith(t *testing.T, o bedOptions) *bed {
@@ -121,10 +122,14 @@ flush = "50ms"
 	if _, err := lualib.Ensure(ctx, rc); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logTo := io.Discard
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		logTo = os.Stderr
 	}
+	if o.log != nil {
+		logTo = io.MultiWriter(logTo, o.log)
+	}
+	log := slog.New(slog.NewTextHandler(logTo, nil))
 	sk := sink.New(rc, lualib.NewCaller(rc, log), sink.Options{FlushInterval: 100 * time.Millisecond, Queue: o.queue}, log, nil)
 	var opts []Option
 	if o.controls != nil {
@@ -180,17 +185,7 @@ type device struct {
 
 func dial(t *testing.T, addr, reg string) *device {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if reg != "" {
-		if _, err := c.Write([]byte(reg)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &device{t: t, c: c}
+	return dialFrom(t, "", addr, reg)
 }
 
 // request reads one request frame (8 bytes for reads) within d.

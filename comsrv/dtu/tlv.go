@@ -2,7 +2,6 @@ package dtu
 
 import (
 	"encoding/binary"
-	"fmt"
 	"strconv"
 
 	"github.com/voltedge/voltedge/comsrv/config"
@@ -33,7 +32,7 @@ func (c *tlvCodec) register(d []byte) (string, int, []byte, error) {
 	}
 	id := strconv.FormatUint(uint64(binary.BigEndian.Uint32(d)), 10)
 	if c.reg.Regexp != nil && !c.reg.Regexp.MatchString(id) {
-		return "", 0, nil, fmt.Errorf("registration %s does not match %s", id, c.reg.Regexp)
+		return "", 0, nil, &patternError{id: id, re: c.reg.Regexp}
 	}
 	return id, 4, []byte{tlvRegistered}, nil
 }
@@ -81,3 +80,4 @@ func (c *tlvCodec) wrap(dst, adu []byte) []byte {
 
 func (c *tlvCodec) polls() bool  { return true }
 func (c *tlvCodec) bufSize() int { return framerSize }
+func (c *tlvCodec) regSize() int { return 4 }

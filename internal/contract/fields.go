@@ -24,6 +24,7 @@ const (
 	ChannelGarbageBytes      = "garbage_bytes"
 	ChannelHeartbeats        = "heartbeats"
 	ChannelConnects          = "connects"
+	ChannelReplacements      = "replacements" // DTU links replaced by a new connection with the same id
 	ChannelDecodeErrors      = "decode_errors"
 	ChannelDropped           = "dropped"
 	ChannelSkippedPolls      = "skipped_polls"
@@ -42,7 +43,7 @@ const (
 // ChannelCounters are the status fields that count things.
 var ChannelCounters = []string{
 	ChannelPollsOK, ChannelTimeouts, ChannelCRCErrors, ChannelExceptions, ChannelMismatches,
-	ChannelBytesIn, ChannelBytesOut, ChannelGarbageBytes, ChannelHeartbeats, ChannelConnects,
+	ChannelBytesIn, ChannelBytesOut, ChannelGarbageBytes, ChannelHeartbeats, ChannelConnects, ChannelReplacements,
 	ChannelDecodeErrors, ChannelDropped, ChannelSkippedPolls, ChannelControlsOK, ChannelControlsFailed,
 	ChannelMessages, ChannelMessagesDropped, ChannelForwarded, ChannelConnectFailures, ChannelSyncErrors,
 }

@@ -691,6 +691,23 @@ func TestDevices(t *testing.T) {
 	e.do(t, "DELETE", "/devices/DTU2001", "", "auth", token).fails(t, 404, "not_found", "not registered")
 }
 
+// TestDeviceCannotTakeAChannel: a device id that names a channel comsrv
+// serves (a configured Modbus or DTU channel) is refused.
+func TestDeviceCannotTakeAChannel(t *testing.T) {
+	e := newEnv(t, "")
+	e.redis(t, "SADD", keys.Channels, "mb1", "1001")
+	for _, id := range []string{"mb1", "1001"} {
+		e.do(t, "POST", "/devices", `{"id":"`+id+`","template":"power_meter"}`, "auth", token).fails(t, 409, "conflict", "is a channel comsrv serves")
+		if n, _ := e.redis(t, "HEXISTS", keys.DeviceRegistry, id).AsInt64(); n != 0 {
+			t.Fatalf("%s was added to the registry", id)
+		}
+	}
+	// A registered device is in the channel set too, and may be posted again.
+	e.do(t, "POST", "/devices", `{"id":"D1","template":"power_meter"}`, "auth", token).ok(t, 201)
+	e.redis(t, "SADD", keys.Channels, "D1")
+	e.do(t, "POST", "/devices", `{"id":"D1","template":"power_meter"}`, "auth", token).ok(t, 200)
+}
+
 func TestHistoryUnavailable(t *testing.T) {
 	e := newEnv(t, "")
 	e.do(t, "GET", "/history?model=pm&point=voltage&from=1&to=2", "").fails(t, 503, "unavailable", "history needs netsrv's MySQL store, which is not configured")

@@ -48,6 +48,23 @@ func (s *server) addDevice(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
 	r := s.d.Redis
+	// comsrv serves the id already, and not as a registry device: a
+	// configured (or provisioned) channel, which a device must never take.
+	// comsrv ignores such entries too; this answers the client at once.
+	res := r.DoMulti(ctx,
+		r.B().Sismember().Key(keys.Channels).Member(d.ID).Build(),
+		r.B().Hexists().Key(keys.DeviceRegistry).Field(d.ID).Build())
+	served, err := res[0].AsBool()
+	if err != nil {
+		return s.redisError("add device", err)
+	}
+	registered, err := res[1].AsBool()
+	if err != nil {
+		return s.redisError("add device", err)
+	}
+	if served && !registered {
+		return Errorf(http.StatusConflict, "id %q is a channel comsrv serves (configured in its channel files, or provisioned); a device cannot take it", d.ID)
+	}
 	added, err := r.Do(ctx, r.B().Hsetnx().Key(keys.DeviceRegistry).Field(d.ID).Value(d.Template).Build()).AsBool()
 	if err != nil {
 		return s.redisError("add device", err)
