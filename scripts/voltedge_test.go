@@ -1012,6 +1012,26 @@ func benchSyncBatch(b *testing.B, groups int, parallel bool) {
 		}
 	}
 	b.ReportMetric(float64(b.N*groups*points)/b.Elapsed().Seconds(), "points/s")
+	b.ReportMetric(fcallUsecPerCall(b, c), "usec/fcall")
+}
+
+// fcallUsecPerCall returns Redis's own figure for the time spent in FCALL
+// (INFO commandstats, usec_per_call): the library's cost without the network.
+func fcallUsecPerCall(b *testing.B, c rueidis.Client) float64 {
+	b.Helper()
+	info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+	if err != nil {
+		b.Fatalf("INFO commandstats: %v", err)
+	}
+	m := regexp.MustCompile(`cmdstat_fcall:.*usec_per_call=([0-9.]+)`).FindStringSubmatch(info)
+	if m == nil {
+		b.Fatalf("INFO commandstats has no cmdstat_fcall: %s", info)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		b.Fatalf("usec_per_call %q: %v", m[1], err)
+	}
+	return v
 }
 
 var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
