@@ -8,7 +8,12 @@ Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl
 Keys:   every function declares 0 keys and names its keys itself; the names
         below must match internal/keys.
 Ids:    channel ids, point ids, model ids and point names are 1..128 bytes
-        with no ':', no space or control byte and no glob character (* ? [ ]).
+        with no ':', no space or control byte and no glob character (* ? [ ]),
+        and none of the reserved names (RESERVED below, = internal/keys.Reserved):
+        channels devices events pending reload results seq stats. Each is the
+        part of a fixed key after the prefix of a key family built from an id
+        (cmd:pending, comsrv:stats, ...), so that no id builds a fixed key.
+        Ids in mapping and mapping:reverse entries obey the same rule.
 Values: strict decimal numbers in JSON number syntax: optional '-', an
         integer part without leading zeros, an optional fraction and an
         optional exponent ("220.5", "-3", "0", "1e-3"; not "", "abc", "nan",
@@ -28,14 +33,16 @@ FCALL sync_measurement 0 <channel> <point> <value> [ts_ms]
     HSET comsrv:{channel}:m <point> <value>
     HSET comsrv:{channel}:t <point> <ts>
     HGET mapping "{channel}:{point}"  -> "{model}:{point_name}" (split at the first ':')
-  If mapped:
+  If mapped, as sync_batch does (see Model points there):
+    HMGET modsrv:{model}:t <point_name>   (a sample older than the stored time stops here)
     HSET modsrv:{model} <point_name> <value>
     HSET modsrv:{model}:t <point_name> <ts>
     PUBLISH update:{model} <update payload>
     alarm check (see below)
   Returns: status "OK".
   Errors:  wrong argument count, invalid id, non-numeric value or bad ts_ms:
-           error reply, nothing written.
+           error reply, nothing written. A channel hash that is not a hash
+           (WRONGTYPE): error reply naming the key, nothing forwarded.
            Malformed mapping entry or non-numeric alarm limit: the raw value
            is still written (and, for a bad limit, the model value too), the
            error is counted in comsrv:{channel}:status (see sync errors) and
@@ -48,20 +55,46 @@ FCALL sync_batch 0 <channel> <ts_ms> <n> <p1> <v1> ... <pn> <vn> [<channel> <ts_
     HSET comsrv:{channel}:t p1 ts ... pn ts        (one command)
   Then for all groups together:
     HMGET mapping "{channel}:{p1}" ...             (one command)
-  Then per model touched by the call (values of all groups merged; a point
-  given twice keeps its last value):
+  Then per model touched by the call (values of all groups merged):
+    HMGET modsrv:{model}:t name ...                (the stored times)
     HSET modsrv:{model} name value ...             (one command)
     HSET modsrv:{model}:t name ts ...              (one command)
-    PUBLISH update:{model} <update payload>        (exactly one per model per call; ts = the largest ts)
+    PUBLISH update:{model} <update payload>        (at most one per model per call; ts = the largest ts written)
   Then one alarm check over all mapped points of the call.
+  Every multi-field command goes in chunks of 500 fields, so a call may
+  carry any number of points of one model (Lua cannot unpack more than
+  about 8000 values onto its stack).
+  Model points: a model point given more than once in a call (a channel
+  point given twice, or several channel points mapped to it) is written
+  with its newest sample, by ts; of samples with the same ts the later in
+  the call wins. Across calls, a sample older than the time stored in
+  modsrv:{model}:t is late: it stays in comsrv:{channel}:m/t but changes
+  nothing of the model (not written, not published, not alarm-checked);
+  a sample of the same time as the stored one is written. A model with
+  only late samples in a call is not published. Every sample that is not
+  late is alarm-checked, oldest first: an above-limit value followed by an
+  in-limit one in the same call raises the alarm and then clears it (two
+  events, each with its sample's value and ts).
   A bad point never aborts the call: a point with an invalid id or a
   non-numeric value is skipped and written nowhere; a point whose mapping
   entry is malformed keeps its raw value in comsrv:{channel}:m/t and is
   not forwarded; a non-numeric alarm limit skips that limit. Each is
   counted as a sync error.
+  A key of the wrong type never aborts the call either (redis.pcall):
+  comsrv:{channel}:m or :t costs that group's points; modsrv:{model} or
+  modsrv:{model}:t costs that model's points (nothing of the model is
+  written); an alarm hash costs the alarm check (alarm:threshold, alarm:low,
+  alarm:active, alarm:hysteresis) or the alarm (alarm:active, alarm:events
+  writes); mapping costs the forwarding of the call. Each lost point is a
+  sync error whose message names the command, the key and Redis's error:
+    sync_batch channel=1 point=7: model m not written: HSET modsrv:m: WRONGTYPE ...
+  Other groups, models and the channel hashes are written.
   At most 1000 points per group.
   Returns: array {points_written, points_mapped, errors, alarm_events, first_error_message}
-           (first_error_message is "" when errors is 0).
+           (points_written: samples stored in the channel hashes;
+           points_mapped: samples with a valid mapping entry, late ones
+           included, those of a model that could not be written not;
+           first_error_message is "" when errors is 0).
   Errors:  malformed structure (no groups, missing <channel> <ts_ms> <n>,
            invalid channel id, bad ts_ms, n not a count, fewer point/value
            arguments than n announces): error reply naming the argument
@@ -89,8 +122,12 @@ Alarm check, per mapped point, ref = "{model}:{point_name}", value v:
   A value that jumps from an active high alarm to below low clears the high
   alarm and raises a low one (and the reverse).
   The limits are read with one HMGET each on alarm:threshold, alarm:low and
-  alarm:active (an empty hash is not read: HLEN first); alarm:hysteresis is
-  read only for refs with an active alarm. Lookups go in chunks of 4000 fields.
+  alarm:active (alarm:low and alarm:active, usually empty, are read only
+  when HLEN finds entries; alarm:threshold is read at once); alarm:hysteresis is
+  read only for refs with an active alarm or several samples in the call.
+  Lookups go in chunks of 500 fields.
+  A point with several samples in a call is checked once per sample, oldest
+  first, each check seeing the alarm state the one before left.
   Raise: HSET alarm:active ref <json>
          XADD alarm:events MAXLEN ~ 10000 * type raise model M point P kind K value V limit L ts T
   Clear: HDEL alarm:active ref
@@ -184,7 +221,7 @@ FCALL set_quality 0 <channel> <stale|good> <point> [<point> ...]
     stale: HSET modsrv:{model}:q name stale ...   good: HDEL modsrv:{model}:q name ...
     PUBLISH update:{model} <quality payload>      (only when some point changed)
   Unmapped points, and points whose mapping entry is malformed, change only
-  the channel hash. Lookups go in chunks of 4000 fields.
+  the channel hash. Lookups go in chunks of 500 fields.
   Quality payload, JSON, with the model's points whose quality changed:
     {"model":"power_meter","ts":1732212345678,"quality":{"voltage":"stale","current":"stale"}}
   ts is the server clock.
@@ -202,14 +239,14 @@ are bound by the first call of any function (bind()).
 ]]
 
 -- Aliases of library functions, bound on first call (see the note above).
-local find, match, sub, byte, format, gsub, concat, floor, huge, json_encode, call, tonumber, unpack
+local find, match, sub, byte, format, gsub, concat, floor, huge, json_encode, call, rpcall, tonumber, unpack, type_of
 
 local function bind()
   find, match, sub, byte = string.find, string.match, string.sub, string.byte
   format, gsub, concat = string.format, string.gsub, table.concat
   floor, huge = math.floor, math.huge
-  json_encode, call = cjson.encode, redis.call
-  tonumber, unpack = _G.tonumber, _G.unpack
+  json_encode, call, rpcall = cjson.encode, redis.call, redis.pcall
+  tonumber, unpack, type_of = _G.tonumber, _G.unpack, _G.type
 end
 
 -- Key names (mirror internal/keys).
@@ -261,6 +298,18 @@ local QUALITY_STALE = 'stale'
 -- Bytes an id must not contain: NUL, control bytes and space, ':', DEL, glob characters.
 local BAD_ID_BYTES = '[%z\1- :\127%*%?%[%]]'
 
+-- Names that are not ids, because an id of that name would build a fixed key
+-- (a channel "pending" makes cmd:{channel} the set cmd:pending). Keep equal
+-- to internal/keys.Reserved, which derives them from the key table (a Go
+-- test compares the two lists).
+local RESERVED = { 'channels', 'devices', 'events', 'pending', 'reload', 'results', 'seq', 'stats' }
+local IS_RESERVED, RESERVED_WHY = {}, 'is a reserved name (part of a fixed key; reserved:'
+for i = 1, #RESERVED do
+  IS_RESERVED[RESERVED[i]] = true
+  RESERVED_WHY = RESERVED_WHY .. ' ' .. RESERVED[i]
+end
+RESERVED_WHY = RESERVED_WHY .. ')'
+
 local function fail(msg)
   return redis.error_reply('ERR ' .. msg)
 end
@@ -287,6 +336,7 @@ local function id_problem(s)
   if find(s, BAD_ID_BYTES) then
     return "contains ':', a space, a control byte or a glob character"
   end
+  if IS_RESERVED[s] then return RESERVED_WHY end
   return nil
 end
 
@@ -340,12 +390,15 @@ local function json_string(s)
 end
 
 -- split_ref splits "{owner}:{name}" at its ':'; both parts must be valid ids
--- (so the reference holds exactly one ':').
+-- (so the reference holds exactly one ':'). It returns nil and the reason
+-- for a reference that is not one.
 local function split_ref(ref)
   local i = find(ref, ':', 1, true)
   if not i or i == 1 or i == #ref or i > MAX_ID + 1 or #ref - i > MAX_ID then return nil end
   local owner, name = sub(ref, 1, i - 1), sub(ref, i + 1)
   if find(owner, BAD_ID_BYTES) or find(name, BAD_ID_BYTES) then return nil end
+  if IS_RESERVED[owner] then return nil, quote(owner) .. ' ' .. RESERVED_WHY end
+  if IS_RESERVED[name] then return nil, quote(name) .. ' ' .. RESERVED_WHY end
   return owner, name
 end
 
@@ -480,7 +533,9 @@ end
 A sample is a record { ch, point, value, ts, tsn } (tsn: ts as a number).
 A mapped sample also gets { ref, name, md } (md: its model's record) and
 becomes a point of its model; a model record is
-{ model, ts, tsn, points = {sample...}, index = {name -> position} }.
+{ model, points = {newest sample per name}, index = {name -> position},
+  all = nil or {position -> every sample of that name, in call order} }
+(all is made only when a name gets a second sample in the call).
 ]]
 local function new_state(fn)
   return {
@@ -508,42 +563,65 @@ local function sample_error(st, s, what)
   add_error(st, s.ch, s.ts, st.fn .. ' channel=' .. s.ch .. ' point=' .. s.point .. ': ' .. what)
 end
 
+-- redis_error returns the error text of a redis.pcall reply, or nil when it is not an error.
+local function redis_error(r)
+  if type_of(r) == 'table' and r.err then return r.err end
+  return nil
+end
+
 local function flush_errors(st)
   for i = 1, #st.err_chs do
     local ch = st.err_chs[i]
     local e = st.err_by_ch[ch]
     local key = key_channel_status(ch)
-    call('HINCRBY', key, 'sync_errors', e.n)
-    call('HSET', key, 'last_sync_error', e.msg, 'last_sync_error_at', e.ts)
+    local err = redis_error(rpcall('HINCRBY', key, 'sync_errors', e.n))
+      or redis_error(rpcall('HSET', key, 'last_sync_error', e.msg, 'last_sync_error_at', e.ts))
+    if err then -- counted in the reply only: there is nowhere else to put it
+      st.errors = st.errors + 1
+      if not st.first then st.first = st.fn .. ' channel=' .. ch .. ': ' .. key .. ': ' .. err end
+    end
   end
 end
 
 -- map_point records a sample for forwarding, given its mapping entry (false
--- when unmapped). It reports whether the sample was forwarded.
+-- when unmapped). It reports whether the sample was forwarded. Of several
+-- samples of one model point, the newest (by ts; on a tie the later in the
+-- call) is the one written; all are kept for the alarm check.
 local function map_point(st, s, entry)
   if not entry then return false end
   local model, name = split_ref(entry)
   if not model then
     sample_error(st, s, 'mapping ' .. quote(s.ch .. ':' .. s.point) .. ' holds ' .. quote(entry)
-      .. ', want "{model}:{point_name}" with valid ids')
+      .. ', want "{model}:{point_name}" with valid ids' .. (name and ': ' .. name or ''))
     return false
   end
   local md = st.models[model]
   if not md then
-    md = { model = model, points = {}, index = {}, ts = s.ts, tsn = s.tsn }
+    md = { model = model, points = {}, index = {} }
     st.models[model] = md
     st.model_order[#st.model_order + 1] = model
-  elseif s.tsn > md.tsn then
-    md.ts = s.ts
-    md.tsn = s.tsn
   end
   s.ref, s.name, s.md = entry, name, md
+  local pts = md.points
   local x = md.index[name]
   if not x then
-    x = #md.points + 1
+    x = #pts + 1
     md.index[name] = x
+    pts[x] = s
+  else
+    local all = md.all
+    if not all then
+      all = {}
+      md.all = all
+    end
+    local list = all[x]
+    if not list then
+      list = { pts[x] }
+      all[x] = list
+    end
+    list[#list + 1] = s
+    if s.tsn >= pts[x].tsn then pts[x] = s end
   end
-  md.points[x] = s -- a point given twice keeps its last sample
   st.mapped = st.mapped + 1
   return true
 end
@@ -551,9 +629,13 @@ end
 -- NONE stands for an HMGET reply of nothing but nils.
 local NONE = {}
 
--- chunks calls each(first, last) over 1..n in chunks of size step (so that
--- no call exceeds Lua's stack for unpack) and returns the sum of its results.
-local UNPACK_CHUNK = 4000
+-- Fields per HSET, HMGET or HDEL: Lua's unpack cannot spread an unbounded
+-- table onto the stack ("too many results to unpack" near 8000 values), so
+-- every multi-field command goes in chunks.
+local CHUNK_FIELDS = 500
+
+-- chunks calls each(first, last) over 1..n in chunks of size step and
+-- returns the sum of its results.
 local function chunks(n, step, each)
   local sum = 0
   for first = 1, n, step do
@@ -564,22 +646,51 @@ local function chunks(n, step, each)
   return sum
 end
 
--- hmget looks fields up, in chunks.
+-- hmget looks fields up, in chunks: it returns the values, or nil and the
+-- error (e.g. WRONGTYPE when key is not a hash).
 local function hmget(key, fields)
   local n = #fields
-  if n <= UNPACK_CHUNK then return call('HMGET', key, unpack(fields)) end
+  if n <= CHUNK_FIELDS then
+    local r = rpcall('HMGET', key, unpack(fields))
+    local err = redis_error(r)
+    if err then return nil, err end
+    return r
+  end
   local out = {}
-  chunks(n, UNPACK_CHUNK, function(first, last)
-    local part = call('HMGET', key, unpack(fields, first, last))
+  for first = 1, n, CHUNK_FIELDS do
+    local last = first + CHUNK_FIELDS - 1
+    if last > n then last = n end
+    local part = rpcall('HMGET', key, unpack(fields, first, last))
+    local err = redis_error(part)
+    if err then return nil, err end
     for i = 1, #part do out[first + i - 1] = part[i] end
-    return 0
-  end)
+  end
   return out
+end
+
+-- must returns v, or raises err as the error reply (for calls that abort on it).
+local function must(v, err)
+  if v == nil then error({ err = err }) end
+  return v
+end
+
+-- hset_pairs writes the field/value pairs fv (f1, v1, f2, v2, ...) to key,
+-- in chunks; it returns nil, or the error of the first chunk that failed.
+local function hset_pairs(key, fv)
+  local n = #fv
+  local step = 2 * CHUNK_FIELDS
+  for first = 1, n, step do
+    local last = first + step - 1
+    if last > n then last = n end
+    local err = redis_error(rpcall('HSET', key, unpack(fv, first, last)))
+    if err then return err end
+  end
+  return nil
 end
 
 -- hset_all sets each of fields to value, in chunks; it returns the number of fields added.
 local function hset_all(key, fields, value)
-  return chunks(#fields, UNPACK_CHUNK / 2, function(first, last)
+  return chunks(#fields, CHUNK_FIELDS, function(first, last)
     local fv, k = {}, 0
     for i = first, last do
       fv[k + 1] = fields[i]
@@ -592,36 +703,56 @@ end
 
 -- hdel_all deletes fields, in chunks; it returns the number of fields removed.
 local function hdel_all(key, fields)
-  return chunks(#fields, UNPACK_CHUNK, function(first, last)
+  return chunks(#fields, CHUNK_FIELDS, function(first, last)
     return call('HDEL', key, unpack(fields, first, last))
   end)
 end
 
--- hmget_if_any is hmget, or nil without a lookup when the hash is empty
--- (the common case for alarm:low and alarm:active).
-local function hmget_if_any(key, fields)
-  if call('HLEN', key) == 0 then return nil end
-  return hmget(key, fields)
+-- write_channel writes a channel's values and times (field/value pairs);
+-- it returns nil, or the failed command and its error.
+local function write_channel(ch, mf, tf)
+  local key = key_channel_values(ch)
+  local err = hset_pairs(key, mf)
+  if not err then
+    key = key_channel_timestamps(ch)
+    err = hset_pairs(key, tf)
+  end
+  if err then return 'HSET ' .. key .. ': ' .. err end
+  return nil
 end
 
 --[[ Alarms. Each forwarded point p (a mapped sample) is checked with its
 high limit, low limit, active alarm and hysteresis as stored (strings, or
-false/nil when absent).
+false/nil when absent). A point given several times in a call is checked
+once per sample, oldest first, each check seeing the alarm the one before
+left (series).
 ]]
+
+-- alarm_call runs a write of the alarm check for p; a failure (a wrong-typed
+-- alarm key) is counted as a sync error. It reports whether it succeeded.
+local function alarm_call(st, p, cmd, key, ...)
+  local err = redis_error(rpcall(cmd, key, ...))
+  if err then
+    sample_error(st, p, 'alarm not recorded: ' .. cmd .. ' ' .. key .. ': ' .. err)
+    return false
+  end
+  return true
+end
 
 -- alarm_event appends a raise or a clear to alarm:events; a clear also
 -- names the limit the alarm was raised with (raised_limit).
 local function alarm_event(st, type_of_event, p, kind, limit, raised_limit)
+  local ok
   if raised_limit then
-    call('XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
+    ok = alarm_call(st, p, 'XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
       'type', type_of_event, 'model', p.md.model, 'point', p.name, 'kind', kind,
       'value', p.value, 'limit', limit, 'raised_limit', raised_limit, 'ts', p.ts)
   else
-    call('XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
+    ok = alarm_call(st, p, 'XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
       'type', type_of_event, 'model', p.md.model, 'point', p.name, 'kind', kind,
       'value', p.value, 'limit', limit, 'ts', p.ts)
   end
-  st.events = st.events + 1
+  if ok then st.events = st.events + 1 end
 end
 
 -- alarm_hash_error counts an alarm hash entry of p that cannot be used.
@@ -657,7 +788,7 @@ local function active_alarm(st, p, s)
     return kind, limit
   end
   alarm_hash_error(st, p, KEY_ALARM_ACTIVE, s, 'which is not an alarm; deleted')
-  call('HDEL', KEY_ALARM_ACTIVE, p.ref)
+  alarm_call(st, p, 'HDEL', KEY_ALARM_ACTIVE, p.ref)
   return nil
 end
 
@@ -671,44 +802,75 @@ local function clears(kind, v, limit, hyst)
 end
 
 local function clear_alarm(st, p, kind, in_force, raised_limit)
-  call('HDEL', KEY_ALARM_ACTIVE, p.ref)
-  alarm_event(st, 'clear', p, kind, in_force or raised_limit, raised_limit)
+  if alarm_call(st, p, 'HDEL', KEY_ALARM_ACTIVE, p.ref) then
+    alarm_event(st, 'clear', p, kind, in_force or raised_limit, raised_limit)
+  end
 end
 
+-- raise_alarm records an alarm; it returns its alarm:active entry, or nil
+-- when it could not be stored.
 local function raise_alarm(st, p, kind, limit)
-  call('HSET', KEY_ALARM_ACTIVE, p.ref, '{"kind":"' .. kind .. '","value":' .. p.value
-    .. ',"limit":' .. limit .. ',"ts":' .. p.ts .. '}')
+  local entry = '{"kind":"' .. kind .. '","value":' .. p.value .. ',"limit":' .. limit .. ',"ts":' .. p.ts .. '}'
+  if not alarm_call(st, p, 'HSET', KEY_ALARM_ACTIVE, p.ref, entry) then return nil end
   alarm_event(st, 'raise', p, kind, limit)
+  return entry
 end
 
--- check_point runs the alarm check of one point: it clears an active alarm
--- the value no longer crosses, then raises one the value crosses.
+-- check_point runs the alarm check of one sample: it clears an active alarm
+-- the value no longer crosses, then raises one the value crosses. as is the
+-- point's alarm:active entry (false or nil: none); it returns the entry as
+-- the check leaves it.
 local function check_point(st, p, hs, ls, as, h)
   local v = tonumber(p.value)
   local high = limit_number(st, p, KEY_ALARM_THRESHOLD, hs)
   local low = limit_number(st, p, KEY_ALARM_LOW, ls)
   local kind, raised_limit = nil, nil
-  if as then kind, raised_limit = active_alarm(st, p, as) end
+  if as then
+    kind, raised_limit = active_alarm(st, p, as)
+    if not kind then as = false end
+  end
   if kind then
     local hyst = hysteresis_number(st, p, h)
     local limit, in_force = high, hs
     if kind == 'low' then limit, in_force = low, ls end
-    if not clears(kind, v, limit, hyst) then return end
+    if not clears(kind, v, limit, hyst) then return as end
     clear_alarm(st, p, kind, in_force, raised_limit)
+    as = false
   end
   if high and v > high then
-    raise_alarm(st, p, 'high', hs)
+    return raise_alarm(st, p, 'high', hs) or as
   elseif low and v < low then
-    raise_alarm(st, p, 'low', ls)
+    return raise_alarm(st, p, 'low', ls) or as
   end
+  return as
+end
+
+-- alarm_lookup reads the entries of refs in an alarm hash; with if_any, it
+-- returns nil without a lookup when the hash is empty (HLEN first: the
+-- common case for alarm:low and alarm:active). It returns nil after
+-- counting the error (against p) when the key is not a hash.
+local function alarm_lookup(st, p, key, refs, if_any)
+  local err
+  if if_any then
+    local n = rpcall('HLEN', key)
+    err = redis_error(n)
+    if n == 0 then return nil end
+  end
+  if not err then
+    local v
+    v, err = hmget(key, refs)
+    if v then return v end
+  end
+  sample_error(st, p, 'alarm check without ' .. key .. ': ' .. err)
+  return nil
 end
 
 -- hysteresis_lookup reads alarm:hysteresis for the refs with an active
--- alarm only; it returns the entries by the refs' positions.
-local function hysteresis_lookup(refs, actives)
+-- alarm or a series only; it returns the entries by the refs' positions.
+local function hysteresis_lookup(st, points, refs, actives, series)
   local wanted, at = nil, nil
   for i = 1, #refs do
-    if actives[i] then
+    if actives[i] or series[i] then
       if not wanted then wanted, at = {}, {} end
       wanted[#wanted + 1] = refs[i]
       at[#wanted] = i
@@ -716,52 +878,124 @@ local function hysteresis_lookup(refs, actives)
   end
   local by_ref = {}
   if wanted then
-    local hs = hmget(KEY_ALARM_HYSTERESIS, wanted)
+    local hs = alarm_lookup(st, points[at[1]], KEY_ALARM_HYSTERESIS, wanted, true) or NONE
     for k = 1, #wanted do by_ref[at[k]] = hs[k] end
   end
   return by_ref
 end
 
 -- check_alarms runs the alarm check over the points forwarded in this call
--- (refs[i] is points[i].ref).
-local function check_alarms(st, points, refs)
+-- (refs[i] is points[i].ref; series[i], when set, is every sample of that
+-- point in the call, oldest first).
+local function check_alarms(st, points, refs, series)
   if #refs == 0 then return end
-  local highs = hmget_if_any(KEY_ALARM_THRESHOLD, refs)
-  local lows = hmget_if_any(KEY_ALARM_LOW, refs)
-  local actives = hmget_if_any(KEY_ALARM_ACTIVE, refs)
+  local p1 = points[1]
+  local highs = alarm_lookup(st, p1, KEY_ALARM_THRESHOLD, refs, false)
+  local lows = alarm_lookup(st, p1, KEY_ALARM_LOW, refs, true)
+  local actives = alarm_lookup(st, p1, KEY_ALARM_ACTIVE, refs, true)
   if not (highs or lows or actives) then return end
   highs, lows, actives = highs or NONE, lows or NONE, actives or NONE
-  local hysts = hysteresis_lookup(refs, actives)
+  local hysts = hysteresis_lookup(st, points, refs, actives, series)
   for i = 1, #refs do
     local hs, ls, as = highs[i], lows[i], actives[i]
-    if hs or ls or as then check_point(st, points[i], hs, ls, as, hysts[i]) end
+    if hs or ls or as then
+      local list = series[i]
+      if list then
+        for j = 1, #list do as = check_point(st, list[j], hs, ls, as, hysts[i]) end
+      else
+        check_point(st, points[i], hs, ls, as, hysts[i])
+      end
+    end
+  end
+end
+
+-- in_time_order returns the samples of list not older than stored (a number
+-- or nil), oldest first; samples of the same time keep their call order.
+local function in_time_order(list, stored)
+  local out = {}
+  for j = 1, #list do
+    local s = list[j]
+    if not stored or s.tsn >= stored then
+      local k = #out
+      while k > 0 and out[k].tsn > s.tsn do
+        out[k + 1] = out[k]
+        k = k - 1
+      end
+      out[k + 1] = s
+    end
+  end
+  return out
+end
+
+-- model_error counts every sample of the model md as not written, because
+-- the command what failed with err.
+local function model_error(st, md, what, err)
+  local why = 'model ' .. md.model .. ' not written: ' .. what .. ': ' .. err
+  local pts, all = md.points, md.all
+  for x = 1, #pts do
+    local list = all and all[x] or { pts[x] }
+    for j = 1, #list do
+      sample_error(st, list[j], why)
+      st.mapped = st.mapped - 1
+    end
+  end
+end
+
+-- flush_model writes one model's points that are not older than the times
+-- stored for them (one HMGET of modsrv:{model}:t, HSETs in chunks),
+-- publishes one update, and appends the written points to points/refs and
+-- their series (see check_alarms) for the alarm check. A model key that
+-- is not a hash costs this model's points only.
+local function flush_model(st, md, points, refs, series)
+  local model, pts, all = md.model, md.points, md.all
+  local names = {}
+  for x = 1, #pts do names[x] = pts[x].name end
+  local tkey = key_model_timestamps(model)
+  local stored, err = hmget(tkey, names)
+  if not stored then return model_error(st, md, 'HMGET ' .. tkey, err) end
+  local hv, ht, parts, kept, olds = {}, {}, {}, {}, {}
+  local k, ts, tsn = 0, nil, nil
+  for x = 1, #pts do
+    local p = pts[x]
+    local old = stored[x] and tonumber(stored[x])
+    if not old or p.tsn >= old then
+      k = k + 1
+      hv[2 * k - 1] = p.name
+      hv[2 * k] = p.value
+      ht[2 * k - 1] = p.name
+      ht[2 * k] = p.ts
+      parts[k] = json_string(p.name) .. ':' .. p.value
+      kept[k] = x
+      olds[k] = old
+      if not tsn or p.tsn > tsn then ts, tsn = p.ts, p.tsn end
+    end
+  end
+  if k == 0 then return end -- every sample is older than the stored one
+  local vkey = key_model_values(model)
+  err = hset_pairs(vkey, hv)
+  if err then return model_error(st, md, 'HSET ' .. vkey, err) end
+  err = hset_pairs(tkey, ht)
+  if err then return model_error(st, md, 'HSET ' .. tkey, err) end
+  call('PUBLISH', key_model_updates(model), '{"model":' .. json_string(model) .. ',"ts":' .. ts
+    .. ',"values":{' .. concat(parts, ',') .. '}}')
+  for j = 1, k do
+    local x = kept[j]
+    local i = #refs + 1
+    refs[i] = pts[x].ref
+    points[i] = pts[x]
+    local list = all and all[x]
+    if list then series[i] = in_time_order(list, olds[j]) end
   end
 end
 
 -- flush_models writes the model hashes, publishes one update per model and
 -- runs the alarm check.
 local function flush_models(st)
-  local points, refs = {}, {}
+  local points, refs, series = {}, {}, {}
   for m = 1, #st.model_order do
-    local md = st.models[st.model_order[m]]
-    local hv, ht, parts = {}, {}, {}
-    for x = 1, #md.points do
-      local p = md.points[x]
-      hv[2 * x - 1] = p.name
-      hv[2 * x] = p.value
-      ht[2 * x - 1] = p.name
-      ht[2 * x] = p.ts
-      parts[x] = json_string(p.name) .. ':' .. p.value
-      local i = #refs + 1
-      refs[i] = p.ref
-      points[i] = p
-    end
-    call('HSET', key_model_values(md.model), unpack(hv))
-    call('HSET', key_model_timestamps(md.model), unpack(ht))
-    call('PUBLISH', key_model_updates(md.model), '{"model":' .. json_string(md.model) .. ',"ts":' .. md.ts
-      .. ',"values":{' .. concat(parts, ',') .. '}}')
+    flush_model(st, st.models[st.model_order[m]], points, refs, series)
   end
-  check_alarms(st, points, refs)
+  check_alarms(st, points, refs, series)
 end
 
 local function sync_measurement(_, args)
@@ -773,11 +1007,14 @@ local function sync_measurement(_, args)
   if err then return fail(err) end
   ts = ts or now_ms()
 
-  call('HSET', key_channel_values(ch), point, value)
-  call('HSET', key_channel_timestamps(ch), point, ts)
+  err = write_channel(ch, { point, value }, { point, ts })
+  if err then return fail(c.fn .. c.ids .. ': ' .. err) end
   local st = new_state(c.fn)
   local s = { ch = ch, point = point, value = value, ts = ts, tsn = tonumber(ts) }
-  if map_point(st, s, call('HGET', KEY_MAPPING, ch .. ':' .. point)) then
+  local entry = rpcall('HGET', KEY_MAPPING, ch .. ':' .. point)
+  err = redis_error(entry)
+  if err then return fail(c.fn .. c.ids .. ': HGET ' .. KEY_MAPPING .. ': ' .. err) end
+  if map_point(st, s, entry) then
     flush_models(st)
   end
   flush_errors(st)
@@ -824,15 +1061,17 @@ local function batch_groups(args)
   return starts
 end
 
--- batch_group writes the channel hashes of one group (one HSET each) and
--- appends its valid samples to samples and their mapping refs to refs; it
--- returns the number of samples written.
+-- batch_group writes the channel hashes of one group (one HSET each, in
+-- chunks) and appends its valid samples to samples and their mapping refs to
+-- refs; it returns the number of samples written. A channel hash that is not
+-- a hash costs the group's samples (counted as errors).
 local function batch_group(st, args, base, samples, refs)
   local ch, ts = args[base], args[base + 1]
   local tsn = tonumber(ts)
   local prefix = ch .. ':'
   local mf, tf = {}, {}
   local k, nref = 0, #refs
+  local nref0 = nref
   for j = 1, tonumber(args[base + 2]) do
     local point, value = args[base + 1 + 2 * j], args[base + 2 + 2 * j]
     local problem = sample_problem(st.fn, ch, point, value)
@@ -849,9 +1088,15 @@ local function batch_group(st, args, base, samples, refs)
       samples[nref] = { ch = ch, point = point, value = value, ts = ts, tsn = tsn }
     end
   end
-  if k > 0 then
-    call('HSET', key_channel_values(ch), unpack(mf))
-    call('HSET', key_channel_timestamps(ch), unpack(tf))
+  if k == 0 then return 0 end
+  local err = write_channel(ch, mf, tf)
+  if err then
+    local msg = st.fn .. ' channel=' .. ch .. ': ' .. err .. ' (' .. k .. ' point(s) of the group not stored)'
+    for r = nref, nref0 + 1, -1 do
+      add_error(st, ch, ts, msg)
+      refs[r], samples[r] = nil, nil
+    end
+    return 0
   end
   return k
 end
@@ -866,7 +1111,12 @@ local function sync_batch(_, args)
     written = written + batch_group(st, args, starts[g], samples, refs)
   end
   if #refs > 0 then
-    local entries = hmget(KEY_MAPPING, refs)
+    local entries
+    entries, err = hmget(KEY_MAPPING, refs)
+    if not entries then -- nothing can be forwarded
+      for r = 1, #refs do sample_error(st, samples[r], 'not forwarded: HMGET ' .. KEY_MAPPING .. ': ' .. err) end
+      entries = NONE
+    end
     for r = 1, #refs do
       map_point(st, samples[r], entries[r])
     end
@@ -1086,7 +1336,7 @@ end
 -- quality_models groups the mapped points among refs by model, in the order
 -- first seen: it returns the models' names and their point names.
 local function quality_models(refs)
-  local entries = hmget(KEY_MAPPING, refs)
+  local entries = must(hmget(KEY_MAPPING, refs))
   local names, order = {}, {}
   for k = 1, #refs do
     local entry = entries[k]
@@ -1142,7 +1392,7 @@ local function set_quality(_, args)
     local model = order[m]
     local names = names_by_model[model]
     local key = key_model_quality(model)
-    local current = hmget(key, names)
+    local current = must(hmget(key, names))
     local diff = {}
     for x = 1, #names do
       local q = current[x]

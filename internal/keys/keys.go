@@ -5,7 +5,10 @@
 // The README's key table lists the same names (see Table); a test keeps the two identical.
 package keys
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Separator joins the parts of a key and of the "channel:point" and
 // "model:point" references stored in the mapping hashes. Channel ids, point
@@ -140,7 +143,8 @@ func SplitRef(ref string) (owner, point string, ok bool) {
 }
 
 // ValidID reports whether s can be used as a channel id, point id, model id or
-// point name: non-empty, at most 128 bytes, no separator, no spaces or control bytes.
+// point name: non-empty, at most 128 bytes, no separator, no spaces or control
+// bytes, no glob character, and not a reserved name (see Reserved).
 func ValidID(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
@@ -151,7 +155,46 @@ func ValidID(s string) bool {
 			return false
 		}
 	}
-	return true
+	return !reserved[s]
+}
+
+// Reserved returns the names that are not ids, sorted: for every fixed key of
+// Table that starts with the prefix of a key family built from an id
+// ("comsrv:", "cmd:", "modsrv:", "update:", ...), the part of the key after
+// that prefix up to the next separator ("pending" for cmd:pending, "reload"
+// for comsrv:reload:result). A channel named "pending" would otherwise make
+// Command("pending") the set cmd:pending. The Lua library keeps a copy of
+// the list (a test compares them).
+func Reserved() []string { return slices.Clone(reservedList) }
+
+var reservedList, reserved = reservedNames()
+
+// reservedNames derives the reserved names from Table (see Reserved).
+func reservedNames() ([]string, map[string]bool) {
+	var prefixes, fixed []string
+	for _, e := range Table() {
+		if p, _, ok := strings.Cut(e.Pattern, "{"); ok {
+			prefixes = append(prefixes, p)
+		} else {
+			fixed = append(fixed, e.Pattern)
+		}
+	}
+	set := make(map[string]bool)
+	for _, k := range fixed {
+		for _, p := range prefixes {
+			if rest, ok := strings.CutPrefix(k, p); ok && p != "" {
+				if name, _, _ := strings.Cut(rest, Separator); name != "" {
+					set[name] = true
+				}
+			}
+		}
+	}
+	list := make([]string, 0, len(set))
+	for name := range set {
+		list = append(list, name)
+	}
+	slices.Sort(list)
+	return list, set
 }
 
 // Entry describes one key or channel for the README's key table.

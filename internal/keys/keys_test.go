@@ -2,6 +2,7 @@ package keys
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,51 @@ func TestValidID(t *testing.T) {
 	for _, s := range []string{"", "a:b", "a b", "a*", "x\n", strings.Repeat("a", 129)} {
 		if ValidID(s) {
 			t.Errorf("ValidID(%q) = true", s)
+		}
+	}
+}
+
+// TestReserved checks the reserved names derived from the key table: every
+// fixed key's first part after the prefix of a per-id key family.
+func TestReserved(t *testing.T) {
+	want := []string{"channels", "devices", "events", "pending", "reload", "results", "seq", "stats"}
+	if got := Reserved(); !slices.Equal(got, want) {
+		t.Errorf("Reserved() = %q, want %q", got, want)
+	}
+	for _, r := range Reserved() {
+		if ValidID(r) {
+			t.Errorf("ValidID(%q) = true for a reserved name", r)
+		}
+		if !ValidID(strings.ToUpper(r)) || !ValidID(r+"_1") {
+			t.Errorf("ValidID refuses %q or %q, which are not reserved", strings.ToUpper(r), r+"_1")
+		}
+	}
+	Reserved()[0] = "x" // a copy
+	if Reserved()[0] != want[0] {
+		t.Error("Reserved returns its own slice")
+	}
+}
+
+// TestNoIDMakesAFixedKey checks, for every key built from an id, that no
+// valid id builds a fixed key of the table.
+func TestNoIDMakesAFixedKey(t *testing.T) {
+	families := map[string]func(string) string{
+		"ChannelValues": ChannelValues, "ChannelTimestamps": ChannelTimestamps, "ChannelStatus": ChannelStatus,
+		"ChannelQuality": ChannelQuality, "ChannelFrames": ChannelFrames, "ChannelData": ChannelData,
+		"ModelValues": ModelValues, "ModelTimestamps": ModelTimestamps, "ModelQuality": ModelQuality,
+		"ModelUpdates": ModelUpdates, "Command": Command, "CommandQueue": CommandQueue,
+	}
+	for name, f := range families {
+		prefix, suffix, _ := strings.Cut(f("\x00"), "\x00")
+		for _, e := range Table() {
+			k := e.Pattern
+			if strings.Contains(k, "{") || !strings.HasPrefix(k, prefix) || !strings.HasSuffix(k, suffix) ||
+				len(k) < len(prefix)+len(suffix) {
+				continue
+			}
+			if id := k[len(prefix) : len(k)-len(suffix)]; ValidID(id) {
+				t.Errorf("%s(%q) = %s, a fixed key", name, id, k)
+			}
 		}
 	}
 }

@@ -380,6 +380,31 @@ func (b *builder) limits(table string, in, out map[string]float64) {
 	}
 }
 
+// Shared is a model point that several channel points map to.
+type Shared struct {
+	Model    string   // "{model}:{point_name}"
+	Channels []string // the "{channel}:{point}" references mapped to it, sorted
+}
+
+// ManyToOne lists the model points that more than one channel point maps
+// to, sorted by model point. Such a point gets the newest sample of its
+// channel points (see the Lua library's sync functions), which is rarely
+// what a mapping means: edgectl warns about them.
+func (s *Set) ManyToOne() []Shared {
+	by := make(map[string][]string)
+	for src, dst := range s.Forward {
+		by[dst] = append(by[dst], src)
+	}
+	var out []Shared
+	for _, dst := range slices.Sorted(maps.Keys(by)) {
+		if srcs := by[dst]; len(srcs) > 1 {
+			slices.Sort(srcs)
+			out = append(out, Shared{Model: dst, Channels: srcs})
+		}
+	}
+	return out
+}
+
 // Applied counts the fields written to each hash.
 type Applied struct {
 	Forward, Reverse, Thresholds, Low, Hysteresis int

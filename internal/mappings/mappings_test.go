@@ -3,6 +3,7 @@ package mappings
 import (
 	"context"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -252,5 +253,50 @@ points = { "1" = "a", "2" = "b" }
 	}
 	if n, _ := redistest.Do(t, c, "EXISTS", keys.Mapping, keys.AlarmThreshold).AsInt64(); n != 0 {
 		t.Fatalf("%d hashes left", n)
+	}
+}
+
+// TestReservedNames refuses every reserved name as a channel, point or model
+// id, point name or control name.
+func TestReservedNames(t *testing.T) {
+	for _, r := range keys.Reserved() {
+		for _, text := range []string{
+			`[[map]]` + "\n" + `channel = "` + r + `"` + "\nmodel = \"m\"\npoints = { \"1\" = \"v\" }\n",
+			`[[map]]` + "\n" + `channel = "1"` + "\nmodel = \"" + r + "\"\npoints = { \"1\" = \"v\" }\n",
+			`[[map]]` + "\n" + `channel = "1"` + "\nmodel = \"m\"\npoints = { \"" + r + "\" = \"v\" }\n",
+			`[[map]]` + "\n" + `channel = "1"` + "\nmodel = \"m\"\npoints = { \"1\" = \"" + r + "\" }\n",
+			"[[map_range]]\nfirst = 1\nlast = 2\nchannel = \"{n}\"\nmodel = \"m{n}\"\npoints = { \"1\" = \"" + r + "\" }\n",
+			"[[control]]\nmodel = \"m\"\ncontrol = \"" + r + "\"\nchannel = \"1\"\npoint = \"2\"\n",
+			"[[control]]\nmodel = \"m\"\ncontrol = \"c\"\nchannel = \"" + r + "\"\npoint = \"2\"\n",
+			"[thresholds]\n\"" + r + ":v\" = 1\n",
+		} {
+			if _, err := Parse("r.toml", []byte(text)); err == nil {
+				t.Errorf("%q accepted:\n%s", r, text)
+			}
+		}
+	}
+}
+
+func TestManyToOne(t *testing.T) {
+	s, err := Parse("m.toml", []byte(`
+[[map]]
+channel = "1"
+model = "pm"
+points = { "1" = "v", "2" = "i", "3" = "v" }
+
+[[map_range]]
+first = 2
+last = 3
+channel = "{n}"
+model = "pm"
+points = { "1" = "v", "2" = "p{n}" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.ManyToOne()
+	want := []Shared{{Model: "pm:v", Channels: []string{"1:1", "1:3", "2:1", "3:1"}}}
+	if len(got) != len(want) || got[0].Model != want[0].Model || !slices.Equal(got[0].Channels, want[0].Channels) {
+		t.Errorf("ManyToOne() = %v, want %v", got, want)
 	}
 }

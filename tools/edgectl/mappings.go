@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/mappings"
@@ -31,6 +32,7 @@ func runMappingsLoad(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnManyToOne(a, set.ManyToOne())
 	c, err := a.client()
 	if err != nil {
 		return err
@@ -60,4 +62,21 @@ func runMappingsLoad(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.stdout, "  %-18s %7d\n", r.key, r.n)
 	}
 	return nil
+}
+
+// maxSharedWarnings bounds the many-to-one warnings of one load.
+const maxSharedWarnings = 20
+
+// warnManyToOne warns, on stderr, about each model point that several
+// channel points map to: it holds whichever of their samples is newest.
+func warnManyToOne(a *app, shared []mappings.Shared) {
+	for i, s := range shared {
+		if i == maxSharedWarnings {
+			fmt.Fprintf(a.stderr, "edgectl mappings load: warning: %d more model points are mapped from several channel points\n",
+				len(shared)-i)
+			return
+		}
+		fmt.Fprintf(a.stderr, "edgectl mappings load: warning: model point %s is mapped from %d channel points (%s): it takes the newest sample of them\n",
+			s.Model, len(s.Channels), strings.Join(s.Channels, ", "))
+	}
 }

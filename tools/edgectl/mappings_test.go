@@ -98,3 +98,25 @@ func TestMappingsLoadErrors(t *testing.T) {
 		t.Error("an invalid file wrote mappings")
 	}
 }
+
+func TestMappingsLoadWarnsManyToOne(t *testing.T) {
+	srv := redistest.Start(t)
+	file := writeFile(t, "shared.toml", testMappings+`
+[[map]]
+channel = "1002"
+model = "power_meter"
+points = { "10001" = "voltage", "10009" = "energy" }
+`)
+	out, errOut, code := cli(t, srv.URL(), "mappings", "load", file)
+	if code != 0 || !strings.Contains(out, "mapping                  4") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	want := "edgectl mappings load: warning: model point power_meter:voltage is mapped from 2 channel points " +
+		"(1001:10001, 1002:10001): it takes the newest sample of them\n"
+	if errOut != want {
+		t.Errorf("stderr = %q, want %q", errOut, want)
+	}
+	if _, errOut, _ := cli(t, srv.URL(), "mappings", "load", writeFile(t, "plain.toml", testMappings)); errOut != "" {
+		t.Errorf("stderr without shared model points = %q", errOut)
+	}
+}
