@@ -1,6 +1,6 @@
 #!lua name=voltedge
 -- VoltEdge data library: Redis Functions (Redis 7.0 or later, standalone).
-local VERSION = 6
+local VERSION = 7
 
 --[[
 Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl lua load)
@@ -302,7 +302,9 @@ local BAD_ID_BYTES = '[%z\1- :\127%*%?%[%]]'
 -- (a channel "pending" makes cmd:{channel} the set cmd:pending). Keep equal
 -- to internal/keys.Reserved, which derives them from the key table (a Go
 -- test compares the two lists).
-local RESERVED = { 'channels', 'devices', 'events', 'pending', 'reload', 'results', 'seq', 'stats' }
+local RESERVED = {
+  'channels', 'devices', 'events', 'inflight', 'pending', 'reload', 'restore', 'results', 'sent', 'seq', 'stats',
+}
 local IS_RESERVED, RESERVED_WHY = {}, 'is a reserved name (part of a fixed key; reserved:'
 for i = 1, #RESERVED do
   IS_RESERVED[RESERVED[i]] = true

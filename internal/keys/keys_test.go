@@ -65,7 +65,7 @@ func TestValidID(t *testing.T) {
 // TestReserved checks the reserved names derived from the key table: every
 // fixed key's first part after the prefix of a per-id key family.
 func TestReserved(t *testing.T) {
-	want := []string{"channels", "devices", "events", "pending", "reload", "results", "seq", "stats"}
+	want := []string{"channels", "devices", "events", "inflight", "pending", "reload", "restore", "results", "sent", "seq", "stats"}
 	if got := Reserved(); !slices.Equal(got, want) {
 		t.Errorf("Reserved() = %q, want %q", got, want)
 	}
