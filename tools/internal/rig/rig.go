@@ -150,14 +150,13 @@ func (r *Redis) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d", r.Port
 
 // WaitReady waits until the server answers PING, for at most timeout.
 func (r *Redis) WaitReady(ctx context.Context, timeout time.Duration) error {
-	addr := fmt.Sprintf("127.0.0.1:%d", r.Port)
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
 		if r.Exited() {
-			return fmt.Errorf("redis-server on %s exited: %v", addr, r.err)
+			return fmt.Errorf("redis-server on port %d exited: %v", r.Port, r.err)
 		}
-		if last = ping(addr); last == nil {
+		if last = ping(ctx, r.URL()); last == nil {
 			return nil
 		}
 		select {
@@ -166,28 +165,19 @@ func (r *Redis) WaitReady(ctx context.Context, timeout time.Duration) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("redis-server on %s not ready within %s: %w", addr, timeout, last)
+	return fmt.Errorf("redis-server on port %d not ready within %s: %w", r.Port, timeout, last)
 }
 
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+// ping connects a client to url and sends PING.
+func ping(ctx context.Context, url string) error {
+	c, err := redisconn.New(url, redisconn.Options{ClientName: "rig-ping"})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(string(buf[:n]), "+PONG") {
-		return fmt.Errorf("unexpected reply %q", buf[:n])
-	}
-	return nil
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return c.Do(cctx, c.B().Ping().Build()).Error()
 }
 
 // Client connects a client named name to the server.
