@@ -135,7 +135,7 @@ func setup(ctx context.Context, o options, log *slog.Logger) (*env, error) {
 		return e, err
 	}
 	time.Sleep(500 * time.Millisecond)
-	e.sim = rig.Dtusim(o.bin, e.dir, dtuPort, o.n+1, o.ramp)
+	e.sim = rig.Dtusim(o.bin, e.dir, dtuPort, o.n+1, o.ramp, "-delay", o.delay.String())
 	if err := e.sim.Start(); err != nil {
 		return e, err
 	}

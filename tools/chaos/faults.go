@@ -19,6 +19,9 @@ import (
 // condition held, so that late duplicates are counted too.
 const settle = 2 * time.Second
 
+// queueSpread is how long queueing the controls of the comsrv fault takes.
+const queueSpread = 2 * time.Second
+
 // redisRestart kills the redis-server and starts it again, empty, on the
 // same port. Afterwards every channel must be online with values updating,
 // the run-time configuration must be what it was, and model values must
@@ -164,8 +167,19 @@ func (e *env) comsrvKilled(ctx context.Context) report {
 	var queued atomic.Int64
 	var refused []string
 	var wg sync.WaitGroup
+	results0, err := e.client.Do(ctx, e.client.B().Xlen().Key(keys.CommandResults).Build()).AsInt64()
+	if err != nil {
+		r.Err = fmt.Errorf("XLEN %s: %w", keys.CommandResults, err)
+		return r
+	}
+	pace := queueSpread / time.Duration(e.o.commands)
 	wg.Go(func() {
+		next := time.Now()
 		for k := range e.o.commands {
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			next = next.Add(pace)
 			ch := e.channels[k%e.o.n] // channels 1..n have the control mapping
 			req := contract.Request{Model: e.model[ch], Control: controlName,
 				Value: strconv.Itoa(100 + k%900), TTL: e.o.ttl}
@@ -179,8 +193,18 @@ func (e *env) comsrvKilled(ctx context.Context) report {
 			queued.Add(1)
 		}
 	})
-	for deadline := time.Now().Add(e.o.timeout); queued.Load() < int64(e.o.commands+1)/2 && time.Now().Before(deadline) && ctx.Err() == nil; {
-		time.Sleep(time.Millisecond)
+	// The kill comes once half the commands are queued and comsrv has
+	// answered some: it is executing them, the last ones taken are in
+	// flight (for at least the slaves' response delay), and the other half
+	// is queued while comsrv is down or starting.
+	for deadline := time.Now().Add(e.o.timeout); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(5 * time.Millisecond) {
+		if queued.Load() < int64(e.o.commands+1)/2 {
+			continue
+		}
+		n, err := e.client.Do(ctx, e.client.B().Xlen().Key(keys.CommandResults).Build()).AsInt64()
+		if err == nil && n > results0 {
+			break
+		}
 	}
 	if err := e.comsrv.Kill(); err != nil {
 		r.Err = err

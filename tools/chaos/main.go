@@ -67,6 +67,7 @@ type options struct {
 	commands  int
 	ttl       time.Duration
 	ramp      int
+	delay     time.Duration
 }
 
 func parseFlags(args []string) (options, error) {
@@ -81,6 +82,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.commands, "commands", 200, "controls queued in the comsrv fault, spread over the channels")
 	fs.DurationVar(&o.ttl, "ttl", 20*time.Second, "lifetime (ttl_ms) of those controls")
 	fs.IntVar(&o.ramp, "ramp", 2000, "simulator connections per second")
+	fs.DurationVar(&o.delay, "delay", 100*time.Millisecond, "response delay of the simulated slaves, as over a cellular link (controls are in flight that long)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -102,6 +104,8 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("-ttl %s: want 1s..1h", o.ttl)
 	case o.ramp < 1:
 		return o, fmt.Errorf("-ramp %d: want at least 1", o.ramp)
+	case o.delay < 0 || o.delay > 500*time.Millisecond:
+		return o, fmt.Errorf("-delay %s: want 0..500ms (comsrv's request timeout is 1s)", o.delay)
 	}
 	return o, nil
 }

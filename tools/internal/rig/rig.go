@@ -341,10 +341,10 @@ func Comsrv(bin string, c Config, extraArgs ...string) *Proc {
 }
 
 // Dtusim describes dtusim from bin with n transparent devices DTU1..DTUn
-// dialling port, heartbeats every 30 s; Start it.
-func Dtusim(bin, dir string, port, n, ramp int) *Proc {
+// dialling port, heartbeats every 30 s, and extraArgs; Start it.
+func Dtusim(bin, dir string, port, n, ramp int, extraArgs ...string) *Proc {
 	return &Proc{Name: "dtusim", Path: filepath.Join(bin, "dtusim"),
-		Args: []string{"-addr", fmt.Sprintf("127.0.0.1:%d", port), "-n", strconv.Itoa(n), "-prefix", "DTU", "-start", "1",
-			"-ramp", strconv.Itoa(ramp), "-heartbeat-interval", "30s", "-stats", "0s", "-log-level", "warn"},
+		Args: append([]string{"-addr", fmt.Sprintf("127.0.0.1:%d", port), "-n", strconv.Itoa(n), "-prefix", "DTU", "-start", "1",
+			"-ramp", strconv.Itoa(ramp), "-heartbeat-interval", "30s", "-stats", "0s", "-log-level", "warn"}, extraArgs...),
 		Log: filepath.Join(dir, "dtusim.stderr")}
 }
