@@ -55,6 +55,9 @@ func (p *Proc) Start() error {
 		return fmt.Errorf("start %s: already running", p.Name)
 	}
 	cmd := exec.Command(p.Path, p.Args...)
+	// A rig whose driver dies (a crash, SIGKILL, a closed pipe) does not
+	// stay behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var logFile *os.File
 	if p.Log != "" {
 		f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
