@@ -4,11 +4,13 @@ BIN     ?= bin
 FUZZTIME ?= 20s
 N       ?= 1000
 BENCH_DURATION ?= 30s
+CHAOS_TIMEOUT ?= 30s
+FAULTS  ?= all
 
 SERVICES := comsrv modsrv alarmsrv netsrv
-TOOLS    := edgectl dtusim benchrun
+TOOLS    := edgectl dtusim benchrun chaos
 
-.PHONY: all build test vet fmt-check lint-lua fuzz demo bench clean
+.PHONY: all build test vet fmt-check lint-lua fuzz demo bench chaos clean
 
 all: build
 
@@ -55,6 +57,12 @@ demo: build
 ## bench: comsrv against N simulated DTU links (make bench N=10000).
 bench: build
 	$(BIN)/benchrun -bin $(BIN) -n $(N) -duration $(BENCH_DURATION)
+
+## chaos: faults against comsrv with N simulated DTUs, one after the other (Redis restart, every
+## link dropped, comsrv killed with controls queued); exits 1 when anything was lost or wrong.
+## make chaos N=100 FAULTS=links,comsrv CHAOS_TIMEOUT=20s
+chaos: build
+	$(BIN)/chaos -bin $(BIN) -n $(N) -timeout $(CHAOS_TIMEOUT) -faults $(FAULTS)
 
 clean:
 	rm -rf $(BIN)

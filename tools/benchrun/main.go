@@ -11,22 +11,18 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/mappings"
-	"github.com/voltedge/voltedge/internal/redisconn"
+	"github.com/voltedge/voltedge/tools/internal/rig"
 )
 
 func main() {
@@ -68,30 +64,35 @@ func run(o options) error {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	tmplDir, err := filepath.Abs(o.templates)
+	redisPort, err := rig.FreePort()
 	if err != nil {
 		return err
 	}
-	redisPort, dtuPort := freePort(), freePort()
-	redisURL := fmt.Sprintf("redis://127.0.0.1:%d", redisPort)
-
-	redis := exec.Command("redis-server", "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	if err := redis.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
+	dtuPort, err := rig.FreePort()
+	if err != nil {
+		return err
 	}
-	defer stop(redis)
-	client, err := waitRedis(redisURL)
+	redis := rig.NewRedis(dir, redisPort)
+	if err := redis.Start(); err != nil {
+		return err
+	}
+	defer redis.Stop(10 * time.Second)
+	ctx := context.Background()
+	if err := redis.WaitReady(ctx, 5*time.Second); err != nil {
+		return err
+	}
+	client, err := redis.Client("benchrun")
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 
-	if err := writeConfig(dir, tmplDir, o, dtuPort, redisURL); err != nil {
+	cfg := rig.Config{Dir: dir, Templates: o.templates, Template: o.template, N: o.n, DTUPort: dtuPort,
+		RedisURL: redis.URL(), Frames: o.frames}
+	if err := rig.WriteConfig(cfg); err != nil {
 		return err
 	}
-	ctx := context.Background()
-	set, err := mappings.Load(filepath.Join(dir, "mappings.toml"))
+	set, err := mappings.Load(cfg.Mappings())
 	if err != nil {
 		return err
 	}
@@ -99,25 +100,21 @@ func run(o options) error {
 		return err
 	}
 
-	comsrvArgs := []string{"-config", filepath.Join(dir, "comsrv.toml")}
+	var comsrvArgs []string
 	if o.pprof != "" {
 		comsrvArgs = append(comsrvArgs, "-pprof", o.pprof)
 	}
-	comsrv := exec.Command(filepath.Join(o.bin, "comsrv"), comsrvArgs...)
-	comsrv.Stderr, _ = os.Create(filepath.Join(dir, "comsrv.stderr"))
+	comsrv := rig.Comsrv(o.bin, cfg, comsrvArgs...)
 	if err := comsrv.Start(); err != nil {
-		return fmt.Errorf("start comsrv: %w", err)
+		return err
 	}
-	defer stop(comsrv)
+	defer comsrv.Stop(10 * time.Second)
 	time.Sleep(500 * time.Millisecond)
-	sim := exec.Command(filepath.Join(o.bin, "dtusim"), "-addr", fmt.Sprintf("127.0.0.1:%d", dtuPort),
-		"-n", strconv.Itoa(o.n), "-prefix", "DTU", "-start", "1", "-ramp", strconv.Itoa(o.ramp),
-		"-heartbeat-interval", "30s", "-stats", "0s")
-	sim.Stderr, _ = os.Create(filepath.Join(dir, "dtusim.stderr"))
+	sim := rig.Dtusim(o.bin, dir, dtuPort, o.n, o.ramp)
 	if err := sim.Start(); err != nil {
-		return fmt.Errorf("start dtusim: %w", err)
+		return err
 	}
-	defer stop(sim)
+	defer sim.Stop(10 * time.Second)
 
 	fmt.Printf("waiting for %d links online…\n", o.n)
 	deadline := time.Now().Add(time.Duration(o.n/max(o.ramp, 1))*time.Second + 60*time.Second)
@@ -133,7 +130,7 @@ func run(o options) error {
 	}
 	time.Sleep(o.warmup)
 
-	procs := map[string]int{"comsrv": comsrv.Process.Pid, "redis": redis.Process.Pid, "dtusim": sim.Process.Pid}
+	procs := map[string]int{"comsrv": comsrv.Pid(), "redis": redis.Pid(), "dtusim": sim.Pid()}
 	cpu0 := cpuTimes(procs)
 	st0 := stats(ctx, client)
 	t0 := time.Now()
@@ -154,8 +151,8 @@ func run(o options) error {
 
 	rate := func(k string) float64 { return float64(st1[k]-st0[k]) / elapsed }
 	cpu := func(name string) float64 { return (cpu1[name] - cpu0[name]) / elapsed * 100 }
-	rss, hwm := memory(comsrv.Process.Pid)
-	simRSS, _ := memory(sim.Process.Pid)
+	rss, hwm := memory(comsrv.Pid())
+	simRSS, _ := memory(sim.Pid())
 	host, _ := os.Hostname()
 	fmt.Printf("\n## comsrv, %d links, %s window\n\n", o.n, o.duration)
 	fmt.Printf("machine: %s, %d cores, %s/%s, %s\n\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cpuModel())
@@ -197,92 +194,6 @@ func run(o options) error {
 	return nil
 }
 
-func writeConfig(dir, tmplDir string, o options, dtuPort int, redisURL string) error {
-	comsrv := fmt.Sprintf(`redis_url = %q
-log_file = %q
-log_level = "warn"
-templates = [%q]
-channels = ["channels/*.toml"]
-
-[dtu]
-listen = "127.0.0.1:%d"
-max_connections = %d
-
-[redis]
-flush_interval = "1s"
-`, redisURL, filepath.Join(dir, "comsrv.log"), filepath.Join(tmplDir, "*.toml"), dtuPort, o.n+100)
-	if o.frames >= 0 {
-		comsrv += fmt.Sprintf("\n[frames]\nkeep = %d\n", o.frames)
-	}
-	channels := fmt.Sprintf(`[[range]]
-first = 1
-last = %d
-id = "{n}"
-registration = "DTU{n}"
-template = %q
-`, o.n, o.template)
-	if err := os.MkdirAll(filepath.Join(dir, "channels"), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "comsrv.toml"), []byte(comsrv), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "channels", "bench.toml"), []byte(channels), 0o644); err != nil {
-		return err
-	}
-	points, err := templatePoints(tmplDir, o.template)
-	if err != nil {
-		return err
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "[[map_range]]\nfirst = 1\nlast = %d\nchannel = \"{n}\"\nmodel = \"meter{n}\"\npoints = { ", o.n)
-	for i, p := range points {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%q = %q", p[0], p[1])
-	}
-	b.WriteString(" }\n")
-	return os.WriteFile(filepath.Join(dir, "mappings.toml"), []byte(b.String()), 0o644)
-}
-
-// templatePoints returns the (id, name) of each point of the template named
-// name in dir: a file whose name (or "name" setting) is name. comsrv itself
-// validates the template when it starts.
-func templatePoints(dir, name string) ([][2]string, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.toml"))
-	if err != nil {
-		return nil, fmt.Errorf("templates in %s: %w", dir, err)
-	}
-	for _, f := range files {
-		var t struct {
-			Name   string `toml:"name"`
-			Points []struct {
-				ID   string `toml:"id"`
-				Name string `toml:"name"`
-			} `toml:"point"`
-		}
-		if _, err := toml.DecodeFile(f, &t); err != nil {
-			return nil, fmt.Errorf("template %s: %w", f, err)
-		}
-		if t.Name == "" {
-			t.Name = strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
-		}
-		if t.Name != name {
-			continue
-		}
-		points := make([][2]string, 0, len(t.Points))
-		for _, p := range t.Points {
-			if p.Name == "" {
-				p.Name = p.ID
-			}
-			points = append(points, [2]string{p.ID, p.Name})
-		}
-		return points, nil
-	}
-	return nil, fmt.Errorf("template %q not found in %s", name, dir)
-}
-
 func stats(ctx context.Context, c rueidis.Client) map[string]int64 {
 	m, _ := c.Do(ctx, c.B().Hgetall().Key(keys.ComsrvStats).Build()).AsStrMap()
 	out := make(map[string]int64, len(m))
@@ -291,43 +202,6 @@ func stats(ctx context.Context, c rueidis.Client) map[string]int64 {
 		out[k] = n
 	}
 	return out
-}
-
-func waitRedis(url string) (rueidis.Client, error) {
-	var last error
-	for i := 0; i < 100; i++ {
-		c, err := redisconn.New(url, redisconn.Options{ClientName: "benchrun"})
-		if err == nil {
-			return c, nil
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil, last
-}
-
-func stop(c *exec.Cmd) {
-	if c.Process == nil {
-		return
-	}
-	_ = c.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = c.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = c.Process.Kill()
-		<-done
-	}
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // cpuTimes returns user+system CPU seconds of each process from /proc.
