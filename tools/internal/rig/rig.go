@@ -237,10 +237,13 @@ channels = ["channels/*.toml"]
 [dtu]
 listen = "127.0.0.1:%d"
 max_connections = %d
+# Every simulated DTU connects from 127.0.0.1.
+max_unregistered = %d
+max_unregistered_per_ip = 0
 
 [redis]
 flush_interval = "1s"
-`, c.RedisURL, filepath.Join(c.Dir, "comsrv.log"), level, filepath.Join(tmplDir, "*.toml"), c.DTUPort, c.N+100)
+`, c.RedisURL, filepath.Join(c.Dir, "comsrv.log"), level, filepath.Join(tmplDir, "*.toml"), c.DTUPort, c.N+100, c.N+100)
 	if c.Frames >= 0 {
 		comsrv += fmt.Sprintf("\n[frames]\nkeep = %d\n", c.Frames)
 	}
