@@ -90,7 +90,7 @@ type bedOptions struct {
 	queue     int       // the sink's queue (0: its default)
 }
 
-func newBedWith(t *testing.T, o bedOptions) *bed {
+func newBedWith(t testing.TB, o bedOptions) *bed {
 	t.Helper()
 	dtuExtra := o.dtu
 	rs := redistest.Start(t)
