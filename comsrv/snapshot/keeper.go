@@ -3,15 +3,19 @@
 // file on disk, and puts it back into Redis when Redis restarted without
 // its data.
 //
-// Every interval the Keeper compares the Redis run id (INFO server) with
-// the one in the marker keys.ConfigRestore. When they differ, Redis has
-// restarted (or was never checked): every configuration key missing in
-// Redis is restored from the file, keys that exist are left alone (someone
-// may have loaded new mappings), the channel set is republished and the
-// marker is written for the new run. Otherwise the configuration hashes are
-// read and, when their content changed, written to the file. Reading the
-// marker and the hashes in one transaction makes sure that an empty Redis
-// that has just restarted is never taken for the configuration.
+// Every interval the Keeper reads the Redis run id (INFO server, cheap).
+// When it is not the run the marker keys.ConfigRestore was last confirmed
+// for, Redis has restarted (or was never checked): every configuration key
+// missing in Redis is restored from the file, keys that exist are left
+// alone (someone may have loaded new mappings), the channel set is
+// republished and the marker is written for the new run. Otherwise the
+// configuration hashes are read, and written to the file when their content
+// changed, only when a keyspace notification said one of them changed (the
+// Keeper turns on the notifications it needs: K, g and h), or at the latest
+// every FullReadInterval; without notifications (CONFIG refused) they are
+// read at every interval. Reading the marker and the hashes in one
+// transaction makes sure that an empty Redis that has just restarted is
+// never taken for the configuration.
 package snapshot
 
 import (
@@ -25,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -37,6 +42,15 @@ import (
 
 // DefaultInterval is how often the Keeper looks at Redis.
 const DefaultInterval = time.Second
+
+// FullReadInterval is the longest time between two full reads of the
+// configuration while keyspace notifications work (in case one was lost).
+const FullReadInterval = time.Minute
+
+// notifyFlags are the keyspace notification classes the Keeper needs:
+// keyspace channels (K), generic commands such as DEL and RENAME (g) and
+// hash commands (h).
+const notifyFlags = "Kgh"
 
 // restoreChunk is the number of fields per HSET when a hash is restored.
 const restoreChunk = 1000
@@ -70,6 +84,12 @@ type Keeper struct {
 	written    *digest // content of the file, nil if unknown
 	problemAt  *digest // content when the marker's problem was first seen
 	tooLargeAt *digest // content last found too large to write
+
+	confirmed string      // the Redis run the marker was last confirmed for
+	lastFull  time.Time   // the last full read
+	dirty     atomic.Bool // a keyspace notification said the configuration changed
+	notifying bool        // keyspace notifications are on in this Redis run
+	watching  atomic.Bool // the notification subscription is confirmed
 }
 
 // New returns a Keeper of the configuration in client's Redis.
@@ -95,6 +115,20 @@ func (k *Keeper) Run(ctx context.Context) {
 			k.log.Error("configuration snapshot unusable; it is rewritten from Redis", "err", err)
 		}
 	}
+	go redisconn.Subscribe(ctx, k.client, func(b rueidis.Builder) rueidis.Completed {
+		patterns := make([]string, 0, len(k.o.Keys))
+		for _, key := range k.o.Keys {
+			patterns = append(patterns, "__keyspace@*__:"+key)
+		}
+		return b.Psubscribe().Pattern(patterns...).Build()
+	}, func(rueidis.PubSubMessage) { k.dirty.Store(true) }, redisconn.SubscribeOptions{
+		Name: "configuration changes", Log: k.warn,
+		// Its own connection: push messages must not interleave with the
+		// transaction replies on the shared one.
+		Dedicated: true,
+		// Changes made while unsubscribed are caught by one full read.
+		OnSubscribed: func() { k.dirty.Store(true); k.watching.Store(true) },
+	})
 	t := time.NewTicker(k.o.Interval)
 	defer t.Stop()
 	for {
@@ -118,6 +152,47 @@ func (k *Keeper) Tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if run != k.confirmed {
+		// A restarted Redis has forgotten the notification settings.
+		k.notifying = k.notify(ctx) == nil
+	} else if k.notifying && k.watching.Load() && !k.dirty.Load() && time.Since(k.lastFull) < FullReadInterval {
+		return nil // nothing changed
+	}
+	k.dirty.Store(false) // a change during the read below marks it again
+	if err := k.read(ctx, run); err != nil {
+		k.dirty.Store(true)
+		return err
+	}
+	k.lastFull = time.Now()
+	return nil
+}
+
+// notify turns on the keyspace notifications the Keeper needs, keeping
+// those already on.
+func (k *Keeper) notify(ctx context.Context) error {
+	m, err := k.client.Do(ctx, k.client.B().ConfigGet().Parameter("notify-keyspace-events").Build()).AsStrMap()
+	if err != nil {
+		return fmt.Errorf("keyspace notifications: %w", err)
+	}
+	cur := m["notify-keyspace-events"]
+	want := cur
+	for _, f := range notifyFlags {
+		if !strings.ContainsRune(want, f) && !(f != 'K' && strings.ContainsRune(want, 'A')) {
+			want += string(f)
+		}
+	}
+	if want == cur {
+		return nil
+	}
+	if err := k.client.Do(ctx, k.client.B().ConfigSet().ParameterValue().ParameterValue("notify-keyspace-events", want).Build()).Error(); err != nil {
+		return fmt.Errorf("keyspace notifications: %w", err)
+	}
+	return nil
+}
+
+// read reads the marker and the configuration in one transaction, then
+// restores after a restart or writes a changed configuration to the file.
+func (k *Keeper) read(ctx context.Context, run string) error {
 	b := k.client.B()
 	cmds := make(rueidis.Commands, 0, len(k.o.Keys)+3)
 	cmds = append(cmds, b.Multi().Build(), b.Hgetall().Key(keys.ConfigRestore).Build())
@@ -150,8 +225,14 @@ func (k *Keeper) Tick(ctx context.Context) error {
 		}
 	}
 	if marker[contract.RestoreRunID] != run {
-		return k.restore(ctx, run, content)
+		if err := k.restore(ctx, run, content); err != nil {
+			return err
+		}
+		k.confirmed = run
+		k.dirty.Store(true) // the next round writes the snapshot of what is now in Redis
+		return nil
 	}
+	k.confirmed = run
 	d := k.dg.of(content)
 	if err := k.clearProblem(ctx, marker, d); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -296,4 +297,44 @@ func TestTooLarge(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 0 {
 		t.Fatalf("temporary files left: %v", ents)
 	}
+}
+
+// TestQuietWhileNothingChanges: with keyspace notifications the keeper does
+// not read the configuration while nothing changes (one INFO per interval),
+// and an edit made with redis-cli still reaches the file at once.
+func TestQuietWhileNothingChanges(t *testing.T) {
+	rs := redistest.Start(t)
+	rc := rs.Client(t)
+	for _, c := range config {
+		redistest.Do(t, rc, c...)
+	}
+	path := filepath.Join(t.TempDir(), "config.snapshot")
+	var republished atomic.Int32
+	keeper(t, rc, path, nil, &republished)
+	wait.For(t, patience, "the first snapshot", func() error { _, err := Read(path); return err })
+	hgetalls := func() int64 {
+		info, err := rc.Do(context.Background(), rc.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, ok := strings.Cut(info, "cmdstat_hgetall:calls=")
+		if !ok {
+			return 0
+		}
+		n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+		return n
+	}
+	before := hgetalls()
+	time.Sleep(10 * interval) // ten rounds with nothing changed (a quiet period is what is measured)
+	if n := hgetalls() - before; n != 0 {
+		t.Fatalf("%d HGETALL in ten quiet rounds, want none", n)
+	}
+	redistest.Do(t, rc, "HSET", keys.Mapping, "2001:9", "pm:frequency")
+	wait.For(t, patience, "the edit in the snapshot", func() error {
+		s, err := Read(path)
+		if err != nil {
+			return err
+		}
+		return wait.Equal(s.Keys[keys.Mapping]["2001:9"], "pm:frequency")
+	})
 }
