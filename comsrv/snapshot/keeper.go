@@ -85,11 +85,13 @@ type Keeper struct {
 	problemAt  *digest // content when the marker's problem was first seen
 	tooLargeAt *digest // content last found too large to write
 
-	confirmed string      // the Redis run the marker was last confirmed for
-	lastFull  time.Time   // the last full read
-	dirty     atomic.Bool // a keyspace notification said the configuration changed
-	notifying bool        // keyspace notifications are on in this Redis run
-	watching  atomic.Bool // the notification subscription is confirmed
+	confirmed string          // the Redis run the marker was last confirmed for
+	lastFull  time.Time       // the last full read
+	dirty     atomic.Bool     // a keyspace notification said the configuration changed
+	notifying bool            // keyspace notifications are on in this Redis run
+	watching  atomic.Bool     // the notification subscription is confirmed
+	watchDB   int             // the database whose keyspace channels are subscribed; -1 before
+	ctx       context.Context // Run's context, for the subscription; nil when only Tick is used
 }
 
 // New returns a Keeper of the configuration in client's Redis.
@@ -100,7 +102,7 @@ func New(client rueidis.Client, o Options, log *slog.Logger) *Keeper {
 	if o.Keys == nil {
 		o.Keys = keys.RuntimeConfig()
 	}
-	return &Keeper{client: client, o: o, log: log, warn: logging.NewLimited(log, time.Minute), dg: newDigester()}
+	return &Keeper{client: client, o: o, log: log, warn: logging.NewLimited(log, time.Minute), dg: newDigester(), watchDB: -1}
 }
 
 // Run looks at Redis every interval until ctx ends. Errors (Redis down, a
@@ -115,20 +117,7 @@ func (k *Keeper) Run(ctx context.Context) {
 			k.log.Error("configuration snapshot unusable; it is rewritten from Redis", "err", err)
 		}
 	}
-	go redisconn.Subscribe(ctx, k.client, func(b rueidis.Builder) rueidis.Completed {
-		patterns := make([]string, 0, len(k.o.Keys))
-		for _, key := range k.o.Keys {
-			patterns = append(patterns, "__keyspace@*__:"+key)
-		}
-		return b.Psubscribe().Pattern(patterns...).Build()
-	}, func(rueidis.PubSubMessage) { k.dirty.Store(true) }, redisconn.SubscribeOptions{
-		Name: "configuration changes", Log: k.warn,
-		// Its own connection: push messages must not interleave with the
-		// transaction replies on the shared one.
-		Dedicated: true,
-		// Changes made while unsubscribed are caught by one full read.
-		OnSubscribed: func() { k.dirty.Store(true); k.watching.Store(true) },
-	})
+	k.ctx = ctx
 	t := time.NewTicker(k.o.Interval)
 	defer t.Stop()
 	for {
@@ -181,12 +170,47 @@ func (k *Keeper) notify(ctx context.Context) error {
 			want += string(f)
 		}
 	}
-	if want == cur {
+	if want != cur {
+		if err := k.client.Do(ctx, k.client.B().ConfigSet().ParameterValue().ParameterValue("notify-keyspace-events", want).Build()).Error(); err != nil {
+			return fmt.Errorf("keyspace notifications: %w", err)
+		}
+	}
+	return k.watch(ctx)
+}
+
+// watch subscribes, once, to the keyspace channels of the configuration
+// keys in the client's database. Exact channels, not patterns: Redis
+// matches every keyspace event of every key against each pattern
+// subscribed, which would tax every HSET of the hot path.
+func (k *Keeper) watch(ctx context.Context) error {
+	if k.ctx == nil || k.watchDB >= 0 {
 		return nil
 	}
-	if err := k.client.Do(ctx, k.client.B().ConfigSet().ParameterValue().ParameterValue("notify-keyspace-events", want).Build()).Error(); err != nil {
-		return fmt.Errorf("keyspace notifications: %w", err)
+	info, err := k.client.Do(ctx, k.client.B().ClientInfo().Build()).ToString()
+	if err != nil {
+		return fmt.Errorf("client info: %w", err)
 	}
+	db := 0
+	for _, f := range strings.Fields(info) {
+		if v, ok := strings.CutPrefix(f, "db="); ok {
+			db, _ = strconv.Atoi(v)
+		}
+	}
+	k.watchDB = db
+	channels := make([]string, 0, len(k.o.Keys))
+	for _, key := range k.o.Keys {
+		channels = append(channels, "__keyspace@"+strconv.Itoa(db)+"__:"+key)
+	}
+	go redisconn.Subscribe(k.ctx, k.client, func(b rueidis.Builder) rueidis.Completed {
+		return b.Subscribe().Channel(channels...).Build()
+	}, func(rueidis.PubSubMessage) { k.dirty.Store(true) }, redisconn.SubscribeOptions{
+		Name: "configuration changes", Log: k.warn,
+		// Its own connection: push messages must not interleave with the
+		// transaction replies on the shared one.
+		Dedicated: true,
+		// Changes made while unsubscribed are caught by one full read.
+		OnSubscribed: func() { k.dirty.Store(true); k.watching.Store(true) },
+	})
 	return nil
 }
 
