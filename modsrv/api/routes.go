@@ -104,7 +104,7 @@ func (s *server) routes() []route {
 			summary: "The run-time device registry: DTU registration ids and their templates.",
 			ok:      200, okBody: obj(map[string]any{"devices": arr(ref("Device"))}), errs: []int{503}},
 		{method: "POST", path: "/devices", access: accessWrite, handler: s.addDevice,
-			summary: "Register a DTU id with a template (201; 200 if already registered with it; 409 with another).",
+			summary: "Register a DTU id with a template (201; 200 if already registered with it; 409 with another template, or when the id is a channel comsrv serves).",
 			body:    ref("Device"), ok: 201, okBody: ref("Device"), errs: []int{400, 409, 503}},
 		{method: "DELETE", path: "/devices/:id", access: accessWrite, handler: s.deleteDevice,
 			summary: "Remove a DTU id from the registry.",
