@@ -263,6 +263,12 @@ func (l *link) sendSlot(now time.Time) error {
 			l.endControl(contract.Outcome{Status: contract.Failed, Message: err.Error()})
 			return nil
 		}
+		// Marking took a Redis round trip: the deadline is checked again,
+		// and the answer's timeout starts from the write.
+		if now = time.Now(); c.cmd.Expired(now) {
+			l.endControl(contract.Outcome{Status: contract.Expired, Message: control.MsgExpired})
+			return nil
+		}
 	} else {
 		adu = l.core.Plan().Tasks[l.fl.task].ADU
 	}

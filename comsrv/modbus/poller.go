@@ -505,7 +505,7 @@ func (p *Poller) addFrame(dir string) {
 // a reason when the connection was lost meanwhile.
 func (p *Poller) command(c *contract.Command) string {
 	if c.Expired(time.Now()) {
-		p.core.Report(c, contract.Outcome{Status: contract.Expired, Message: "deadline passed before the command could be sent"})
+		p.core.Report(c, contract.Outcome{Status: contract.Expired, Message: control.MsgExpired})
 		return ""
 	}
 	w, err := p.plan.Write(c.Point, c.Value)
@@ -515,6 +515,10 @@ func (p *Poller) command(c *contract.Command) string {
 	}
 	if err := control.MarkSent(p.rep, c); err != nil {
 		p.core.Report(c, contract.Outcome{Status: contract.Failed, Message: err.Error()})
+		return ""
+	}
+	if c.Expired(time.Now()) { // marking took a Redis round trip
+		p.core.Report(c, contract.Outcome{Status: contract.Expired, Message: control.MsgExpired})
 		return ""
 	}
 	req := w.Req
