@@ -245,3 +245,40 @@ func TestReservedIDsRefused(t *testing.T) {
 		t.Errorf("%d of cmd:seq, cmd:results written by refused calls", n)
 	}
 }
+
+// TestSlashIDsRefused: an id with '/' is refused as a channel, model, point
+// and control id, directly and in mapping entries (keys.ValidID refuses it).
+func TestSlashIDsRefused(t *testing.T) {
+	_, c := setup(t)
+	if keys.ValidID("a/b") {
+		t.Fatal("keys.ValidID accepts a/b")
+	}
+	redistest.Do(t, c, "HSET", keys.Mapping, "1:2", "plant/a:x", "1:3", "m:p/q")
+	redistest.Do(t, c, "HSET", keys.MappingReverse, "m:sw", "c/1:1", "m:sw2", "1:1")
+	calls := []struct {
+		fn   string
+		args []string
+	}{
+		{scripts.FnSyncMeasurement, []string{"c/1", "1", "1"}},
+		{scripts.FnSyncMeasurement, []string{"1", "p/1", "1"}},
+		{scripts.FnSyncMeasurement, []string{"1", "2", "1"}}, // mapping names model plant/a
+		{scripts.FnSyncMeasurement, []string{"1", "3", "1"}}, // mapping names point p/q
+		{scripts.FnSyncBatch, []string{"c/1", "1", "0"}},
+		{scripts.FnSendControl, []string{"plant/a", "sw2", "1"}},
+		{scripts.FnSendControl, []string{"m", "s/w", "1"}},
+		{scripts.FnSendControl, []string{"m", "sw", "1"}}, // target channel c/1
+		{scripts.FnTakeControls, []string{"c/1", "1"}},
+		{scripts.FnSetQuality, []string{"c/1", "stale", "1"}},
+		{scripts.FnSetQuality, []string{"1", "stale", "p/1"}},
+	}
+	for _, cl := range calls {
+		if e := mustErr(t, c, cl.fn, cl.args...); !strings.Contains(e, "/") {
+			t.Errorf("%s %q: error %q, want it to mention '/'", cl.fn, cl.args, e)
+		}
+	}
+	for _, k := range []string{keys.ChannelValues("c/1"), keys.ModelValues("plant/a"), keys.Command("c/1"), keys.ChannelQuality("c/1")} {
+		if exists(t, c, k) {
+			t.Errorf("key %s written", k)
+		}
+	}
+}

@@ -1,6 +1,6 @@
 #!lua name=voltedge
 -- VoltEdge data library: Redis Functions (Redis 7.0 or later, standalone).
-local VERSION = 7
+local VERSION = 8
 
 --[[
 Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl lua load)
@@ -8,9 +8,10 @@ Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl
 Keys:   every function declares 0 keys and names its keys itself; the names
         below must match internal/keys.
 Ids:    channel ids, point ids, model ids and point names are 1..128 bytes
-        with no ':', no space or control byte and no glob character (* ? [ ]),
-        and none of the reserved names (RESERVED below, = internal/keys.Reserved):
-        channels devices events pending reload results seq stats. Each is the
+        with no ':', no '/', no space or control byte and no glob character
+        (* ? [ ]), and none of the reserved names (RESERVED below, =
+        internal/keys.Reserved): channels devices events inflight pending
+        reload restore results sent seq stats templates. Each is the
         part of a fixed key after the prefix of a key family built from an id
         (cmd:pending, comsrv:stats, ...), so that no id builds a fixed key.
         Ids in mapping and mapping:reverse entries obey the same rule.
@@ -296,14 +297,14 @@ local MSG_EXPIRED = 'deadline passed before the command could be sent (comsrv re
 local QUALITY_STALE = 'stale'
 
 -- Bytes an id must not contain: NUL, control bytes and space, ':', DEL, glob characters.
-local BAD_ID_BYTES = '[%z\1- :\127%*%?%[%]]'
+local BAD_ID_BYTES = '[%z\1- /:\127%*%?%[%]]'
 
 -- Names that are not ids, because an id of that name would build a fixed key
 -- (a channel "pending" makes cmd:{channel} the set cmd:pending). Keep equal
 -- to internal/keys.Reserved, which derives them from the key table (a Go
 -- test compares the two lists).
 local RESERVED = {
-  'channels', 'devices', 'events', 'inflight', 'pending', 'reload', 'restore', 'results', 'sent', 'seq', 'stats',
+  'channels', 'devices', 'events', 'inflight', 'pending', 'reload', 'restore', 'results', 'sent', 'seq', 'stats', 'templates',
 }
 local IS_RESERVED, RESERVED_WHY = {}, 'is a reserved name (part of a fixed key; reserved:'
 for i = 1, #RESERVED do
@@ -336,7 +337,7 @@ local function id_problem(s)
   if s == '' then return 'is empty' end
   if #s > MAX_ID then return 'is longer than 128 bytes' end
   if find(s, BAD_ID_BYTES) then
-    return "contains ':', a space, a control byte or a glob character"
+    return "contains ':', '/', a space, a control byte or a glob character"
   end
   if IS_RESERVED[s] then return RESERVED_WHY end
   return nil

@@ -352,7 +352,7 @@ func TestSyncMeasurementBadArguments(t *testing.T) {
 		{[]string{"1001", "10001", "1", "2", "3"}, "got 5 argument(s)"},
 		{[]string{"", "10001", "1"}, `channel="" point=10001: channel id is empty`},
 		{[]string{"10:01", "10001", "1"}, `channel="10:01" point=10001: channel id contains ':'`},
-		{[]string{"1001", "a b", "1"}, `point="a b": point id contains ':', a space`},
+		{[]string{"1001", "a b", "1"}, `point="a b": point id contains ':', '/', a space`},
 		{[]string{"1001", "p*", "1"}, `point id contains`},
 		{[]string{"1001", strings.Repeat("x", 129), "1"}, `point id is longer than 128 bytes`},
 		{[]string{"1001", "10001", "1", "x"}, `ts_ms "x" is not a Unix time in milliseconds`},
@@ -1290,7 +1290,7 @@ func TestControlResultErrors(t *testing.T) {
 		{with(2, "02"), `code "02" is not an exception code`},
 		{with(3, strings.Repeat("m", 513)), `control_result id=42 status=exception: message of 513 bytes "mmm`},
 		{with(4, ""), `control_result id=42 status=exception: channel id "" is empty`},
-		{with(5, "a b"), `control_result id=42 status=exception: point id "a b" contains ':', a space`},
+		{with(5, "a b"), `control_result id=42 status=exception: point id "a b" contains ':', '/', a space`},
 		{with(6, "on"), `control_result id=42 status=exception: value "on" is not a number`},
 		{with(7, "power:meter"), `model id "power:meter" contains ':'`},
 		{with(8, "set*"), `control name "set*" contains`},
@@ -1449,7 +1449,7 @@ func TestSetQualityErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"1001", "stale"}, "set_quality: want <channel> <stale|good> <point> [<point> ...], got 2 argument(s)"},
-		{[]string{"10 01", "stale", "1"}, `set_quality argument 1: channel id "10 01" contains ':', a space`},
+		{[]string{"10 01", "stale", "1"}, `set_quality argument 1: channel id "10 01" contains ':', '/', a space`},
 		{[]string{"1001", "bad", "1"}, `set_quality channel=1001 argument 2: quality "bad" is neither "stale" nor "good"`},
 		{[]string{"1001", "STALE", "1"}, `quality "STALE" is neither`},
 		{[]string{"1001", "stale", "1", "2", "x:y"}, `set_quality channel=1001 argument 5: point id "x:y" contains ':'`},

@@ -37,6 +37,10 @@ const (
 	DeviceRegistry = "comsrv:devices"
 	// Channels is the set of channel ids comsrv serves.
 	Channels = "comsrv:channels"
+	// Templates is the set of template ids comsrv knows, replaced at its
+	// start, on reload and after a Redis restart: the templates a device of
+	// the registry (DeviceRegistry) may name. Absent until comsrv started.
+	Templates = "comsrv:templates"
 	// ConfigRestore is comsrv's marker that the run-time configuration
 	// (RuntimeConfig) of this Redis run is in place: the Redis run id it
 	// checked, when, and what it restored from its snapshot (field names in
@@ -143,15 +147,17 @@ func SplitRef(ref string) (owner, point string, ok bool) {
 }
 
 // ValidID reports whether s can be used as a channel id, point id, model id or
-// point name: non-empty, at most 128 bytes, no separator, no spaces or control
-// bytes, no glob character, and not a reserved name (see Reserved).
+// point name: non-empty, at most 128 bytes, no separator, no '/', no spaces
+// or control bytes, no glob character, and not a reserved name (see
+// Reserved). A '/' would make the id unreachable in a REST path, where
+// modsrv takes one path segment per id.
 func ValidID(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c <= ' ' || c == ':' || c == 0x7f || c == '*' || c == '?' || c == '[' || c == ']' {
+		if c <= ' ' || c == ':' || c == '/' || c == 0x7f || c == '*' || c == '?' || c == '[' || c == ']' {
 			return false
 		}
 	}
@@ -216,6 +222,7 @@ func Table() []Entry {
 		{ChannelData("{channel}"), "pub/sub", "comsrv", "a device's own lines (line profile) and data frames (tlv)"},
 		{ConnectionEvents, "stream", "comsrv", "link events: event, channel, listener, registration, remote, reason, ts"},
 		{Channels, "set", "comsrv", "channel ids comsrv serves"},
+		{Templates, "set", "comsrv", "template ids comsrv knows, replaced at its start and on reload; modsrv's POST /devices checks against it"},
 		{ComsrvStats, "hash", "comsrv", "process-wide counters and sync latency (p50/p99, µs)"},
 		{ConfigRestore, "hash", "comsrv", "run-time configuration in place for this Redis run: run_id, restored_at, restored, kept, snapshot_at, problem"},
 		{RestoreStaging("{key}"), "hash", "comsrv", "a configuration hash being restored, renamed to {key} if that is still missing"},

@@ -55,7 +55,7 @@ func TestValidID(t *testing.T) {
 			t.Errorf("ValidID(%q) = false", s)
 		}
 	}
-	for _, s := range []string{"", "a:b", "a b", "a*", "x\n", strings.Repeat("a", 129)} {
+	for _, s := range []string{"", "a:b", "a/b", "/", "a/", "a b", "a*", "x\n", strings.Repeat("a", 129)} {
 		if ValidID(s) {
 			t.Errorf("ValidID(%q) = true", s)
 		}
@@ -65,7 +65,7 @@ func TestValidID(t *testing.T) {
 // TestReserved checks the reserved names derived from the key table: every
 // fixed key's first part after the prefix of a per-id key family.
 func TestReserved(t *testing.T) {
-	want := []string{"channels", "devices", "events", "inflight", "pending", "reload", "restore", "results", "sent", "seq", "stats"}
+	want := []string{"channels", "devices", "events", "inflight", "pending", "reload", "restore", "results", "sent", "seq", "stats", "templates"}
 	if got := Reserved(); !slices.Equal(got, want) {
 		t.Errorf("Reserved() = %q, want %q", got, want)
 	}

@@ -99,7 +99,10 @@ func (s *server) alarms(c *fiber.Ctx) error {
 }
 
 func (s *server) ackAlarm(c *fiber.Ctx) error {
-	ref := strings.Clone(c.Params("ref"))
+	ref, err := pathParam(c, "ref")
+	if err != nil {
+		return err
+	}
 	model, point, ok := keys.SplitRef(ref)
 	if !ok || !keys.ValidID(model) || !keys.ValidID(point) {
 		return Errorf(http.StatusBadRequest, "invalid alarm reference %q: want {model}:{point_name}", ref)

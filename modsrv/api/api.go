@@ -131,7 +131,10 @@ func New(d Deps) (*fiber.App, error) {
 		BodyLimit:             BodyLimit,
 		ReadTimeout:           ReadTimeout,
 		IdleTimeout:           IdleTimeout,
-		UnescapePath:          true,
+		// Path parameters are unescaped by pathParam, after routing: an
+		// escaped '/' (%2F) stays inside its segment and is refused as part
+		// of an id instead of changing the route.
+		UnescapePath: false,
 	})
 	rs := s.routes()
 	if s.doc, err = json.Marshal(openAPI(rs)); err != nil {

@@ -548,6 +548,7 @@ func TestChannels(t *testing.T) {
 
 func TestFrames(t *testing.T) {
 	e := newEnv(t, "")
+	e.redis(t, "SADD", keys.Channels, "1001", "77")
 	for i := range 30 {
 		e.redis(t, "LPUSH", keys.ChannelFrames("1001"), fmt.Sprintf(`{"ts":%d,"dir":"rx","kind":"rtu","hex":"0103"}`, 1000+i))
 	}
@@ -926,5 +927,46 @@ func TestHostnames(t *testing.T) {
 	}
 	if r := newEnv(t, "").do(t, "GET", "/health", "", "Host", "any.name"); r.code != 200 {
 		t.Fatalf("without hostnames any Host passes: %d", r.code)
+	}
+}
+
+// TestSlashInIDs: an id with '/' is refused at every entry point of the
+// API, and a model hash whose id holds one is not listed.
+func TestSlashInIDs(t *testing.T) {
+	e := newEnv(t, "")
+	e.redis(t, "HSET", keys.ModelValues("plant/a"), "p", "1")
+	e.redis(t, "SADD", keys.Channels, "c/1")
+	if l := e.do(t, "GET", "/models", "").ok(t, 200).list(t, "models"); len(l) != 0 {
+		t.Fatalf("models: %v", l)
+	}
+	e.do(t, "GET", "/models/plant%2Fa/values", "").fails(t, 400, "bad_request", `invalid model id "plant/a"`)
+	e.do(t, "POST", "/models/plant%2Fa/control/x", `{"value":1}`, "auth", token).fails(t, 400, "bad_request", "invalid")
+	for _, p := range []string{"/channels/c%2F1", "/channels/c%2F1/points", "/channels/c%2F1/frames"} {
+		e.do(t, "GET", p, "").fails(t, 400, "bad_request", `invalid channel id "c/1"`)
+	}
+	e.do(t, "POST", "/devices", `{"id":"a/b","template":"t"}`, "auth", token).fails(t, 400, "bad_request", "invalid device id")
+	e.do(t, "POST", "/devices", `{"id":"ab","template":"t/1"}`, "auth", token).fails(t, 400, "bad_request", "invalid template id")
+	e.do(t, "DELETE", "/devices/a%2Fb", "", "auth", token).fails(t, 400, "bad_request", "invalid device id")
+	e.do(t, "POST", "/alarms/pm%3Aa%2Fb/ack", "", "auth", token).fails(t, 400, "bad_request", "invalid alarm reference")
+	// Escapes still work for ids that are valid.
+	e.redis(t, "HSET", keys.ModelValues("pm.1"), "p", "1")
+	e.do(t, "GET", "/models/pm%2E1/values", "").ok(t, 200)
+}
+
+// TestUnknownChannel404: every /channels/{id} route answers 404 for an id
+// that is not in the channel set, whatever keys the id has left.
+func TestUnknownChannel404(t *testing.T) {
+	e := newEnv(t, "")
+	e.redis(t, "LPUSH", keys.ChannelFrames("gone"), `{"ts":1}`)
+	e.redis(t, "HSET", keys.ChannelStatus("gone"), "online", "0")
+	e.redis(t, "HSET", keys.ChannelValues("gone"), "1", "2")
+	for _, id := range []string{"nope", "gone"} {
+		for _, p := range []string{"/channels/" + id, "/channels/" + id + "/points", "/channels/" + id + "/frames"} {
+			e.do(t, "GET", p, "").fails(t, 404, "not_found", `channel "`+id+`" is unknown`)
+		}
+	}
+	e.redis(t, "SADD", keys.Channels, "gone")
+	if l := e.do(t, "GET", "/channels/gone/frames", "").ok(t, 200).list(t, "frames"); len(l) != 1 {
+		t.Fatalf("frames: %v", l)
 	}
 }

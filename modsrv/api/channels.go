@@ -97,6 +97,12 @@ func (s *server) channels(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"channels": out, "total": total, "offset": offset})
 }
 
+// unknownChannel is the answer of every /channels/{id} route for an id
+// that is not in the channel set (keys.Channels), whatever keys it has left.
+func unknownChannel(id string) error {
+	return Errorf(http.StatusNotFound, "channel %q is unknown (not in %s)", id, keys.Channels)
+}
+
 func (s *server) channel(c *fiber.Ctx) error {
 	id, err := idParam(c, "id", "channel id")
 	if err != nil {
@@ -122,8 +128,8 @@ func (s *server) channel(c *fiber.Ctx) error {
 	if err != nil {
 		return s.redisError("channel points", err)
 	}
-	if !member && len(st) == 0 && n == 0 {
-		return Errorf(http.StatusNotFound, "channel %q is unknown", id)
+	if !member {
+		return unknownChannel(id)
 	}
 	status := map[string]any{"online": st[contract.ChannelOnline] == "1"}
 	stats := map[string]any{}
@@ -161,8 +167,8 @@ func (s *server) channelPoints(c *fiber.Ctx) error {
 	if err != nil {
 		return s.redisError("channel", err)
 	}
-	if !member && len(m[0]) == 0 {
-		return Errorf(http.StatusNotFound, "channel %q is unknown", id)
+	if !member {
+		return unknownChannel(id)
 	}
 	return c.JSON(fiber.Map{"channel": id, "points": points(m[0], m[1], m[2])})
 }
@@ -179,9 +185,20 @@ func (s *server) channelFrames(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
 	r := s.d.Redis
-	list, err := r.Do(ctx, r.B().Lrange().Key(keys.ChannelFrames(id)).Start(0).Stop(int64(limit-1)).Build()).AsStrSlice()
+	res := r.DoMulti(ctx,
+		r.B().Lrange().Key(keys.ChannelFrames(id)).Start(0).Stop(int64(limit-1)).Build(),
+		r.B().Sismember().Key(keys.Channels).Member(id).Build(),
+	)
+	list, err := res[0].AsStrSlice()
 	if err != nil {
 		return s.redisError("frames", err)
+	}
+	member, err := res[1].AsBool()
+	if err != nil {
+		return s.redisError("channel", err)
+	}
+	if !member {
+		return unknownChannel(id)
 	}
 	frames := make([]any, len(list))
 	for i, f := range list {

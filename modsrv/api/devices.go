@@ -40,10 +40,10 @@ func (s *server) addDevice(c *fiber.Ctx) error {
 		return err
 	}
 	if !keys.ValidID(d.ID) {
-		return Errorf(http.StatusBadRequest, "invalid device id %q: 1..128 bytes without ':', spaces, control bytes or * ? [ ]", d.ID)
+		return Errorf(http.StatusBadRequest, "invalid device id %q: %s", d.ID, idRule)
 	}
 	if !keys.ValidID(d.Template) {
-		return Errorf(http.StatusBadRequest, "invalid template id %q", d.Template)
+		return Errorf(http.StatusBadRequest, "invalid template id %q: %s", d.Template, idRule)
 	}
 	ctx, cancel := reqCtx(c)
 	defer cancel()

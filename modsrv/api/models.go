@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -194,13 +195,30 @@ func (s *server) models(c *fiber.Ctx) error {
 	return c.JSON(body)
 }
 
-// idParam returns the path parameter name, checked as an id.
-func idParam(c *fiber.Ctx, name, what string) (string, error) {
-	v := c.Params(name)
-	if !keys.ValidID(v) {
-		return "", Errorf(http.StatusBadRequest, "invalid %s %q: 1..128 bytes without ':', spaces, control bytes or * ? [ ]", what, v)
+// idRule describes keys.ValidID in error messages.
+const idRule = "1..128 bytes without ':', '/', spaces, control bytes or * ? [ ]"
+
+// pathParam returns the path parameter name, unescaped (the application
+// routes on the escaped path, so that %2F cannot add a path segment).
+func pathParam(c *fiber.Ctx, name string) (string, error) {
+	raw := c.Params(name)
+	v, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", Errorf(http.StatusBadRequest, "path parameter %s %q is not a valid escape: %v", name, raw, err)
 	}
 	return strings.Clone(v), nil
+}
+
+// idParam returns the path parameter name, unescaped and checked as an id.
+func idParam(c *fiber.Ctx, name, what string) (string, error) {
+	v, err := pathParam(c, name)
+	if err != nil {
+		return "", err
+	}
+	if !keys.ValidID(v) {
+		return "", Errorf(http.StatusBadRequest, "invalid %s %q: %s", what, v, idRule)
+	}
+	return v, nil
 }
 
 // points joins value, time and quality hashes.
