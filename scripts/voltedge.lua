@@ -304,7 +304,8 @@ local BAD_ID_BYTES = '[%z\1- /:\127%*%?%[%]]'
 -- to internal/keys.Reserved, which derives them from the key table (a Go
 -- test compares the two lists).
 local RESERVED = {
-  'channels', 'devices', 'events', 'inflight', 'pending', 'reload', 'restore', 'results', 'sent', 'seq', 'stats', 'templates',
+  'channels', 'devices', 'events', 'inflight', 'pending', 'reload', 'restore', 'results', 'sent', 'seq', 'stats',
+  'templates',
 }
 local IS_RESERVED, RESERVED_WHY = {}, 'is a reserved name (part of a fixed key; reserved:'
 for i = 1, #RESERVED do
