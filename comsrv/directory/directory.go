@@ -31,6 +31,22 @@ import (
 // MaxRegistry bounds the devices taken from the run-time registry.
 const MaxRegistry = 100000
 
+// Reasons a link is closed for, as its disconnect reason.
+const (
+	// ReasonReloaded: a reload changed or removed the channel (or the template of a registry device).
+	ReasonReloaded = "channel changed by reload"
+	// ReasonRemoved: the device was removed from the run-time registry.
+	ReasonRemoved = "removed from the registry"
+	// ReasonRegistryChanged: the device's registry entry names another template.
+	ReasonRegistryChanged = "template changed in the registry"
+)
+
+// Closing is a channel whose link must close, and why (a Reason constant).
+type Closing struct {
+	Channel *config.Channel
+	Reason  string
+}
+
 // Directory finds channels. It is safe for concurrent use.
 type Directory struct {
 	cfg       *config.Config                              // the settings comsrv started with
@@ -54,8 +70,9 @@ type catalog struct {
 	ids   []string // every channel id of the set, DTU or not
 	// others are the ids of the channels that are not DTUs (Modbus TCP and serial).
 	others map[string]bool
-	// ignored counts the registry entries skipped (invalid id or unknown template).
-	ignored int
+	// ignored are the registry entries skipped for an invalid id or an
+	// unknown template, as "id=template", sorted.
+	ignored []string
 	// taken are the registry entries skipped because a configured channel has their id, sorted.
 	taken []string
 }
@@ -71,6 +88,7 @@ func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger) (*Directory, error
 		provPlans:   make(map[*config.Channel]*poll.Plan),
 	}
 	d.templates.Store(&cfg.TemplateByID)
+	d.publishTemplates()
 	cat, err := newCatalog(cfg.ChannelList, nil)
 	if err != nil {
 		return nil, err
@@ -184,6 +202,18 @@ func (d *Directory) Provision(id, template string) (*config.Channel, *poll.Plan)
 	return ch, d.provPlans[ch]
 }
 
+// publishTemplates queues the ids of the templates in use as the template
+// set (keys.Templates), which modsrv checks registry entries against.
+func (d *Directory) publishTemplates() {
+	m := *d.templates.Load()
+	names := make([]string, 0, len(m))
+	for id := range m {
+		names = append(names, id)
+	}
+	slices.Sort(names)
+	d.sink.SetTemplates(names)
+}
+
 // template is the template of that id in use, or nil.
 func (d *Directory) template(id string) *config.Template { return (*d.templates.Load())[id] }
 
@@ -218,6 +248,7 @@ func (d *Directory) Reload(list []*config.Channel, templates map[string]*config.
 	}
 	d.cat.Store(cat)
 	d.templates.Store(&templates)
+	d.publishTemplates()
 	keep := make(map[string]bool, len(cat.ids))
 	for _, id := range cat.ids {
 		keep[id] = true
@@ -236,10 +267,10 @@ func (d *Directory) Reload(list []*config.Channel, templates map[string]*config.
 // ReadRegistry applies the run-time registry's current content: new devices
 // are found from now on and added to the channel set, removed ones leave it.
 // It returns the channels of devices removed or changed, whose links must
-// close. Entries with an invalid id or an unknown template are skipped and
-// logged, and so are the ids of configured channels (DTU or Modbus, by id or
+// close, with the reason. Entries with an invalid id or an unknown template
+// are skipped and logged by id (again when they change), and so are the ids of configured channels (DTU or Modbus, by id or
 // registration): an entry never replaces a channel of the files.
-func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]*config.Channel, error) {
+func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]Closing, error) {
 	m, err := client.Do(ctx, client.B().Hgetall().Key(keys.DeviceRegistry).Build()).AsStrMap()
 	if err != nil {
 		return nil, fmt.Errorf("read device registry %s: %w", keys.DeviceRegistry, err)
@@ -248,8 +279,7 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 	files := d.cat.Load()
 	next := &catalog{byReg: map[string]*config.Channel{}, byID: map[string]*config.Channel{}, plans: map[*config.Channel]*poll.Plan{}}
 	cache := poll.NewCache()
-	var added, taken []string
-	first := ""
+	var added, taken, invalid, unknown []string
 	for id, tpl := range m {
 		if len(next.byReg) >= MaxRegistry {
 			break
@@ -259,10 +289,12 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 			continue
 		}
 		t := d.template(tpl)
-		if !keys.ValidID(id) || t == nil {
-			if next.ignored++; first == "" {
-				first = id
-			}
+		switch {
+		case !keys.ValidID(id):
+			invalid = append(invalid, id+"="+tpl)
+			continue
+		case t == nil:
+			unknown = append(unknown, id+"="+tpl)
 			continue
 		}
 		ch := d.cfg.NewDTUChannel(id, t)
@@ -288,8 +320,16 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 		d.log.Warn("device registry: entries ignored (ids of configured channels)", "count", len(taken), "ids", taken[:min(len(taken), 10)])
 	}
 	next.taken = taken
-	if next.ignored > 0 && (old == nil || next.ignored != old.ignored) {
-		d.log.Warn("device registry: entries ignored (invalid id or unknown template)", "count", next.ignored, "first", first)
+	slices.Sort(invalid)
+	slices.Sort(unknown)
+	next.ignored = append(slices.Clip(invalid), unknown...)
+	if len(next.ignored) > 0 && (old == nil || !slices.Equal(next.ignored, old.ignored)) {
+		if len(invalid) > 0 {
+			d.log.Warn("device registry: entries ignored (invalid id)", "count", len(invalid), "entries", invalid[:min(len(invalid), 10)])
+		}
+		if len(unknown) > 0 {
+			d.log.Warn("device registry: entries ignored (unknown template)", "count", len(unknown), "entries", unknown[:min(len(unknown), 10)])
+		}
 	}
 	if len(added) > 0 {
 		d.sink.AddChannels(added...)
@@ -299,14 +339,21 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 		return nil, nil
 	}
 	var gone []string
-	var closing []*config.Channel
+	var closing []Closing
 	for id, ch := range old.byReg {
-		if next.byReg[id] == ch {
+		nc := next.byReg[id]
+		switch {
+		case nc == ch:
 			continue
-		}
-		closing = append(closing, ch)
-		if next.byReg[id] == nil && files.byID[id] == nil {
-			gone = append(gone, id)
+		case nc == nil:
+			closing = append(closing, Closing{ch, ReasonRemoved})
+			if files.byID[id] == nil {
+				gone = append(gone, id)
+			}
+		case nc.T != nil && ch.T != nil && nc.T.Name != ch.T.Name:
+			closing = append(closing, Closing{ch, ReasonRegistryChanged})
+		default:
+			closing = append(closing, Closing{ch, ReasonReloaded})
 		}
 	}
 	d.sink.RemoveChannels(gone...)
@@ -314,7 +361,8 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 }
 
 // Republish adds every channel id served (files, registry, provisioned)
-// to the channel set again, for a Redis that restarted without it.
+// to the channel set again, and publishes the template set, for a Redis
+// that restarted without them.
 func (d *Directory) Republish() {
 	ids := slices.Clone(d.cat.Load().ids)
 	if r := d.reg.Load(); r != nil {
@@ -326,4 +374,5 @@ func (d *Directory) Republish() {
 	}
 	d.mu.Unlock()
 	d.sink.AddChannels(ids...)
+	d.publishTemplates()
 }

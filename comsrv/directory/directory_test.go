@@ -52,8 +52,14 @@ func start(t *testing.T) (rueidis.Client, *sink.Sink) {
 // channelSet waits until keys.Channels holds exactly want (sorted, comma-separated).
 func channelSet(t *testing.T, rc rueidis.Client, want string) {
 	t.Helper()
-	wait.For(t, 5*time.Second, keys.Channels+" = "+want, func() error {
-		m, err := rc.Do(context.Background(), rc.B().Smembers().Key(keys.Channels).Build()).AsStrSlice()
+	setIs(t, rc, keys.Channels, want)
+}
+
+// setIs waits until the set key holds exactly want (sorted, comma-separated).
+func setIs(t *testing.T, rc rueidis.Client, key, want string) {
+	t.Helper()
+	wait.For(t, 5*time.Second, key+" = "+want, func() error {
+		m, err := rc.Do(context.Background(), rc.B().Smembers().Key(key).Build()).AsStrSlice()
 		if err != nil {
 			return err
 		}
@@ -148,7 +154,7 @@ func TestRegistryAndProvisioning(t *testing.T) {
 		t.Fatal(err)
 	}
 	closing, err = d.ReadRegistry(ctx, rc)
-	if err != nil || len(closing) != 1 || closing[0].ID != "R1" {
+	if err != nil || len(closing) != 1 || closing[0].Channel.ID != "R1" || closing[0].Reason != ReasonRemoved {
 		t.Fatalf("removal: closing %v, err %v", closing, err)
 	}
 	channelSet(t, rc, "P1,a,m")
@@ -225,10 +231,118 @@ func TestReloadReachesRegistryDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	closing, err := d.ReadRegistry(ctx, rc)
-	if err != nil || len(closing) != 1 || closing[0] != before {
+	if err != nil || len(closing) != 1 || closing[0].Channel != before || closing[0].Reason != ReasonReloaded {
 		t.Fatalf("closing %v, err %v: the device must reconnect with the reloaded template", closing, err)
 	}
 	if after, _ := d.Find("R1"); after == nil || after.T != next.TemplateByID["meter"] {
 		t.Fatal("the registry device does not use the reloaded template")
 	}
+}
+
+// TestRegistryCloseReasons: a device removed from the registry closes with
+// ReasonRemoved, one whose entry names another template with
+// ReasonRegistryChanged.
+func TestRegistryCloseReasons(t *testing.T) {
+	rc, sk := start(t)
+	dir := t.TempDir()
+	configtest.WriteIn(t, dir, map[string]string{"templates/other.toml": template})
+	d, err := New(load(t, dir, two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	redistest.Do(t, rc, "HSET", keys.DeviceRegistry, "R1", "meter", "R2", "meter")
+	if _, err := d.ReadRegistry(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Do(t, rc, "HDEL", keys.DeviceRegistry, "R1")
+	redistest.Do(t, rc, "HSET", keys.DeviceRegistry, "R2", "other")
+	closing, err := d.ReadRegistry(ctx, rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range closing {
+		got[c.Channel.ID] = c.Reason
+	}
+	if len(got) != 2 || got["R1"] != ReasonRemoved || got["R2"] != ReasonRegistryChanged {
+		t.Fatalf("closing %v", got)
+	}
+	if ReasonRemoved != "removed from the registry" {
+		t.Fatalf("ReasonRemoved = %q", ReasonRemoved)
+	}
+}
+
+// TestRegistryLogsIgnoredEntries: entries with an unknown template or an
+// invalid id (one with '/') are not served and are logged by id, again
+// whenever the ignored entries change.
+func TestRegistryLogsIgnoredEntries(t *testing.T) {
+	rc, sk := start(t)
+	var logs strings.Builder
+	d, err := New(load(t, t.TempDir(), two), sk, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	redistest.Do(t, rc, "HSET", keys.DeviceRegistry, "R1", "meter", "R2", "nope", "R/3", "meter")
+	if _, err := d.ReadRegistry(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"R2", "R/3"} {
+		if ch, _ := d.Find(id); ch != nil {
+			t.Errorf("%s is served", id)
+		}
+	}
+	if ch, _ := d.Provision("P/1", "meter"); ch != nil {
+		t.Error("an id with '/' was provisioned")
+	}
+	out := logs.String()
+	if !strings.Contains(out, "unknown template") || !strings.Contains(out, "R2=nope") || !strings.Contains(out, "invalid id") || !strings.Contains(out, "R/3") {
+		t.Fatalf("ignored entries not logged by id:\n%s", out)
+	}
+	logs.Reset()
+	redistest.Do(t, rc, "HDEL", keys.DeviceRegistry, "R2")
+	redistest.Do(t, rc, "HSET", keys.DeviceRegistry, "R4", "gone")
+	if _, err := d.ReadRegistry(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, "R4=gone") {
+		t.Fatalf("a new ignored entry (same count) was not logged:\n%s", out)
+	}
+	logs.Reset()
+	if _, err := d.ReadRegistry(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); strings.Contains(out, "ignored") {
+		t.Fatalf("unchanged ignored entries logged again:\n%s", out)
+	}
+	channelSet(t, rc, "R1,a,m")
+}
+
+// templateSet waits until keys.Templates holds exactly want (sorted, comma-separated).
+func templateSet(t *testing.T, rc rueidis.Client, want string) {
+	t.Helper()
+	setIs(t, rc, keys.Templates, want)
+}
+
+// TestTemplatesPublished: the template names are published at start,
+// replaced on reload, and published again after a Redis restart.
+func TestTemplatesPublished(t *testing.T) {
+	rc, sk := start(t)
+	dir := t.TempDir()
+	redistest.Do(t, rc, "SADD", keys.Templates, "stale_name")
+	d, err := New(load(t, dir, two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	templateSet(t, rc, "meter")
+	configtest.WriteIn(t, dir, map[string]string{"templates/other.toml": template})
+	next := load(t, dir, two)
+	if _, _, _, _, err := d.Reload(next.ChannelList, next.TemplateByID); err != nil {
+		t.Fatal(err)
+	}
+	templateSet(t, rc, "meter,other")
+	redistest.Do(t, rc, "DEL", keys.Templates)
+	d.Republish()
+	templateSet(t, rc, "meter,other")
 }

@@ -23,9 +23,6 @@ const (
 	outboxSize = 16 // lines waiting to be forwarded to a line device
 )
 
-// reasonReloaded is the disconnect reason of a link whose channel a reload changed or removed.
-const reasonReloaded = "channel changed by reload"
-
 // phase is what a link's one request slot is doing.
 type phase uint8
 
@@ -76,10 +73,10 @@ type link struct {
 	outbox   chan string
 	msgs     budget
 
-	done     chan struct{}
-	replaced atomic.Bool
-	reloaded atomic.Bool
-	lastRx   atomic.Int64 // Unix ns of the last bytes received, for a replacing connection
+	done      chan struct{}
+	replaced  atomic.Bool
+	closedFor atomic.Pointer[string] // why the server closed the link (a directory.Reason*), nil if it did not
+	lastRx    atomic.Int64           // Unix ns of the last bytes received, for a replacing connection
 
 	fl      flight
 	scratch []byte
@@ -172,8 +169,8 @@ func (l *link) run(ctx context.Context) string {
 			switch {
 			case l.replaced.Load():
 				return "replaced"
-			case l.reloaded.Load():
-				return reasonReloaded
+			case l.closedFor.Load() != nil:
+				return *l.closedFor.Load()
 			case ctx.Err() != nil:
 				return "shutdown"
 			case errors.Is(err, io.EOF):

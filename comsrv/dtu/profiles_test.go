@@ -561,4 +561,7 @@ func TestDeviceRegistry(t *testing.T) {
 	if !d.closed(5 * time.Second) {
 		t.Fatal("link of a removed device still open")
 	}
+	wait.For(t, patience, "close reason of a removed device", func() error {
+		return wait.Equal(b.hash(t, keys.ChannelStatus("REG77"))["disconnect_reason"], "removed from the registry")
+	})
 }

@@ -2,7 +2,6 @@ package dtu
 
 import (
 	"context"
-	"slices"
 	"time"
 )
 
@@ -10,7 +9,8 @@ import (
 const registryInterval = 2 * time.Second
 
 // runRegistry reads the device registry every registryInterval until ctx
-// ends, and closes the links of devices removed from it or changed.
+// ends, and closes the links of devices removed from it or changed, each
+// with its reason (directory.Closing).
 func (s *Server) runRegistry(ctx context.Context) {
 	t := time.NewTicker(registryInterval)
 	defer t.Stop()
@@ -20,7 +20,14 @@ func (s *Server) runRegistry(ctx context.Context) {
 		case err != nil && ctx.Err() == nil:
 			s.log.Warn("device registry", "err", err)
 		case len(closing) > 0:
-			s.closeLinks(func(l *link) bool { return slices.Contains(closing, l.ch) })
+			s.closeLinks(func(l *link) string {
+				for _, c := range closing {
+					if c.Channel == l.ch {
+						return c.Reason
+					}
+				}
+				return ""
+			})
 		}
 		select {
 		case <-ctx.Done():

@@ -121,23 +121,33 @@ func (s *Server) Reload(list []*config.Channel, templates map[string]*config.Tem
 		return 0, 0, 0, err
 	}
 	s.secrets.Store(newSecretIndex(list, s.listeners))
-	s.closeLinks(func(l *link) bool { return slices.Contains(closing, l.ch.ID) })
+	s.closeLinks(func(l *link) string {
+		if slices.Contains(closing, l.ch.ID) {
+			return directory.ReasonReloaded
+		}
+		return ""
+	})
 	return added, changed, removed, nil
 }
 
-// closeLinks closes the links that match, with the reason reasonReloaded.
-func (s *Server) closeLinks(match func(*link) bool) {
+// closeLinks closes the links for which reason returns a reason (not ""),
+// which becomes their disconnect reason.
+func (s *Server) closeLinks(reason func(*link) string) {
 	s.mu.Lock()
-	var closing []*link
+	type closing struct {
+		l      *link
+		reason string
+	}
+	var cl []closing
 	for _, l := range s.links {
-		if match(l) {
-			closing = append(closing, l)
+		if r := reason(l); r != "" {
+			cl = append(cl, closing{l, r})
 		}
 	}
 	s.mu.Unlock()
-	for _, l := range closing {
-		l.reloaded.Store(true)
-		_ = l.conn.Close()
+	for _, c := range cl {
+		c.l.closedFor.Store(&c.reason)
+		_ = c.l.conn.Close()
 	}
 }
 
@@ -338,8 +348,8 @@ func (s *Server) serve(ctx context.Context, l *listener, c net.Conn, cd codec, s
 	switch {
 	case lk.replaced.Load():
 		reason = "replaced"
-	case lk.reloaded.Load():
-		reason = reasonReloaded
+	case lk.closedFor.Load() != nil:
+		reason = *lk.closedFor.Load()
 	}
 	s.detach(lk, reason)
 }

@@ -2,6 +2,8 @@ package sink
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -32,6 +34,9 @@ type state struct {
 	order  []string            // channels of status, in the order they first waited
 	events []Event
 	set    map[string]bool // channel id → true to add to keys.Channels, false to remove
+	// templates replaces keys.Templates when templatesSet.
+	templates    []string
+	templatesSet bool
 
 	eventsDropped uint64
 }
@@ -116,6 +121,31 @@ func (s *Sink) setChannels(add bool, ids []string) {
 	st.signal()
 }
 
+// SetTemplates queues replacing the template set (keys.Templates) with
+// names; the latest call wins.
+func (s *Sink) SetTemplates(names []string) {
+	st := &s.state
+	st.mu.Lock()
+	st.templates, st.templatesSet = slices.Clone(names), true
+	st.mu.Unlock()
+	st.signal()
+}
+
+// writeTemplates replaces keys.Templates with names in one transaction.
+func (s *Sink) writeTemplates(ctx context.Context, names []string) error {
+	b := s.client.B()
+	cmds := rueidis.Commands{b.Multi().Build(), b.Del().Key(keys.Templates).Build()}
+	if len(names) > 0 {
+		cmds = append(cmds, b.Sadd().Key(keys.Templates).Member(names...).Build())
+	}
+	for _, r := range s.client.DoMulti(ctx, append(cmds, b.Exec().Build())...) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("write %s: %w", keys.Templates, err)
+		}
+	}
+	return nil
+}
+
 func (s *Sink) eventsDropped() uint64 {
 	s.state.mu.Lock()
 	defer s.state.mu.Unlock()
@@ -156,7 +186,25 @@ func (s *Sink) flushState() (failed bool) {
 	st.mu.Lock()
 	order, status, events, set := st.order, st.status, st.events, st.set
 	st.order, st.status, st.events, st.set = nil, map[string][]string{}, nil, map[string]bool{}
+	templates, templatesSet := st.templates, st.templatesSet
+	st.templates, st.templatesSet = nil, false
 	st.mu.Unlock()
+
+	if templatesSet {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := s.writeTemplates(ctx, templates)
+		cancel()
+		if err != nil {
+			s.failures.Add(1)
+			s.logFailure("state write failed; retrying", err)
+			st.mu.Lock()
+			if !st.templatesSet {
+				st.templates, st.templatesSet = templates, true
+			}
+			st.mu.Unlock()
+			failed = true
+		}
+	}
 
 	cmds := make([]rueidis.Completed, 0, len(order)+len(events)+2)
 	for _, ch := range order {
@@ -186,7 +234,7 @@ func (s *Sink) flushState() (failed bool) {
 		cmds = append(cmds, s.client.B().Srem().Key(keys.Channels).Member(rem...).Build())
 	}
 	if len(cmds) == 0 {
-		return false
+		return failed
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -207,7 +255,7 @@ func (s *Sink) flushState() (failed bool) {
 		done += n
 	}
 	if done == len(cmds) {
-		return false
+		return failed
 	}
 	// Put back what may not have been written, behind nothing newer.
 	st.mu.Lock()
