@@ -666,6 +666,7 @@ func TestAlarms(t *testing.T) {
 
 func TestDevices(t *testing.T) {
 	e := newEnv(t, "")
+	e.redis(t, "SADD", keys.Templates, "power_meter", "auto_meter", "other", "t")
 	e.do(t, "POST", "/devices", `{"id":"DTU2001","template":"power_meter"}`).fails(t, 401, "unauthorized", "credentials")
 	r := e.do(t, "POST", "/devices", `{"id":"DTU2001","template":"power_meter"}`, "auth", token).ok(t, 201)
 	if r.raw != `{"id":"DTU2001","template":"power_meter"}` {
@@ -968,5 +969,25 @@ func TestUnknownChannel404(t *testing.T) {
 	e.redis(t, "SADD", keys.Channels, "gone")
 	if l := e.do(t, "GET", "/channels/gone/frames", "").ok(t, 200).list(t, "frames"); len(l) != 1 {
 		t.Fatalf("frames: %v", l)
+	}
+}
+
+// TestDeviceTemplateChecked: with comsrv's template set published, an
+// unknown template is refused naming the known ones; without it the device
+// is accepted with a note.
+func TestDeviceTemplateChecked(t *testing.T) {
+	e := newEnv(t, "")
+	r := e.do(t, "POST", "/devices", `{"id":"D1","template":"nosuch"}`, "auth", token).ok(t, 201)
+	if n, _ := r.body["note"].(string); !strings.Contains(n, keys.Templates) {
+		t.Fatalf("no note on an unchecked template: %s", r.raw)
+	}
+	e.redis(t, "SADD", keys.Templates, "power_meter", "auto_meter")
+	e.do(t, "POST", "/devices", `{"id":"D2","template":"nosuch"}`, "auth", token).fails(t, 400, "bad_request", `unknown template "nosuch" (comsrv knows: auto_meter, power_meter)`)
+	if n, _ := e.redis(t, "HEXISTS", keys.DeviceRegistry, "D2").AsInt64(); n != 0 {
+		t.Fatal("D2 was added")
+	}
+	r = e.do(t, "POST", "/devices", `{"id":"D2","template":"power_meter"}`, "auth", token).ok(t, 201)
+	if r.raw != `{"id":"D2","template":"power_meter"}` {
+		t.Fatalf("add: %s", r.raw)
 	}
 }

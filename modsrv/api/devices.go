@@ -53,7 +53,8 @@ func (s *server) addDevice(c *fiber.Ctx) error {
 	// comsrv ignores such entries too; this answers the client at once.
 	res := r.DoMulti(ctx,
 		r.B().Sismember().Key(keys.Channels).Member(d.ID).Build(),
-		r.B().Hexists().Key(keys.DeviceRegistry).Field(d.ID).Build())
+		r.B().Hexists().Key(keys.DeviceRegistry).Field(d.ID).Build(),
+		r.B().Smembers().Key(keys.Templates).Build())
 	served, err := res[0].AsBool()
 	if err != nil {
 		return s.redisError("add device", err)
@@ -61,6 +62,18 @@ func (s *server) addDevice(c *fiber.Ctx) error {
 	registered, err := res[1].AsBool()
 	if err != nil {
 		return s.redisError("add device", err)
+	}
+	known, err := res[2].AsStrSlice()
+	if err != nil {
+		return s.redisError("add device", err)
+	}
+	note := ""
+	switch {
+	case len(known) == 0:
+		note = "template not checked: " + keys.Templates + " is absent (comsrv has not started on this Redis)"
+	case !slices.Contains(known, d.Template):
+		slices.Sort(known)
+		return Errorf(http.StatusBadRequest, "unknown template %q (comsrv knows: %s)", d.Template, strings.Join(known[:min(len(known), 50)], ", "))
 	}
 	if served && !registered {
 		return Errorf(http.StatusConflict, "id %q is a channel comsrv serves (configured in its channel files, or provisioned); a device cannot take it", d.ID)
@@ -71,6 +84,9 @@ func (s *server) addDevice(c *fiber.Ctx) error {
 	}
 	if added {
 		s.d.Log.Info("device registered", "user", auth.UserOf(c), "id", d.ID, "template", d.Template)
+		if note != "" {
+			return c.Status(http.StatusCreated).JSON(fiber.Map{"id": d.ID, "template": d.Template, "note": note})
+		}
 		return c.Status(http.StatusCreated).JSON(d)
 	}
 	cur, err := r.Do(ctx, r.B().Hget().Key(keys.DeviceRegistry).Field(d.ID).Build()).ToString()

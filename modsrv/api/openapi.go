@@ -85,7 +85,8 @@ func schemas() map[string]any {
 			},
 			"required": []string{"ref", "acked"},
 		},
-		"Device": obj(map[string]any{"id": str(), "template": str()}, "id", "template"),
+		"Device": obj(map[string]any{"id": str(), "template": str(),
+			"note": map[string]any{"type": "string", "description": "answers only: set when the template could not be checked (comsrv:templates absent)"}}, "id", "template"),
 	}
 }
 
