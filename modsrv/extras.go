@@ -24,6 +24,11 @@ func mountExtras(ctx context.Context, app *fiber.App, deps api.Deps) (*sync.Wait
 		Origins:     deps.Config.WSOrigins,
 		CommandTTL:  deps.Config.ControlTimeout.Duration,
 		Results:     deps.Results,
+
+		MaxClients:            deps.Config.WSMaxClients,
+		ReservedClients:       reserved(deps.Config.WSReservedClients),
+		MaxClientsPerIP:       deps.Config.WSMaxClientsPerIP,
+		MaxTotalSubscriptions: deps.Config.WSMaxSubscriptions,
 	}, deps.Log)
 	hub.Mount(app)
 	web.Mount(app)
@@ -40,4 +45,13 @@ func mountExtras(ctx context.Context, app *fiber.App, deps api.Deps) (*sync.Wait
 		hub.Run(ctx)
 	}()
 	return &bg, nil
+}
+
+// reserved translates ws_reserved_clients for ws.Options, where zero means
+// the default and a negative number none.
+func reserved(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

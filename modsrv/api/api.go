@@ -41,10 +41,9 @@ import (
 const (
 	// BodyLimit bounds a request body.
 	BodyLimit = 64 << 10
-	// ReadTimeout bounds reading one request (headers and body).
-	ReadTimeout = 30 * time.Second
-	// IdleTimeout closes keep-alive connections idle that long.
-	IdleTimeout = 2 * time.Minute
+	// ReadBufferSize bounds a request's headers, and is what each
+	// connection holds to read them.
+	ReadBufferSize = 4096
 	// redisTimeout bounds the Redis work of one request (controls excepted).
 	redisTimeout = 5 * time.Second
 	// maxRouteSeries bounds the label sets of the request counter.
@@ -129,13 +128,22 @@ func New(d Deps) (*fiber.App, error) {
 		DisableStartupMessage: true,
 		ErrorHandler:          s.errorHandler,
 		BodyLimit:             BodyLimit,
-		ReadTimeout:           ReadTimeout,
-		IdleTimeout:           IdleTimeout,
 		// Path parameters are unescaped by pathParam, after routing: an
 		// escaped '/' (%2F) stays inside its segment and is refused as part
 		// of an id instead of changing the route.
 		UnescapePath: false,
+		// A request, headers included, must arrive within the read timeout:
+		// a client that sends a partial request is dropped after it. The
+		// connections are bounded in all and per remote address (WebSocket
+		// clients included), and an idle connection gives back its buffers.
+		ReadTimeout:       or(d.Config.HTTPReadTimeout.Duration, config.DefaultHTTPReadTimeout),
+		IdleTimeout:       or(d.Config.HTTPIdleTimeout.Duration, config.DefaultHTTPIdleTimeout),
+		Concurrency:       or(d.Config.HTTPMaxConns, config.DefaultHTTPMaxConns),
+		ReadBufferSize:    ReadBufferSize,
+		WriteBufferSize:   ReadBufferSize,
+		ReduceMemoryUsage: true,
 	})
+	app.Server().MaxConnsPerIP = or(d.Config.HTTPMaxConnsPerIP, config.DefaultHTTPMaxConnsPerIP)
 	rs := s.routes()
 	if s.doc, err = json.Marshal(openAPI(rs)); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)
@@ -161,6 +169,15 @@ func New(d Deps) (*fiber.App, error) {
 		app.Add(r.method, r.path, h...)
 	}
 	return app, nil
+}
+
+// or returns v, or def when v is zero (a Config not made by config.Load).
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }
 
 // headers sets the headers every answer carries.

@@ -25,6 +25,25 @@ const (
 	DefaultSessionTTL     = 12 * time.Hour
 	DefaultMaxSessions    = 1000
 
+	// DefaultHTTPReadTimeout bounds reading one request, headers included:
+	// a partial request is dropped after it.
+	DefaultHTTPReadTimeout = 10 * time.Second
+	// DefaultHTTPIdleTimeout closes keep-alive connections idle that long.
+	DefaultHTTPIdleTimeout = 60 * time.Second
+	// DefaultHTTPMaxConns bounds the HTTP connections served at once.
+	DefaultHTTPMaxConns = 4096
+	// DefaultHTTPMaxConnsPerIP bounds the connections of one remote address
+	// (WebSocket clients included).
+	DefaultHTTPMaxConnsPerIP = 100
+	// DefaultWSMaxClients bounds the WebSocket clients.
+	DefaultWSMaxClients = 1000
+	// DefaultWSMaxClientsPerIP bounds the anonymous WebSocket clients of
+	// one remote address.
+	DefaultWSMaxClientsPerIP = 50
+	// DefaultWSMaxSubscriptions bounds the subscriptions of all WebSocket
+	// clients together.
+	DefaultWSMaxSubscriptions = 100000
+
 	// MinControlTimeout and MaxControlTimeout bound control_timeout and the
 	// ?timeout= of a control request.
 	MinControlTimeout = 100 * time.Millisecond
@@ -66,6 +85,27 @@ type Config struct {
 	// MaxSessions bounds the sessions kept at once (default 1000); the
 	// oldest is ended when a login would exceed it.
 	MaxSessions int `toml:"max_sessions"`
+	// HTTPReadTimeout bounds reading one request, headers and body
+	// (default 10s): a partial request is dropped after it.
+	HTTPReadTimeout conf.Duration `toml:"http_read_timeout"`
+	// HTTPIdleTimeout closes keep-alive connections idle that long (default 60s).
+	HTTPIdleTimeout conf.Duration `toml:"http_idle_timeout"`
+	// HTTPMaxConns bounds the HTTP connections served at once (default 4096).
+	HTTPMaxConns int `toml:"http_max_conns"`
+	// HTTPMaxConnsPerIP bounds the open connections of one remote address,
+	// WebSocket clients included (default 100).
+	HTTPMaxConnsPerIP int `toml:"http_max_conns_per_ip"`
+	// WSMaxClients bounds the WebSocket clients (default 1000).
+	WSMaxClients int `toml:"ws_max_clients"`
+	// WSReservedClients of WSMaxClients are kept for clients with
+	// credentials (default a tenth of ws_max_clients).
+	WSReservedClients int `toml:"ws_reserved_clients"`
+	// WSMaxClientsPerIP bounds the anonymous WebSocket clients of one remote
+	// address (default 50).
+	WSMaxClientsPerIP int `toml:"ws_max_clients_per_ip"`
+	// WSMaxSubscriptions bounds the model and channel subscriptions of all
+	// WebSocket clients together (default 100000).
+	WSMaxSubscriptions int `toml:"ws_max_subscriptions"`
 	// History is the store GET /history and /export read from.
 	History History `toml:"history"`
 
@@ -155,6 +195,7 @@ func (c *Config) check(pos *conf.Positions) error {
 	if c.MaxSessions < 1 || c.MaxSessions > 100000 {
 		errs.Addf(pos, "max_sessions", "%d is out of range (1..100000)", c.MaxSessions)
 	}
+	c.checkLimits(pos, &errs)
 	for i, o := range c.WSOrigins {
 		if o == "*" {
 			continue
@@ -190,6 +231,34 @@ func (c *Config) check(pos *conf.Positions) error {
 		}
 	}
 	return errs.Err()
+}
+
+// checkLimits fills in and checks the HTTP and WebSocket limits.
+func (c *Config) checkLimits(pos *conf.Positions, errs *conf.Errors) {
+	dur := func(key string, d *conf.Duration, def, lo, hi time.Duration) {
+		if !pos.Defined(key) {
+			d.Duration = def
+		}
+		if d.Duration < lo || d.Duration > hi {
+			errs.Addf(pos, key, "%s is out of range (%s..%s)", d.Duration, lo, hi)
+		}
+	}
+	num := func(key string, n *int, def, lo, hi int) {
+		if !pos.Defined(key) {
+			*n = def
+		}
+		if *n < lo || *n > hi {
+			errs.Addf(pos, key, "%d is out of range (%d..%d)", *n, lo, hi)
+		}
+	}
+	dur("http_read_timeout", &c.HTTPReadTimeout, DefaultHTTPReadTimeout, 100*time.Millisecond, 5*time.Minute)
+	dur("http_idle_timeout", &c.HTTPIdleTimeout, DefaultHTTPIdleTimeout, 100*time.Millisecond, time.Hour)
+	num("http_max_conns", &c.HTTPMaxConns, DefaultHTTPMaxConns, 16, 1000000)
+	num("http_max_conns_per_ip", &c.HTTPMaxConnsPerIP, DefaultHTTPMaxConnsPerIP, 1, 1000000)
+	num("ws_max_clients", &c.WSMaxClients, DefaultWSMaxClients, 1, 100000)
+	num("ws_reserved_clients", &c.WSReservedClients, c.WSMaxClients/10, 0, c.WSMaxClients)
+	num("ws_max_clients_per_ip", &c.WSMaxClientsPerIP, DefaultWSMaxClientsPerIP, 1, 100000)
+	num("ws_max_subscriptions", &c.WSMaxSubscriptions, DefaultWSMaxSubscriptions, 1, 10000000)
 }
 
 // checkName validates a token or user name and that it is unique among both.

@@ -44,7 +44,7 @@ const (
 	xssRegistration = `<img src=x onerror=alert(1)>`
 	xssFrame        = `<img src=x onerror=alert(2)>`
 	xssReason       = `<img src=x onerror=alert(3)>`
-	xssPoint        = `<svg/onload=alert(4)>` // a valid point name: no space, no ':'
+	xssPoint        = `<svg><script>alert(4)<` // a valid point name: no space, no ':', no '/'
 )
 
 // chromium returns the browser to use. The test is skipped when none is

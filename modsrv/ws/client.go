@@ -47,6 +47,11 @@ type client struct {
 func (h *Hub) serve(wc *websocket.Conn) {
 	user, _ := wc.Locals(localUser).(string)
 	creds, _ := wc.Locals(localCreds).([2]string)
+	s, _ := wc.Locals(localSlot).(*slot)
+	if s == nil || !s.claim() {
+		return // the slot expired: the client is not counted
+	}
+	defer s.release()
 	c := &client{
 		creds:    creds,
 		hub:      h,
@@ -242,24 +247,33 @@ func (h *Hub) handle(c *client, data []byte) {
 }
 
 // subscribe adds r's models, channels and alarms to c's subscription, all
-// or nothing.
+// or nothing. Ids that are not known models or channels are not kept: the
+// confirmation lists them as unknown.
 func (h *Hub) subscribe(c *client, r *request) {
+	models, unknown := known(r.Models, h.known.model, nil)
+	channels, unknown := known(r.Channels, h.known.channel, unknown)
 	h.mu.Lock()
-	if n := countNew(c.models, r.Models); len(c.models)+n > h.opt.MaxSubscriptions {
+	nm, nc := countNew(c.models, models), countNew(c.channels, channels)
+	switch {
+	case len(c.models)+nm > h.opt.MaxSubscriptions:
 		h.mu.Unlock()
 		c.fail(r.RequestRef, "subscription limit reached: at most "+strconv.Itoa(h.opt.MaxSubscriptions)+" models")
 		return
-	}
-	if n := countNew(c.channels, r.Channels); len(c.channels)+n > h.opt.MaxSubscriptions {
+	case len(c.channels)+nc > h.opt.MaxSubscriptions:
 		h.mu.Unlock()
 		c.fail(r.RequestRef, "subscription limit reached: at most "+strconv.Itoa(h.opt.MaxSubscriptions)+" channels")
 		return
+	case h.subs+nm+nc > h.opt.MaxTotalSubscriptions:
+		h.mu.Unlock()
+		c.fail(r.RequestRef, "server subscription limit reached: at most "+strconv.Itoa(h.opt.MaxTotalSubscriptions)+" for all clients")
+		return
 	}
-	for _, m := range r.Models {
+	h.subs += nm + nc
+	for _, m := range models {
 		c.models[m] = struct{}{}
 		addSub(h.models, m, c)
 	}
-	for _, ch := range r.Channels {
+	for _, ch := range channels {
 		c.channels[ch] = struct{}{}
 		addSub(h.channels, ch, c)
 	}
@@ -269,7 +283,22 @@ func (h *Hub) subscribe(c *client, r *request) {
 	}
 	msg := c.subscription()
 	h.mu.Unlock()
+	msg.Unknown = unknown
 	c.send(msg)
+}
+
+// known returns the catalog's copies of the ids that lookup knows, and
+// appends the others to unknown.
+func known(ids []string, lookup func(string) (string, bool), unknown []string) (have, _ []string) {
+	have = make([]string, 0, len(ids))
+	for _, id := range ids {
+		if s, ok := lookup(id); ok {
+			have = append(have, s)
+		} else {
+			unknown = append(unknown, id)
+		}
+	}
+	return have, unknown
 }
 
 // unsubscribe removes r's models and channels, and alarms when r has
@@ -280,12 +309,14 @@ func (h *Hub) unsubscribe(c *client, r *request) {
 		if _, ok := c.models[m]; ok {
 			delete(c.models, m)
 			removeSub(h.models, m, c)
+			h.subs--
 		}
 	}
 	for _, ch := range r.Channels {
 		if _, ok := c.channels[ch]; ok {
 			delete(c.channels, ch)
 			removeSub(h.channels, ch, c)
+			h.subs--
 		}
 	}
 	if r.Alarms != nil && *r.Alarms {

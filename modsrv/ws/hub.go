@@ -32,6 +32,8 @@ const (
 	DefaultMaxMessageBytes  = 16 << 10
 	DefaultMaxSubscriptions = 1000
 	DefaultMaxClients       = 1000
+	DefaultMaxClientsPerIP  = 50
+	DefaultMaxTotalSubs     = 100000
 	DefaultChannelInterval  = 2 * time.Second
 	DefaultCommandTTL       = 30 * time.Second
 	DefaultCommandWait      = DefaultCommandTTL + 5*time.Second
@@ -51,6 +53,9 @@ const (
 // localUser is the fiber.Ctx local that carries the authorised user from
 // the upgrade request to the connection.
 const localUser = "voltedge.ws.user"
+
+// localSlot carries the client's *slot from admit to the connection.
+const localSlot = "voltedge.ws.slot"
 
 // localCreds carries the upgrade request's Authorization and Cookie headers.
 const localCreds = "voltedge.ws.creds"
@@ -84,8 +89,21 @@ type Options struct {
 	// client subscribes to (default 1000).
 	MaxSubscriptions int
 	// MaxClients bounds the connected clients (default 1000); more are
-	// refused with 503.
+	// refused with 503. A slot is taken before the upgrade completes, so
+	// the bound is exact.
 	MaxClients int
+	// ReservedClients of MaxClients are kept for clients with credentials
+	// (default a tenth of MaxClients; negative: none).
+	ReservedClients int
+	// MaxClientsPerIP bounds the clients without credentials from one
+	// remote address (default 50); more are refused with 429.
+	MaxClientsPerIP int
+	// MaxTotalSubscriptions bounds the model and channel subscriptions of
+	// all clients together (default 100000).
+	MaxTotalSubscriptions int
+	// CatalogInterval is how often the known models and channels are read
+	// again (default 30s). Only known ids can be subscribed to.
+	CatalogInterval time.Duration
 	// ChannelInterval is how often the status of subscribed channels is
 	// sent (default 2s); negative disables channel status.
 	ChannelInterval time.Duration
@@ -118,6 +136,23 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxClients <= 0 {
 		o.MaxClients = DefaultMaxClients
+	}
+	switch {
+	case o.ReservedClients == 0:
+		o.ReservedClients = o.MaxClients / 10
+	case o.ReservedClients < 0:
+		o.ReservedClients = 0
+	case o.ReservedClients > o.MaxClients:
+		o.ReservedClients = o.MaxClients
+	}
+	if o.MaxClientsPerIP <= 0 {
+		o.MaxClientsPerIP = DefaultMaxClientsPerIP
+	}
+	if o.MaxTotalSubscriptions <= 0 {
+		o.MaxTotalSubscriptions = DefaultMaxTotalSubs
+	}
+	if o.CatalogInterval <= 0 {
+		o.CatalogInterval = DefaultCatalogInterval
 	}
 	if o.ChannelInterval == 0 {
 		o.ChannelInterval = DefaultChannelInterval
@@ -169,6 +204,10 @@ type Hub struct {
 	models   map[string]map[*client]struct{}
 	channels map[string]map[*client]struct{}
 	alarms   map[*client]struct{}
+	subs     int // entries of models and channels, bounded by MaxTotalSubscriptions
+
+	slots slots   // clients, counted before the upgrade
+	known catalog // the models and channels that can be subscribed to
 
 	accepted, refused, slowDrops, updates, alarmsRead, sent atomic.Uint64
 	badMessages, commands, commandsRefused                  atomic.Uint64
@@ -195,6 +234,7 @@ func New(rc rueidis.Client, opt Options, log *slog.Logger) *Hub {
 		models:   make(map[string]map[*client]struct{}),
 		channels: make(map[string]map[*client]struct{}),
 		alarms:   make(map[*client]struct{}),
+		slots:    slots{perIP: make(map[string]int)},
 	}
 	if own {
 		h.results = results
@@ -250,7 +290,8 @@ func (h *Hub) Stats() Stats {
 // (1001) and returns.
 func (h *Hub) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); h.runCatalog(ctx) }()
 	go func() { defer wg.Done(); h.relayUpdates(ctx) }()
 	go func() { defer wg.Done(); h.relayAlarms(ctx) }()
 	if h.results != nil {
@@ -291,10 +332,16 @@ func (h *Hub) admit(c *fiber.Ctx) error {
 		h.refused.Add(1)
 		return sendError(c, fiber.StatusUnauthorized, "unauthorized", "a bearer token or a login is required")
 	}
-	if h.Clients() >= h.opt.MaxClients {
+	s, status, why := h.reserve(c.IP(), ok)
+	if s == nil {
 		h.refused.Add(1)
-		return sendError(c, fiber.StatusServiceUnavailable, "unavailable", "too many WebSocket clients")
+		code := "unavailable"
+		if status == fiber.StatusTooManyRequests {
+			code = "too_many_requests"
+		}
+		return sendError(c, status, code, why)
 	}
+	c.Locals(localSlot, s)
 	if ok {
 		if user == "" {
 			user = "?"
@@ -302,7 +349,15 @@ func (h *Hub) admit(c *fiber.Ctx) error {
 		c.Locals(localUser, user)
 		c.Locals(localCreds, [2]string{c.Get(fiber.HeaderAuthorization), c.Get(fiber.HeaderCookie)})
 	}
-	return c.Next()
+	err := c.Next()
+	if err != nil || c.Response().StatusCode() != fiber.StatusSwitchingProtocols {
+		s.release() // not upgraded
+		return err
+	}
+	// The handler claims the slot; if the 101 answer cannot be written it
+	// never runs, and the slot is released after the grace.
+	time.AfterFunc(handshakeGrace, s.expire)
+	return nil
 }
 
 // originAllowed reports whether a browser at origin may connect: same
@@ -375,6 +430,7 @@ func (h *Hub) unregister(c *client) {
 	for ch := range c.channels {
 		removeSub(h.channels, ch, c)
 	}
+	h.subs -= len(c.models) + len(c.channels)
 	delete(h.alarms, c)
 }
 

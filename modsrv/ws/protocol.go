@@ -68,6 +68,9 @@ type subscribedMessage struct {
 	Models   []string `json:"models"`
 	Channels []string `json:"channels"`
 	Alarms   bool     `json:"alarms"`
+	// Unknown lists the ids of the request that name no known model or
+	// channel; they are not subscribed.
+	Unknown []string `json:"unknown,omitempty"`
 }
 
 // ackMessage answers a command: accepted with its id, or refused with a reason.

@@ -63,6 +63,7 @@ func (h *Hub) onUpdate(channel, payload string) {
 	if !ok || len(payload) > maxPayload {
 		return
 	}
+	h.known.learnModel(model)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	subs := h.models[model]

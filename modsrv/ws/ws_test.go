@@ -104,8 +104,8 @@ func startHub(t *testing.T, c rueidis.Client, opt Options) *env {
 			return err
 		}
 		return wait.Check(n >= 1, "PUBSUB NUMPAT = %d", n)
-
 	})
+	wait.For(t, patience, "the catalog", func() error { return wait.Check(hub.known.isLoaded(), "not loaded") })
 	return e
 }
 
@@ -208,6 +208,20 @@ func subscribe(t *testing.T, c *fws.Conn, sub map[string]any) msg {
 	return readType(t, c, TypeSubscribed)
 }
 
+// makeKnown creates the value hashes of models and adds channels to the
+// channels comsrv serves, then has the hub read its catalog: only known
+// ids can be subscribed to.
+func (e *env) makeKnown(t *testing.T, models, channels []string) {
+	t.Helper()
+	for _, m := range models {
+		do(t, e.c, "HSET", keys.ModelValues(m), "p", "0")
+	}
+	for _, ch := range channels {
+		do(t, e.c, "SADD", keys.Channels, ch)
+	}
+	e.hub.refreshCatalog(context.Background())
+}
+
 func do(t *testing.T, c rueidis.Client, args ...string) rueidis.RedisResult {
 	t.Helper()
 	return redistest.Do(t, c, args...)
@@ -216,6 +230,7 @@ func do(t *testing.T, c rueidis.Client, args ...string) rueidis.RedisResult {
 func TestSubscribeRelaysOnlySubscribedModels(t *testing.T) {
 	e := newEnv(t, Options{})
 	do(t, e.c, "HSET", keys.Mapping, keys.PointRef("1001", "10001"), keys.PointRef("power_meter", "voltage"))
+	e.makeKnown(t, []string{"power_meter", "probe"}, nil)
 	conn := e.dial(t, "/ws", nil)
 	got := subscribe(t, conn, map[string]any{"models": []string{"power_meter"}})
 	if fmt.Sprint(got["models"]) != "[power_meter]" || got["alarms"] != false {
@@ -278,6 +293,7 @@ func TestSlowClientDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer slow.Close()
+	e.makeKnown(t, []string{"m"}, nil)
 	subscribe(t, slow, map[string]any{"models": []string{"m"}})
 	fast := e.dial(t, "/ws", nil)
 	subscribe(t, fast, map[string]any{"models": []string{"m"}})
@@ -341,6 +357,7 @@ func TestSlowClientDropped(t *testing.T) {
 // gets the close frame 1008 "too slow".
 func TestSlowClientCloseCode(t *testing.T) {
 	e := newEnv(t, Options{QueueSize: 1})
+	e.makeKnown(t, []string{"m"}, nil)
 	conn := e.dial(t, "/ws", nil)
 	subscribe(t, conn, map[string]any{"models": []string{"m"}})
 	// Two messages in one pipeline: the second finds the queue full unless
@@ -371,6 +388,7 @@ func TestSlowClientCloseCode(t *testing.T) {
 
 func TestBadMessages(t *testing.T) {
 	e := newEnv(t, Options{MaxSubscriptions: 3, MaxMessageBytes: 1024})
+	e.makeKnown(t, []string{"a", "b", "c", "d"}, nil)
 	conn := e.dial(t, "/ws", nil)
 	cases := []struct{ in, want string }{
 		{`{"type":`, "invalid JSON"},
@@ -629,6 +647,7 @@ func TestAlarmsAndChannels(t *testing.T) {
 	// Channels: the status hash, periodically, for subscribed channels only.
 	do(t, e.c, "HSET", keys.ChannelStatus("1001"), "online", "1", "registration", "<img src=x>")
 	do(t, e.c, "HSET", keys.ChannelStatus("1002"), "online", "0")
+	e.makeKnown(t, nil, []string{"1001", "1002"})
 	write(t, conn, map[string]any{"type": TypeUnsubscribe, "alarms": true})
 	if m := readType(t, conn, TypeSubscribed); m["alarms"] != false {
 		t.Fatalf("after unsubscribe: %v", m)
