@@ -78,7 +78,7 @@ func run(ctx context.Context, env *svc.Env[config.Config], ready func(net.Addr))
 	if err != nil {
 		return err
 	}
-	err = serve(ctx, app, cfg.Listen, env.Log, ready)
+	err = serve(ctx, app, cfg.Listen, cfg.HTTPMaxConnsPerIP, env.Log, ready)
 	bg.Wait()
 	return err
 }
@@ -101,11 +101,12 @@ func authOptions(cfg *config.Config) auth.Options {
 }
 
 // serve runs app on addr until ctx ends, then shuts it down gracefully.
-func serve(ctx context.Context, app *fiber.App, addr string, log *slog.Logger, ready func(net.Addr)) error {
+func serve(ctx context.Context, app *fiber.App, addr string, perAddr int, log *slog.Logger, ready func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	ln = api.LimitPerAddr(ln, perAddr)
 	log.Info("http listening", "addr", ln.Addr().String())
 	if ready != nil {
 		ready(ln.Addr())

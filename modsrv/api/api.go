@@ -143,7 +143,6 @@ func New(d Deps) (*fiber.App, error) {
 		WriteBufferSize:   ReadBufferSize,
 		ReduceMemoryUsage: true,
 	})
-	app.Server().MaxConnsPerIP = or(d.Config.HTTPMaxConnsPerIP, config.DefaultHTTPMaxConnsPerIP)
 	rs := s.routes()
 	if s.doc, err = json.Marshal(openAPI(rs)); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)

@@ -21,6 +21,7 @@ func (e *env) serveLoopback(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln = LimitPerAddr(ln, e.deps.Config.HTTPMaxConnsPerIP)
 	go func() { _ = e.app.Listener(ln) }()
 	t.Cleanup(func() { _ = e.app.ShutdownWithTimeout(5 * time.Second) })
 	return ln.Addr().String()

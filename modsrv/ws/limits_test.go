@@ -74,9 +74,7 @@ func TestClientLimitExact(t *testing.T) {
 	if n, st := e.dialMany(t, 10, "127.0.0.1", auth); n != 4 {
 		t.Fatalf("%d clients with a token accepted (%v), want the 4 reserved", n, st)
 	}
-	if got := e.hub.Clients(); got != 20 {
-		t.Fatalf("%d clients, want 20", got)
-	}
+	wait.For(t, patience, "20 clients in the hub", func() error { return wait.Equal(e.hub.Clients(), 20) })
 	if _, status, _ := e.dialFrom("127.0.0.1", auth); status != http.StatusServiceUnavailable {
 		t.Fatalf("over the limit: status %d, want 503", status)
 	}
