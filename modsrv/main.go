@@ -5,17 +5,28 @@
 // redis_url) and makes sure the Lua library is loaded, then serves HTTP on
 // listen until SIGINT or SIGTERM, when it stops accepting requests and
 // lets those in flight finish.
+//
+// A configured user whose password is a well-known demo password stops it
+// at start unless it runs with -demo. modsrv -hash-password reads a
+// password line from standard input and prints its bcrypt hash for a
+// [[user]] of modsrv.toml.
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/svc"
@@ -31,15 +42,56 @@ const shutdownTimeout = 10 * time.Second
 const redisConnections = 2
 
 func main() {
-	svc.Run(service(nil))
+	svc.Run(service(nil, &options{}))
 }
 
-// service is modsrv for svc; ready (if not nil) is called with the
-// listening address.
-func service(ready func(net.Addr)) svc.Service[config.Config] {
+// options are modsrv's own flags.
+type options struct {
+	// demo (-demo) accepts users with a well-known demo password.
+	demo bool
+}
+
+// flags adds modsrv's own flags to fs: -demo, and -hash-password, which
+// prints the bcrypt hash of a password read from standard input and exits.
+func (o *options) flags(fs *flag.FlagSet) {
+	fs.BoolVar(&o.demo, "demo", false, "accept users whose password is a well-known demo password (\"demo\", \"admin\", …): for demonstrations only")
+	fs.BoolFunc("hash-password", "read a password line from standard input, print its bcrypt hash for a [[user]] of modsrv.toml and exit", func(string) error {
+		if err := hashPassword(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "modsrv: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+		return nil
+	})
+}
+
+// hashPassword writes the bcrypt hash (default cost) of the first line of r to w.
+func hashPassword(r io.Reader, w io.Writer) error {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read password: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return errors.New("empty password: write it as one line on standard input")
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	if err != nil {
+		return fmt.Errorf("hash password: %w", err)
+	}
+	_, err = fmt.Fprintln(w, string(hash))
+	return err
+}
+
+// service is modsrv for svc with the flags of o; ready (if not nil) is
+// called with the listening address.
+func service(ready func(net.Addr), o *options) svc.Service[config.Config] {
 	return svc.Service[config.Config]{
-		Name: "modsrv",
-		Load: config.Load,
+		Name:  "modsrv",
+		Flags: o.flags,
+		Load: func(path string) (*config.Config, error) {
+			return config.Options{Demo: o.demo}.Load(path)
+		},
 		Settings: func(c *config.Config) svc.Settings {
 			return svc.Common(&c.ServiceConfig) // the API serves /metrics on its own listener
 		},
@@ -49,7 +101,7 @@ func service(ready func(net.Addr)) svc.Service[config.Config] {
 		},
 		RedisConnections: redisConnections,
 		StartAttrs: func(c *config.Config) []any {
-			return []any{"listen", c.Listen, "read_open", c.ReadOpen, "tokens", len(c.Tokens), "users", len(c.Users)}
+			return []any{"listen", c.Listen, "read_open", c.ReadOpen, "tokens", len(c.Tokens), "users", len(c.Users), "demo", o.demo}
 		},
 		Serve: func(ctx context.Context, env *svc.Env[config.Config]) error { return run(ctx, env, ready) },
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/scripts"
@@ -27,7 +29,7 @@ func TestRun(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "modsrv.toml")
 	doc := "listen = \"127.0.0.1:0\"\nlog_file = \"" + filepath.Join(dir, "modsrv.log") + "\"\n" +
-		"[[token]]\nname = \"t\"\ntoken = \"0123456789abcdef0123\"\n"
+		"[[token]]\nname = \"t\"\ntoken = \"0123456789abcdef0123456789abcdef\"\n"
 	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +38,7 @@ func TestRun(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- svc.Start(ctx, service(func(a net.Addr) { addrc <- a }), svc.Args{Config: cfg, Redis: srv.URL()})
+		done <- svc.Start(ctx, service(func(a net.Addr) { addrc <- a }, &options{}), svc.Args{Config: cfg, Redis: srv.URL()})
 	}()
 	var addr net.Addr
 	select {
@@ -60,8 +62,20 @@ func TestRun(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || h.Redis != "ok" || h.LuaVersion != scripts.Version() {
 		t.Fatalf("health %d %+v %v", resp.StatusCode, h, err)
 	}
-	req, _ := http.NewRequest("POST", "http://"+addr.String()+"/devices", strings.NewReader(`{"id":"D1","template":"t1"}`))
-	req.Header.Set("Authorization", "Bearer 0123456789abcdef0123")
+	// By default only IP addresses and localhost may address modsrv: a
+	// rebinding DNS name of a foreign page is refused.
+	req, _ := http.NewRequest("GET", "http://"+addr.String()+"/health", nil)
+	req.Host = "rebind.example"
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("GET /health as rebind.example: %d", resp.StatusCode)
+	}
+	req, _ = http.NewRequest("POST", "http://"+addr.String()+"/devices", strings.NewReader(`{"id":"D1","template":"t1"}`))
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef0123456789abcdef")
 	resp, err = hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -103,11 +117,50 @@ func TestRunConfigErrors(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("listen = \":8002\"\nbogus = 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := svc.Start(context.Background(), service(nil), svc.Args{Config: cfg})
+	err := svc.Start(context.Background(), service(nil, &options{}), svc.Args{Config: cfg})
 	if err == nil || !strings.Contains(err.Error(), `bad.toml:2:1: key "bogus": unknown key`) {
 		t.Fatalf("got %v", err)
 	}
-	if err := svc.Start(context.Background(), service(nil), svc.Args{Config: "../config/modsrv.toml", Check: true}); err != nil {
+	if err := svc.Start(context.Background(), service(nil, &options{}), svc.Args{Config: "../config/modsrv.toml", Check: true}); err != nil {
 		t.Fatalf("-check of the example: %v", err)
+	}
+}
+
+// TestRunRefusesDemoPassword: a user with a well-known demo password stops
+// modsrv at start, naming its position, unless it runs with -demo.
+func TestRunRefusesDemoPassword(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("admin"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "demo.toml")
+	if err := os.WriteFile(cfg, []byte("[[user]]\nname = \"admin\"\nbcrypt = \""+string(hash)+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = svc.Start(context.Background(), service(nil, &options{}), svc.Args{Config: cfg, Check: true})
+	if err == nil || !strings.Contains(err.Error(), `demo.toml:3:10: key "user[0].bcrypt": the password is "admin"`) {
+		t.Fatalf("got %v", err)
+	}
+	if err := svc.Start(context.Background(), service(nil, &options{demo: true}), svc.Args{Config: cfg, Check: true}); err != nil {
+		t.Fatalf("with -demo: %v", err)
+	}
+}
+
+// TestHashPassword: modsrv -hash-password prints a bcrypt hash of the
+// first line of its input.
+func TestHashPassword(t *testing.T) {
+	var out strings.Builder
+	if err := hashPassword(strings.NewReader("a long pass phrase\n"), &out); err != nil {
+		t.Fatal(err)
+	}
+	h := strings.TrimSpace(out.String())
+	if err := bcrypt.CompareHashAndPassword([]byte(h), []byte("a long pass phrase")); err != nil {
+		t.Fatalf("%q: %v", h, err)
+	}
+	if c, _ := bcrypt.Cost([]byte(h)); c != bcrypt.DefaultCost {
+		t.Fatalf("cost %d", c)
+	}
+	if err := hashPassword(strings.NewReader("\n"), &out); err == nil {
+		t.Fatal("empty password hashed")
 	}
 }

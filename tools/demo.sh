@@ -4,6 +4,9 @@
 #   port 6390; redis-server is installed with apt when missing and root),
 #   the Lua library and the demo mappings, comsrv, simulated DTUs
 #   (DTU1001..DTU1004 transparent, 5001 tlv, DEV001 line) and the other services. Ctrl-C stops everything.
+# The console user "demo" gets a random password, printed at start: modsrv
+# runs on a copy of config/modsrv.toml in the run directory with that user
+# added (the shipped configuration has no user).
 # DEMO_SECONDS=N stops it after N seconds (used to check the demo unattended).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +49,19 @@ export VOLTEDGE_REDIS=$REDIS_URL
 "$BIN/edgectl" lua load
 "$BIN/edgectl" mappings load config/mappings/demo.toml
 
+# The console user: a random password, its bcrypt hash in the run
+# directory's copy of modsrv.toml.
+DEMO_PASSWORD=$(head -c 15 /dev/urandom | base64 | tr '+/' 'xy')
+DEMO_HASH=$(printf '%s\n' "$DEMO_PASSWORD" | "$BIN/modsrv" -hash-password)
+cp config/modsrv.toml "$RUN/modsrv.toml"
+printf '\n# Added by make demo.\n[[user]]\nname = "demo"\nbcrypt = "%s"\n' "$DEMO_HASH" >>"$RUN/modsrv.toml"
+chmod 600 "$RUN/modsrv.toml"
+
 "$BIN/comsrv" -config config/comsrv.toml -redis "$REDIS_URL" -snapshot "$RUN/config.snapshot" 2>"$RUN/comsrv.log" &
 pids+=($!)
-for svc in modsrv alarmsrv netsrv; do
+"$BIN/modsrv" -config "$RUN/modsrv.toml" -redis "$REDIS_URL" 2>"$RUN/modsrv.log" &
+pids+=($!)
+for svc in alarmsrv netsrv; do
   "$BIN/$svc" -config "config/$svc.toml" -redis "$REDIS_URL" 2>"$RUN/$svc.log" &
   pids+=($!)
 done
@@ -74,7 +87,7 @@ Try, in another terminal:
   $BIN/edgectl send power_meter setpoint 50 # a control: prints the id, then the outcome
   ${CLI[*]} PUBLISH result "open,DEV001,valve=1"   # forwarded to the line device
   $BIN/edgectl status                       # channels with counters
-  open http://127.0.0.1:8002/               # the console (log in as demo / demo to send controls)
+  open http://127.0.0.1:8002/               # the console (log in as demo / $DEMO_PASSWORD to send controls)
   wscat -c ws://127.0.0.1:8002/ws -x '{"type":"subscribe","models":["power_meter"]}' -w 10
   kill -HUP \$(pgrep -x comsrv)  or  $BIN/edgectl reload   # re-read channels and templates
 Ctrl-C stops the demo.

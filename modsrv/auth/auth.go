@@ -1,7 +1,8 @@
 // Package auth controls access to modsrv: bearer tokens for other systems,
 // users with bcrypt password hashes who log in for a session cookie, a
-// per-IP login rate limit, and fiber middleware that lets reads through on
-// a trusted LAN (read_open) while every write needs credentials.
+// per-IP limit on logins and failed bearer tokens, and fiber middleware that
+// lets reads through on a trusted LAN (read_open) while every write needs
+// credentials.
 //
 // Failures are returned as *fiber.Error (401, 429); the application's error
 // handler renders them in the API's error shape.
@@ -38,12 +39,23 @@ const (
 	maxLimitedIPs = 10000
 	// maxField bounds the user name and password of a login.
 	maxField = 256
+	// MinTokenLength is the shortest bearer token secret accepted.
+	MinTokenLength = 32
+	// MinTokenVariety is the fewest distinct characters a bearer token
+	// secret must have ("aaaa…" or "abab…" are refused whatever their length).
+	MinTokenVariety = 10
 )
+
+// DemoPasswords are passwords that demos, examples and guessers use first:
+// a configured user with one of them is refused outside a demo (see
+// DemoPassword).
+var DemoPasswords = []string{"demo", "admin", "password", "voltedge", "changeme", "123456"}
 
 // Locals keys set by the middleware.
 const (
-	localsAuth = "voltedge.auth"
-	localsUser = "voltedge.user"
+	localsAuth    = "voltedge.auth"
+	localsUser    = "voltedge.user"
+	localsChecked = "voltedge.checked"
 )
 
 // Token is a bearer token and the name its requests are made in.
@@ -64,7 +76,8 @@ type Options struct {
 	Users  []User
 	// ReadOpen lets reads through without credentials.
 	ReadOpen bool
-	// LoginRate is the number of login attempts per remote IP and minute.
+	// LoginRate is the number of login attempts per remote IP and minute;
+	// failed bearer tokens count against the same limit.
 	LoginRate int
 	// SessionTTL is the lifetime of a session.
 	SessionTTL time.Duration
@@ -97,7 +110,8 @@ type session struct {
 	expires time.Time
 }
 
-// New makes an Auth from o; it fails on an unreadable password hash.
+// New makes an Auth from o; it fails on a weak token secret (see
+// CheckTokenStrength) or an unreadable password hash.
 func New(o Options) (*Auth, error) {
 	if o.LoginRate <= 0 {
 		o.LoginRate = DefaultLoginRate
@@ -117,8 +131,8 @@ func New(o Options) (*Auth, error) {
 		sessions: make(map[string]*session),
 	}
 	for _, t := range o.Tokens {
-		if t.Secret == "" {
-			return nil, fmt.Errorf("token %q: empty secret", t.Name)
+		if err := CheckTokenStrength(t.Secret); err != nil {
+			return nil, fmt.Errorf("token %q: %w", t.Name, err)
 		}
 		a.tokens = append(a.tokens, hashedToken{name: t.Name, sum: sha256.Sum256([]byte(t.Secret))})
 	}
@@ -143,6 +157,36 @@ func New(o Options) (*Auth, error) {
 	return a, nil
 }
 
+// ErrWeakToken is returned (wrapped) by CheckTokenStrength.
+var ErrWeakToken = errors.New("weak bearer token")
+
+// CheckTokenStrength refuses a bearer token secret shorter than
+// MinTokenLength or with fewer than MinTokenVariety distinct characters.
+func CheckTokenStrength(secret string) error {
+	if len(secret) < MinTokenLength {
+		return fmt.Errorf("%w: must be at least %d characters (e.g. from: openssl rand -hex 24)", ErrWeakToken, MinTokenLength)
+	}
+	distinct := map[rune]bool{}
+	for _, r := range secret {
+		distinct[r] = true
+	}
+	if len(distinct) < MinTokenVariety {
+		return fmt.Errorf("%w: has only %d distinct characters, needs at least %d (e.g. from: openssl rand -hex 24)", ErrWeakToken, len(distinct), MinTokenVariety)
+	}
+	return nil
+}
+
+// DemoPassword reports which of DemoPasswords the bcrypt hash is of, if
+// any. It costs one bcrypt comparison per demo password.
+func DemoPassword(hash string) (string, bool) {
+	for _, pw := range DemoPasswords {
+		if bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil {
+			return pw, true
+		}
+	}
+	return "", false
+}
+
 // ReadOpen reports whether reads need no credentials.
 func (a *Auth) ReadOpen() bool { return a.readOpen }
 
@@ -164,18 +208,64 @@ func (a *Auth) CheckToken(secret string) (name string, ok bool) {
 // Check reports who made the request: the name of its bearer token
 // ("Authorization: Bearer <token>") or the user of its session cookie. A
 // request with an Authorization header is judged by the header alone.
+//
+// A failed Authorization header counts as an attempt against the login
+// limit of the remote address; while that address is over the limit every
+// Authorization header from it fails, the right one included (RequireRead,
+// RequireWrite and Me then answer 429).
 func (a *Auth) Check(c *fiber.Ctx) (who string, ok bool) {
-	if h := c.Get(fiber.HeaderAuthorization); h != "" {
-		scheme, secret, found := strings.Cut(h, " ")
-		if !found || !strings.EqualFold(scheme, "Bearer") {
-			return "", false
+	r := a.check(c)
+	return r.who, r.ok
+}
+
+// checked is the outcome of checking one request's credentials. It is kept
+// in the request's Locals, so that a request checked by the middleware and
+// again by a handler counts one failure at most.
+type checked struct {
+	authorization string
+	cookie        string
+	who           string
+	ok            bool
+	// wait, when positive, says the address is over the limit for so long.
+	wait time.Duration
+}
+
+func (a *Auth) check(c *fiber.Ctx) checked {
+	h, cookie := c.Get(fiber.HeaderAuthorization), c.Cookies(CookieName)
+	if r, ok := c.Locals(localsChecked).(*checked); ok && r.authorization == h && r.cookie == cookie {
+		return *r
+	}
+	r := checked{authorization: h, cookie: cookie}
+	switch {
+	case h != "":
+		now := time.Now()
+		if limited, wait := a.limiter.limited(c.IP(), now); limited {
+			r.wait = wait
+			break
 		}
-		return a.CheckToken(strings.TrimSpace(secret))
+		if scheme, secret, found := strings.Cut(h, " "); found && strings.EqualFold(scheme, "Bearer") {
+			r.who, r.ok = a.CheckToken(strings.TrimSpace(secret))
+		}
+		if !r.ok {
+			a.limiter.allow(c.IP(), now)
+		}
+	case cookie != "":
+		r.who, r.ok = a.session(cookie)
 	}
-	if v := c.Cookies(CookieName); v != "" {
-		return a.session(v)
-	}
-	return "", false
+	c.Locals(localsChecked, &r)
+	return r
+}
+
+// tooManyAttempts is the 429 answer to a request from an address over the limit.
+func tooManyAttempts(c *fiber.Ctx, wait time.Duration, msg string) error {
+	c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Round(time.Second)/time.Second)+1))
+	return fiber.NewError(fiber.StatusTooManyRequests, msg)
+}
+
+// throttled is the 429 of a request whose credentials were not checked
+// because its address made too many failed attempts.
+func throttled(c *fiber.Ctx, wait time.Duration) error {
+	return tooManyAttempts(c, wait, "too many failed attempts from this address; try again later")
 }
 
 // StillValid reports whether the credentials of an earlier request, its
@@ -224,10 +314,15 @@ func (a *Auth) Middleware() fiber.Handler {
 	}
 }
 
-// RequireWrite lets a request through only with a valid token or session (401 otherwise).
+// RequireWrite lets a request through only with a valid token or session
+// (401 otherwise, 429 while its address is over the limit of failed attempts).
 func (a *Auth) RequireWrite() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		who, ok := a.Check(c)
+		r := a.check(c)
+		if r.wait > 0 {
+			return throttled(c, r.wait)
+		}
+		who, ok := r.who, r.ok
 		if !ok {
 			return unauthorized(c)
 		}
@@ -257,10 +352,16 @@ func sameOrigin(c *fiber.Ctx) bool {
 }
 
 // RequireRead lets every request through when reads are open, and
-// otherwise only those with a valid token or session.
+// otherwise only those with a valid token or session. A request with an
+// Authorization header from an address over the limit of failed attempts
+// gets 429 either way.
 func (a *Auth) RequireRead() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		who, ok := a.Check(c)
+		r := a.check(c)
+		if r.wait > 0 {
+			return throttled(c, r.wait)
+		}
+		who, ok := r.who, r.ok
 		if ok {
 			c.Locals(localsUser, who)
 		} else if !a.readOpen {
@@ -290,8 +391,7 @@ type loginRequest struct {
 // remote IP (429 with Retry-After beyond the rate).
 func (a *Auth) Login(c *fiber.Ctx) error {
 	if ok, wait := a.limiter.allow(c.IP(), time.Now()); !ok {
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Round(time.Second)/time.Second)+1))
-		return fiber.NewError(fiber.StatusTooManyRequests, "too many login attempts; try again later")
+		return tooManyAttempts(c, wait, "too many login attempts; try again later")
 	}
 	var req loginRequest
 	if err := json.Unmarshal(c.Body(), &req); err != nil {
@@ -333,9 +433,14 @@ func (a *Auth) Logout(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"user": nil})
 }
 
-// Me is the handler of GET /me: {"user":…,"read_open":…} or 401.
+// Me is the handler of GET /me: {"user":…,"read_open":…}, 401, or 429
+// while the address is over the limit of failed attempts.
 func (a *Auth) Me(c *fiber.Ctx) error {
-	who, ok := a.Check(c)
+	r := a.check(c)
+	if r.wait > 0 {
+		return throttled(c, r.wait)
+	}
+	who, ok := r.who, r.ok
 	if !ok {
 		return unauthorized(c)
 	}
@@ -419,6 +524,18 @@ type bucket struct {
 
 func newLimiter(per int, window time.Duration, maxKeys int) *limiter {
 	return &limiter{per: per, window: window, max: maxKeys, m: make(map[string]*bucket)}
+}
+
+// limited reports, without counting an attempt, whether key has used up its
+// attempts of the current window, and how long until the window ends.
+func (l *limiter) limited(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.m[key]
+	if !ok || now.Sub(b.start) >= l.window || b.n < l.per {
+		return false, 0
+	}
+	return true, b.start.Add(l.window).Sub(now)
 }
 
 // allow counts one attempt of key at now; when refused it says how long

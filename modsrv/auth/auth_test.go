@@ -14,7 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-const secret = "0123456789abcdef-scada"
+const secret = "0123456789abcdef-scada-0123456789"
 
 func hash(t *testing.T, pw string) string {
 	t.Helper()
@@ -28,7 +28,7 @@ func hash(t *testing.T, pw string) string {
 func newAuth(t *testing.T, o Options) *Auth {
 	t.Helper()
 	if o.Tokens == nil {
-		o.Tokens = []Token{{Name: "scada", Secret: secret}, {Name: "mes", Secret: "another-token-of-16+"}}
+		o.Tokens = []Token{{Name: "scada", Secret: secret}, {Name: "mes", Secret: "another-token-of-at-least-32-chars"}}
 	}
 	if o.Users == nil {
 		o.Users = []User{{Name: "op", Hash: hash(t, "pw")}}
@@ -91,12 +91,12 @@ func do(t *testing.T, f *fiber.App, method, path, body string, hdr ...string) re
 }
 
 func TestTokens(t *testing.T) {
-	a := newAuth(t, Options{})
+	a := newAuth(t, Options{LoginRate: 10})
 	f := app(a)
 	if r := do(t, f, "POST", "/write", "", "Authorization", "Bearer "+secret); r.code != 200 || r.body != "written by scada" {
 		t.Fatalf("good token: %+v", r)
 	}
-	if r := do(t, f, "POST", "/write", "", "Authorization", "bearer  another-token-of-16+ "); r.code != 200 || r.body != "written by mes" {
+	if r := do(t, f, "POST", "/write", "", "Authorization", "bearer  another-token-of-at-least-32-chars "); r.code != 200 || r.body != "written by mes" {
 		t.Fatalf("second token, lower-case scheme: %+v", r)
 	}
 	for _, h := range []string{"Bearer " + secret + "x", "Bearer", "Basic " + secret, secret, "Bearer " + strings.Repeat("a", 2000)} {
@@ -241,6 +241,72 @@ func TestLoginRateLimit(t *testing.T) {
 	r := do(t, f, "POST", "/login", `{"user":"op","password":"pw"}`)
 	if r.code != 429 || r.resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("4th attempt: %+v", r)
+	}
+}
+
+// TestTokenGuessesLimited: failed bearer tokens count against the login
+// limit of the remote address; beyond it every token attempt from there,
+// the right one included, and every login get 429 with Retry-After.
+func TestTokenGuessesLimited(t *testing.T) {
+	f := app(newAuth(t, Options{LoginRate: 3}))
+	for i := range 3 {
+		if r := do(t, f, "POST", "/write", "", "Authorization", "Bearer guess-"+strings.Repeat("x", 30)); r.code != 401 {
+			t.Fatalf("guess %d: %+v", i, r)
+		}
+	}
+	for _, path := range []string{"/write", "/me"} {
+		method := "GET"
+		if path == "/write" {
+			method = "POST"
+		}
+		r := do(t, f, method, path, "", "Authorization", "Bearer "+secret)
+		if r.code != 429 || r.resp.Header.Get("Retry-After") == "" || !strings.Contains(r.body, "too many failed attempts") {
+			t.Fatalf("%s after the guesses: %+v", path, r)
+		}
+	}
+	if r := do(t, f, "GET", "/check", "", "Authorization", "Bearer "+secret); r.body != "nobody" {
+		t.Fatalf("package Check after the guesses: %+v", r)
+	}
+	if r := do(t, f, "POST", "/login", `{"user":"op","password":"pw"}`); r.code != 429 {
+		t.Fatalf("login after the guesses: %+v", r)
+	}
+	// A request checked twice (middleware, then a handler) counts once.
+	g := app(newAuth(t, Options{LoginRate: 2}))
+	g.Get("/twice", func(c *fiber.Ctx) error {
+		Check(c)
+		Check(c)
+		return c.SendString("ok")
+	})
+	do(t, g, "GET", "/twice", "", "Authorization", "Bearer wrong")
+	if r := do(t, g, "POST", "/write", "", "Authorization", "Bearer "+secret); r.code != 200 {
+		t.Fatalf("one failed request counted twice: %+v", r)
+	}
+}
+
+// TestWeakTokensRefused: New refuses short and low-variety secrets.
+func TestWeakTokensRefused(t *testing.T) {
+	for _, s := range []string{"aaaaaaaaaaaaaaaa", strings.Repeat("ab", 20), "0123456789abcdef0123456789abcde"} {
+		if _, err := New(Options{Tokens: []Token{{Name: "x", Secret: s}}}); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+		if err := CheckTokenStrength(s); err == nil {
+			t.Errorf("CheckTokenStrength(%q) passed", s)
+		}
+	}
+	if err := CheckTokenStrength(secret); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDemoPassword: hashes of the well-known demo passwords are recognised.
+func TestDemoPassword(t *testing.T) {
+	for _, pw := range []string{"demo", "admin", "password", "voltedge"} {
+		if got, ok := DemoPassword(hash(t, pw)); !ok || got != pw {
+			t.Errorf("%q: %q %v", pw, got, ok)
+		}
+	}
+	if got, ok := DemoPassword(hash(t, "pw-nobody-guesses")); ok {
+		t.Fatalf("a private password taken for %q", got)
 	}
 }
 

@@ -3,7 +3,9 @@
 // rate), the control wait, the WebSocket origins and the history store.
 //
 // Loading is strict like every VoltEdge configuration: unknown keys, wrong
-// types and invalid values are refused with file:line:column and key.
+// types and invalid values are refused with file:line:column and key. So
+// are weak bearer tokens and, outside a demo, users whose password is a
+// well-known demo password.
 package config
 
 import (
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/voltedge/voltedge/internal/conf"
+	"github.com/voltedge/voltedge/modsrv/auth"
 )
 
 // Defaults of modsrv.toml.
@@ -49,7 +52,7 @@ const (
 	MinControlTimeout = 100 * time.Millisecond
 	MaxControlTimeout = 5 * time.Minute
 	// MinTokenLength is the shortest bearer token accepted.
-	MinTokenLength = 16
+	MinTokenLength = auth.MinTokenLength
 	// MaxName bounds token and user names.
 	MaxName = 64
 )
@@ -68,10 +71,11 @@ type Config struct {
 	// from besides the server's own host; "*" accepts any. Empty: same
 	// origin only.
 	WSOrigins []string `toml:"ws_origins"`
-	// Hostnames, when set, are the only names (besides IP addresses and
-	// localhost) by which modsrv may be addressed: requests with another
-	// Host are refused. This stops a web page from reading the open API
-	// through DNS rebinding. Empty: any Host.
+	// Hostnames are the names (besides IP addresses and localhost) by which
+	// modsrv may be addressed: requests with another Host are refused. This
+	// stops a web page from reading the open API through DNS rebinding.
+	// Empty (the default) is read as ["localhost"]: IP addresses and
+	// localhost only.
 	Hostnames []string `toml:"hostnames"`
 	// Tokens are the bearer tokens for other systems.
 	Tokens []Token `toml:"token"`
@@ -133,33 +137,47 @@ type History struct {
 	MySQLDSN string `toml:"mysql_dsn"`
 }
 
+// Options change how a configuration is judged; the zero value is the
+// strict judgement of Load and Parse.
+type Options struct {
+	// Demo accepts users whose password is one of auth.DemoPasswords
+	// (modsrv -demo); without it they are refused.
+	Demo bool
+}
+
 // Load reads and validates modsrv.toml at path.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return Options{}.Load(path) }
+
+// Parse is Load for a document in memory; file is only used in errors.
+func Parse(file string, data []byte) (*Config, error) { return Options{}.Parse(file, data) }
+
+// Load reads and validates modsrv.toml at path under o.
+func (o Options) Load(path string) (*Config, error) {
 	cfg := &Config{File: path}
 	pos, err := conf.Decode(path, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.check(pos); err != nil {
+	if err := cfg.check(pos, o); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
 // Parse is Load for a document in memory; file is only used in errors.
-func Parse(file string, data []byte) (*Config, error) {
+func (o Options) Parse(file string, data []byte) (*Config, error) {
 	cfg := &Config{File: file}
 	pos, err := conf.DecodeData(file, data, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.check(pos); err != nil {
+	if err := cfg.check(pos, o); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
-func (c *Config) check(pos *conf.Positions) error {
+func (c *Config) check(pos *conf.Positions, o Options) error {
 	var errs conf.Errors
 	errs.Add(c.ServiceConfig.Check(pos))
 	if !pos.Defined("listen") {
@@ -210,13 +228,17 @@ func (c *Config) check(pos *conf.Positions) error {
 			errs.Addf(pos, fmt.Sprintf("hostnames[%d]", i), "%q is not a host name (no port, scheme or path)", h)
 		}
 	}
+	if len(c.Hostnames) == 0 {
+		c.Hostnames = []string{"localhost"}
+	}
 	names := map[string]string{}
 	for i, t := range c.Tokens {
 		p := fmt.Sprintf("token[%d].", i)
 		checkName(pos, &errs, p+"name", t.Name, names)
+		weak := auth.CheckTokenStrength(t.Token)
 		switch {
-		case len(t.Token) < MinTokenLength:
-			errs.Addf(pos, p+"token", "must be at least %d characters (e.g. from: openssl rand -hex 24)", MinTokenLength)
+		case weak != nil:
+			errs.Addf(pos, p+"token", "%v", weak)
 		case len(t.Token) > 256:
 			errs.Addf(pos, p+"token", "must be at most 256 characters")
 		case strings.ContainsFunc(t.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }):
@@ -227,7 +249,9 @@ func (c *Config) check(pos *conf.Positions) error {
 		p := fmt.Sprintf("user[%d].", i)
 		checkName(pos, &errs, p+"name", u.Name, names)
 		if _, err := bcrypt.Cost([]byte(u.Bcrypt)); err != nil {
-			errs.Addf(pos, p+"bcrypt", "not a bcrypt hash (%v); make one with: htpasswd -bnBC 10 \"\" PASSWORD | tr -d ':\\n'", err)
+			errs.Addf(pos, p+"bcrypt", "not a bcrypt hash (%v); make one with: modsrv -hash-password", err)
+		} else if pw, demo := auth.DemoPassword(u.Bcrypt); demo && !o.Demo {
+			errs.Addf(pos, p+"bcrypt", "the password is %q, a well-known demo password: choose another (hash it with: modsrv -hash-password), or run modsrv -demo", pw)
 		}
 	}
 	return errs.Err()

@@ -19,11 +19,48 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Listen != ":8002" || !c.ReadOpen || c.ControlTimeout.Duration != 10*time.Second || c.LoginRate != 5 ||
-		c.RedisURL != conf.DefaultRedisURL || c.History.MySQLDSN != "" || len(c.Users) != 1 || len(c.WSOrigins) != 0 {
+		c.RedisURL != conf.DefaultRedisURL || c.History.MySQLDSN != "" || len(c.WSOrigins) != 0 {
 		t.Fatalf("got %+v", c)
 	}
-	if bcrypt.CompareHashAndPassword([]byte(c.Users[0].Bcrypt), []byte("demo")) != nil {
-		t.Fatal("the demo user's password is not \"demo\"")
+	// No shipped configuration may hold a working credential.
+	if len(c.Users) != 0 || len(c.Tokens) != 0 {
+		t.Fatalf("the example configuration has users %+v and tokens %+v", c.Users, c.Tokens)
+	}
+}
+
+// TestDemoPasswordRefused: a user whose hash is of a well-known demo
+// password is refused at its position, unless the demo is allowed.
+func TestDemoPasswordRefused(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("demo"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte("[[user]]\nname = \"op\"\nbcrypt = \"" + string(hash) + "\"\n")
+	_, err = Parse("d.toml", doc)
+	if err == nil || !strings.Contains(err.Error(), `d.toml:3:10: key "user[0].bcrypt": the password is "demo", a well-known demo password`) {
+		t.Fatalf("got %v", err)
+	}
+	c, err := Options{Demo: true}.Parse("d.toml", doc)
+	if err != nil || len(c.Users) != 1 {
+		t.Fatalf("with Demo: %+v %v", c, err)
+	}
+}
+
+// TestHostnamesDefault: without hostnames only IP addresses and localhost
+// may address modsrv (the API refuses other Hosts against DNS rebinding).
+func TestHostnamesDefault(t *testing.T) {
+	for _, doc := range []string{"", "hostnames = []\n"} {
+		c, err := Parse("h.toml", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Hostnames) != 1 || c.Hostnames[0] != "localhost" {
+			t.Fatalf("%q: hostnames %q", doc, c.Hostnames)
+		}
+	}
+	c, err := Parse("h.toml", []byte("hostnames = [\"edge42.plant.local\"]\n"))
+	if err != nil || len(c.Hostnames) != 1 || c.Hostnames[0] != "edge42.plant.local" {
+		t.Fatalf("%+v %v", c, err)
 	}
 }
 
@@ -59,7 +96,7 @@ session_ttl = "1h"
 max_sessions = 5
 [[token]]
 name = "scada"
-token = "0123456789abcdef0123"
+token = "0123456789abcdef0123456789abcdef"
 [[user]]
 name = "op"
 bcrypt = "` + string(hash) + `"
@@ -98,10 +135,12 @@ func TestErrors(t *testing.T) {
 		{"log_level = \"loud\"\n", `e.toml:1:13: key "log_level": unknown log level "loud"`},
 		{"ws_origins = [\"*\", \"scada.local\"]\n", `e.toml:1:20: key "ws_origins[1]": "scada.local" is not an origin`},
 		{"ws_origins = [\"http://a/path\"]\n", `key "ws_origins[0]": "http://a/path" is not an origin`},
-		{"[[token]]\nname = \"a\"\ntoken = \"short\"\n", `e.toml:3:9: key "token[0].token": must be at least 16 characters`},
-		{"[[token]]\nname = \"a\"\ntoken = \"0123456789abcdef 0123\"\n", `key "token[0].token": must not contain spaces`},
-		{"[[token]]\nname = \"\"\ntoken = \"0123456789abcdef0123\"\n", `e.toml:2:8: key "token[0].name": must be 1..64 characters`},
-		{"[[token]]\nname = \"a\"\ntoken = \"0123456789abcdef0123\"\n[[user]]\nname = \"a\"\nbcrypt = \"$2a$04$abcdefghijklmnopqrstuu5Lr3.sF8gY8gZ9ZyjL0vIWf.wFUSZ.a\"\n",
+		{"[[token]]\nname = \"a\"\ntoken = \"short\"\n", `e.toml:3:9: key "token[0].token": weak bearer token: must be at least 32 characters`},
+		{"[[token]]\nname = \"a\"\ntoken = \"aaaaaaaaaaaaaaaa\"\n", `e.toml:3:9: key "token[0].token": weak bearer token: must be at least 32 characters`},
+		{"[[token]]\nname = \"a\"\ntoken = \"" + strings.Repeat("ab", 20) + "\"\n", `e.toml:3:9: key "token[0].token": weak bearer token: has only 2 distinct characters`},
+		{"[[token]]\nname = \"a\"\ntoken = \"0123456789abcdef 0123456789abcdef\"\n", `key "token[0].token": must not contain spaces`},
+		{"[[token]]\nname = \"\"\ntoken = \"0123456789abcdef0123456789abcdef\"\n", `e.toml:2:8: key "token[0].name": must be 1..64 characters`},
+		{"[[token]]\nname = \"a\"\ntoken = \"0123456789abcdef0123456789abcdef\"\n[[user]]\nname = \"a\"\nbcrypt = \"$2a$04$abcdefghijklmnopqrstuu5Lr3.sF8gY8gZ9ZyjL0vIWf.wFUSZ.a\"\n",
 			`e.toml:5:8: key "user[0].name": name "a" is already used by token[0]`},
 		{"[[user]]\nname = \"b\"\nbcrypt = \"plain\"\n", `e.toml:3:10: key "user[0].bcrypt": not a bcrypt hash`},
 	}
