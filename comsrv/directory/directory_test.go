@@ -34,6 +34,17 @@ func load(t *testing.T, dir, channels string) *config.Config {
 	return configtest.Load(t, dir)
 }
 
+// newDirectory makes a directory of the channels "two" written into dir,
+// logging to log.
+func newDirectory(t *testing.T, sk *sink.Sink, dir string, log io.Writer) *Directory {
+	t.Helper()
+	d, err := New(load(t, dir, two), sk, slog.New(slog.NewTextHandler(log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func start(t *testing.T) (rueidis.Client, *sink.Sink) {
 	t.Helper()
 	rc := redistest.Start(t).Client(t)
@@ -83,10 +94,7 @@ template = "meter"
 func TestReloadKeepsTheChannelSet(t *testing.T) {
 	rc, sk := start(t)
 	dir := t.TempDir()
-	d, err := New(load(t, dir, two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDirectory(t, sk, dir, io.Discard)
 	channelSet(t, rc, "a,m")
 	a, _ := d.Find("REGA")
 	if a == nil || a.ID != "a" {
@@ -118,10 +126,7 @@ registration = "REGB"
 
 func TestRegistryAndProvisioning(t *testing.T) {
 	rc, sk := start(t)
-	d, err := New(load(t, t.TempDir(), two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDirectory(t, sk, t.TempDir(), io.Discard)
 	ctx := context.Background()
 	put := rc.B().Hset().Key(keys.DeviceRegistry).FieldValue().FieldValue("R1", "meter").FieldValue("REGA", "meter").FieldValue("R2", "nope").Build()
 	if err := rc.Do(ctx, put).Error(); err != nil {
@@ -162,10 +167,7 @@ func TestRegistryAndProvisioning(t *testing.T) {
 
 func TestRegistryReadError(t *testing.T) {
 	rc, sk := start(t)
-	d, err := New(load(t, t.TempDir(), two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDirectory(t, sk, t.TempDir(), io.Discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.ReadRegistry(ctx, rc); !errors.Is(err, context.Canceled) {
@@ -179,10 +181,7 @@ func TestRegistryReadError(t *testing.T) {
 func TestRegistryNeverTakesAConfiguredChannel(t *testing.T) {
 	rc, sk := start(t)
 	var logs strings.Builder
-	d, err := New(load(t, t.TempDir(), two), sk, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDirectory(t, sk, t.TempDir(), &logs)
 	ctx := context.Background()
 	put := rc.B().Hset().Key(keys.DeviceRegistry).FieldValue().FieldValue("m", "meter").FieldValue("a", "meter").FieldValue("R1", "meter").Build()
 	if err := rc.Do(ctx, put).Error(); err != nil {
@@ -214,10 +213,7 @@ func TestRegistryNeverTakesAConfiguredChannel(t *testing.T) {
 func TestReloadReachesRegistryDevices(t *testing.T) {
 	rc, sk := start(t)
 	dir := t.TempDir()
-	d, err := New(load(t, dir, two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDirectory(t, sk, dir, io.Discard)
 	ctx := context.Background()
 	if err := rc.Do(ctx, rc.B().Hset().Key(keys.DeviceRegistry).FieldValue().FieldValue("R1", "meter").Build()).Error(); err != nil {
 		t.Fatal(err)
@@ -246,10 +242,7 @@ func TestRegistryCloseReasons(t *testing.T) {
 	rc, sk := start(t)
 	dir := t.TempDir()
 	configtest.WriteIn(t, dir, map[string]string{"templates/other.toml": template})
-	d, err := New(load(t, dir, two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDirectory(t, sk, dir, io.Discard)
 	ctx := context.Background()
 	redistest.Do(t, rc, "HSET", keys.DeviceRegistry, "R1", "meter", "R2", "meter")
 	if _, err := d.ReadRegistry(ctx, rc); err != nil {
@@ -279,10 +272,7 @@ func TestRegistryCloseReasons(t *testing.T) {
 func TestRegistryLogsIgnoredEntries(t *testing.T) {
 	rc, sk := start(t)
 	var logs strings.Builder
-	d, err := New(load(t, t.TempDir(), two), sk, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDirectory(t, sk, t.TempDir(), &logs)
 	ctx := context.Background()
 	redistest.Do(t, rc, "HSET", keys.DeviceRegistry, "R1", "meter", "R2", "nope", "R/3", "meter")
 	if _, err := d.ReadRegistry(ctx, rc); err != nil {
@@ -331,10 +321,7 @@ func TestTemplatesPublished(t *testing.T) {
 	rc, sk := start(t)
 	dir := t.TempDir()
 	redistest.Do(t, rc, "SADD", keys.Templates, "stale_name")
-	d, err := New(load(t, dir, two), sk, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDirectory(t, sk, dir, io.Discard)
 	templateSet(t, rc, "meter")
 	configtest.WriteIn(t, dir, map[string]string{"templates/other.toml": template})
 	next := load(t, dir, two)
