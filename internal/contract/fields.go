@@ -83,6 +83,9 @@ const (
 	AlarmValue = "value"
 	AlarmLimit = "limit"
 	AlarmTS    = "ts" // Unix ms
+	// AlarmRaisedLimit is the limit a clear event's alarm was raised with
+	// (AlarmLimit is the one in force when it cleared).
+	AlarmRaisedLimit = "raised_limit"
 )
 
 // Values of the alarm:events type and kind fields.

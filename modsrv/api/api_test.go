@@ -997,3 +997,40 @@ func TestDeviceTemplateChecked(t *testing.T) {
 		t.Fatalf("add: %s", r.raw)
 	}
 }
+
+// TestAlarmTypes: active alarms and recent events give numbers as JSON
+// numbers and strings as strings, the same fields with the same types.
+func TestAlarmTypes(t *testing.T) {
+	e := newEnv(t, "")
+	e.redis(t, "HSET", keys.Mapping, keys.PointRef("1001", "10001"), keys.PointRef("pm", "voltage"))
+	e.redis(t, "HSET", keys.AlarmThreshold, keys.PointRef("pm", "voltage"), "250")
+	e.fcall(t, scripts.FnSyncMeasurement, "1001", "10001", "260.5", "1732212345678")
+	e.fcall(t, scripts.FnSyncMeasurement, "1001", "10001", "200", "1732212346000")
+	e.fcall(t, scripts.FnSyncMeasurement, "1001", "10001", "270", "1732212347000")
+	r := e.do(t, "GET", "/alarms", "").ok(t, 200)
+	a := r.list(t, "active")[0].(map[string]any)
+	rec := r.list(t, "recent")
+	if len(rec) != 3 {
+		t.Fatalf("recent: %s", r.raw)
+	}
+	clear := rec[1].(map[string]any)
+	raise := rec[0].(map[string]any)
+	for name, m := range map[string]map[string]any{"active": a, "clear": clear, "raise": raise} {
+		for _, f := range []string{"value", "limit", "ts"} {
+			if _, ok := m[f].(float64); !ok {
+				t.Errorf("%s: %s is %T, want a number: %v", name, f, m[f], m)
+			}
+		}
+		for _, f := range []string{"model", "point", "kind"} {
+			if _, ok := m[f].(string); !ok {
+				t.Errorf("%s: %s is %T, want a string: %v", name, f, m[f], m)
+			}
+		}
+	}
+	if _, ok := clear["raised_limit"].(float64); !ok || clear["type"] != "clear" || clear["id"] == nil {
+		t.Errorf("clear event: %v", clear)
+	}
+	if !strings.Contains(r.raw, `"value":260.5`) || !strings.Contains(r.raw, `"ts":1732212346000`) {
+		t.Errorf("number text: %s", r.raw)
+	}
+}

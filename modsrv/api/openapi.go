@@ -85,6 +85,11 @@ func schemas() map[string]any {
 			},
 			"required": []string{"ref", "acked"},
 		},
+		"AlarmEvent": obj(map[string]any{
+			"id": str(), "type": map[string]any{"type": "string", "enum": []string{"raise", "clear"}},
+			"model": str(), "point": str(), "kind": map[string]any{"type": "string", "enum": []string{"high", "low"}},
+			"value": num(), "limit": num(), "raised_limit": num(), "ts": integer(),
+		}, "id", "type"),
 		"Device": obj(map[string]any{"id": str(), "template": str(),
 			"note": map[string]any{"type": "string", "description": "answers only: set when the template could not be checked (comsrv:templates absent)"}}, "id", "template"),
 	}

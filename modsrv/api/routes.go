@@ -88,7 +88,7 @@ func (s *server) routes() []route {
 			ok:      200, okBody: obj(map[string]any{"events": arr(mapOf(str())), "next": str()}), errs: []int{400, 503}},
 		{method: "GET", path: "/alarms", access: accessRead, handler: s.alarms,
 			summary: "Active alarms (with their acknowledgement) and the last 50 alarm events.",
-			ok:      200, okBody: obj(map[string]any{"active": arr(ref("Alarm")), "recent": arr(mapOf(str()))}), errs: []int{503}},
+			ok:      200, okBody: obj(map[string]any{"active": arr(ref("Alarm")), "recent": arr(ref("AlarmEvent"))}), errs: []int{503}},
 		{method: "POST", path: "/alarms/:ref/ack", access: accessWrite, handler: s.ackAlarm,
 			summary: "Acknowledge the active alarm {model}:{point_name} in the caller's name.",
 			ok:      200, okBody: obj(map[string]any{"ref": str(), "user": str(), "ts": integer(), "alarm_ts": integer()}), errs: []int{400, 404, 503}},
