@@ -1,5 +1,10 @@
 package contract
 
+import (
+	"slices"
+	"strconv"
+)
+
 // Fields of a channel's status hash (keys.ChannelStatus), written by comsrv
 // (and, for the sync errors, by the Lua library).
 const (
@@ -46,6 +51,33 @@ var ChannelCounters = []string{
 	ChannelBytesIn, ChannelBytesOut, ChannelGarbageBytes, ChannelHeartbeats, ChannelConnects, ChannelReplacements,
 	ChannelDecodeErrors, ChannelDropped, ChannelSkippedPolls, ChannelControlsOK, ChannelControlsFailed,
 	ChannelMessages, ChannelMessagesDropped, ChannelForwarded, ChannelConnectFailures, ChannelSyncErrors,
+}
+
+// IsChannelCounter reports whether field is one of ChannelCounters.
+func IsChannelCounter(field string) bool { return slices.Contains(ChannelCounters, field) }
+
+// ChannelValue is the JSON value of one status field, the same over REST
+// and the WebSocket: online a boolean, counters and times integers (when
+// they are), the rest strings.
+func ChannelValue(field, v string) any {
+	if field == ChannelOnline {
+		return v == "1"
+	}
+	if IsChannelCounter(field) || slices.Contains(ChannelTimes, field) {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return v
+}
+
+// ChannelTyped is a status hash with every field typed by ChannelValue.
+func ChannelTyped(status map[string]string) map[string]any {
+	m := make(map[string]any, len(status))
+	for k, v := range status {
+		m[k] = ChannelValue(k, v)
+	}
+	return m
 }
 
 // ChannelTimes are the status fields that hold Unix milliseconds.

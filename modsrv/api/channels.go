@@ -26,35 +26,6 @@ const (
 	RecentAlarms = 50
 )
 
-// counterFields are the status hash fields that count things: GET
-// /channels/{id} returns them under "stats", the rest under "status".
-var counterFields = fieldSet(contract.ChannelCounters)
-
-// numericFields are the status fields returned as JSON numbers besides the counters.
-var numericFields = fieldSet(contract.ChannelTimes)
-
-func fieldSet(fields []string) map[string]bool {
-	m := make(map[string]bool, len(fields))
-	for _, f := range fields {
-		m[f] = true
-	}
-	return m
-}
-
-// statusValue converts one status field: online becomes a boolean,
-// counters and times numbers (when they are integers), the rest strings.
-func statusValue(field, v string) any {
-	if field == contract.ChannelOnline {
-		return v == "1"
-	}
-	if counterFields[field] || numericFields[field] {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return n
-		}
-	}
-	return v
-}
-
 func (s *server) channels(c *fiber.Ctx) error {
 	offset, err := intQuery(c, "offset", 0, 0, 1<<31-1)
 	if err != nil {
@@ -87,7 +58,7 @@ func (s *server) channels(c *fiber.Ctx) error {
 			}
 			ch := make(map[string]any, len(st)+2)
 			for k, v := range st {
-				ch[k] = statusValue(k, v)
+				ch[k] = contract.ChannelValue(k, v)
 			}
 			ch["id"] = ids[i]
 			ch["online"] = st[contract.ChannelOnline] == "1"
@@ -134,10 +105,10 @@ func (s *server) channel(c *fiber.Ctx) error {
 	status := map[string]any{"online": st[contract.ChannelOnline] == "1"}
 	stats := map[string]any{}
 	for k, v := range st {
-		if counterFields[k] {
-			stats[k] = statusValue(k, v)
+		if contract.IsChannelCounter(k) {
+			stats[k] = contract.ChannelValue(k, v)
 		} else {
-			status[k] = statusValue(k, v)
+			status[k] = contract.ChannelValue(k, v)
 		}
 	}
 	return c.JSON(fiber.Map{"id": id, "served": member, "points": n, "status": status, "stats": stats})

@@ -95,9 +95,9 @@ type responseMessage struct {
 
 // channelMessage is the periodic status of a subscribed channel.
 type channelMessage struct {
-	Type    string            `json:"type"`
-	Channel string            `json:"channel"`
-	Status  map[string]string `json:"status"`
+	Type    string         `json:"type"`
+	Channel string         `json:"channel"`
+	Status  map[string]any `json:"status"` // typed as REST types it (contract.ChannelTyped)
 }
 
 // alarmMessage is one entry of the alarm event stream. The stream's own

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redisconn"
 )
@@ -180,7 +181,7 @@ func (h *Hub) sendStatus(ctx context.Context, ids []string) {
 			}
 			continue
 		}
-		msg := channelMessage{Type: TypeChannel, Channel: ids[i], Status: status}
+		msg := channelMessage{Type: TypeChannel, Channel: ids[i], Status: contract.ChannelTyped(status)}
 		b, err := marshal(msg)
 		if err != nil {
 			continue

@@ -656,7 +656,7 @@ func TestAlarmsAndChannels(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		m := read(t, conn)
 		st, _ := m["status"].(map[string]any)
-		if m.str("type") != TypeChannel || m.str("channel") != "1001" || st["online"] != "1" || st["registration"] != "<img src=x>" {
+		if m.str("type") != TypeChannel || m.str("channel") != "1001" || st["online"] != true || st["registration"] != "<img src=x>" {
 			t.Fatalf("channel message = %v", m)
 		}
 	}
