@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"encoding/json"
 	"slices"
 	"strconv"
 )
@@ -78,6 +79,19 @@ func ChannelTyped(status map[string]string) map[string]any {
 		m[k] = ChannelValue(k, v)
 	}
 	return m
+}
+
+// AlarmFieldValue is the JSON value of one field of an alarm event, the
+// same over REST and the WebSocket: value, limits and ts as JSON numbers
+// (when they are numbers), the rest strings.
+func AlarmFieldValue(field, v string) any {
+	switch field {
+	case AlarmValue, AlarmLimit, AlarmRaisedLimit, AlarmTS:
+		if _, err := strconv.ParseFloat(v, 64); err == nil {
+			return json.Number(v)
+		}
+	}
+	return v
 }
 
 // ChannelTimes are the status fields that hold Unix milliseconds.

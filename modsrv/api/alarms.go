@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -100,23 +99,13 @@ func (s *server) alarms(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"active": out, "recent": recent})
 }
 
-// alarmNumbers are the fields of alarm:events that hold numbers.
-var alarmNumbers = [...]string{contract.AlarmValue, contract.AlarmLimit, contract.AlarmRaisedLimit, contract.AlarmTS}
-
 // alarmEvent is an entry of alarm:events with the same types as an active
 // alarm: value, limits and ts as JSON numbers, the rest as strings, plus the
 // stream entry's id.
 func alarmEvent(e rueidis.XRangeEntry) map[string]any {
 	m := make(map[string]any, len(e.FieldValues)+1)
 	for k, v := range e.FieldValues {
-		m[k] = v
-	}
-	for _, k := range alarmNumbers {
-		if v, ok := e.FieldValues[k]; ok {
-			if _, err := strconv.ParseFloat(v, 64); err == nil {
-				m[k] = json.Number(v)
-			}
-		}
+		m[k] = contract.AlarmFieldValue(k, v)
 	}
 	m["id"] = e.ID
 	return m

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 )
 
@@ -117,14 +118,8 @@ func (m alarmMessage) MarshalJSON() ([]byte, error) {
 			out["event"] = v
 		case "id":
 			out["entry_id"] = v
-		case "ts":
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-				out[k] = n
-				continue
-			}
-			out[k] = v
 		default:
-			out[k] = v
+			out[k] = contract.AlarmFieldValue(k, v) // typed as GET /alarms types it
 		}
 	}
 	out["type"] = m.Type

@@ -635,7 +635,7 @@ func TestAlarmsAndChannels(t *testing.T) {
 	do(t, e.c, "FCALL", scripts.FnSyncMeasurement, "0", "1001", "10001", "260", "1732212345678")
 	m := read(t, conn)
 	if m.str("type") != TypeAlarm || m.str("event") != "raise" || m.str("model") != "power_meter" ||
-		m.str("point") != "voltage" || m.str("kind") != "high" || m.str("value") != "260" || m.str("limit") != "250" ||
+		m.str("point") != "voltage" || m.str("kind") != "high" || m["value"] != 260.0 || m["limit"] != 250.0 ||
 		fmt.Sprint(m["ts"]) != "1.732212345678e+12" || m.str("id") == "" {
 		t.Fatalf("alarm = %v", m)
 	}
