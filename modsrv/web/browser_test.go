@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,13 +106,13 @@ func repoRoot(t *testing.T) string {
 // server runs modsrv's API, WebSocket and console on a loopback port over a
 // private Redis with the Lua library, and a responder standing for comsrv
 // that confirms every control of channel 1001. It returns the base URL.
-func server(t *testing.T, rc rueidis.Client, comsrv rueidis.Client) string {
+func server(t *testing.T, rc rueidis.Client, comsrv rueidis.Client, extra string) string {
 	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("test.toml", []byte("[[user]]\nname = \"op\"\nbcrypt = \""+string(hash)+"\"\n"))
+	cfg, err := config.Parse("test.toml", []byte(extra+"[[user]]\nname = \"op\"\nbcrypt = \""+string(hash)+"\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func server(t *testing.T, rc rueidis.Client, comsrv rueidis.Client) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := ws.New(rc, ws.Options{Authorize: a.Check, Results: results}, log)
+	hub := ws.New(rc, ws.Options{Authorize: a.Check, RequireAuth: !cfg.ReadOpen, Results: results}, log)
 	hub.Mount(app)
 	web.Mount(app)
 
@@ -204,51 +205,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed(t, rc)
-	base := server(t, rc, srv.Client(t))
+	base := server(t, rc, srv.Client(t), "")
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1440, 1000))
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-
-	var mu sync.Mutex
-	var dialogs []string
-	opened := chromedp.Events(ctx, page.JavascriptDialogOpening) // starts the browser; subscribed from here on
-	go func() {
-		for ev, err := range opened {
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			dialogs = append(dialogs, ev.Message)
-			mu.Unlock()
-			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
-		}
-	}()
-
-	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
-		t.Fatalf("open the console: %v", err)
-	}
-	js := func(expr string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", expr, err)
-		}
-		return v
-	}
-	waitFor := func(what, expr, want string) {
-		t.Helper()
-		wait.For(t, patience, what, func() error {
-			if got := js(expr); got != want {
-				return fmt.Errorf("%s is %q, want %q", expr, got, want)
-			}
-			return nil
-		})
-	}
-
+	js, waitFor, dialogs, screenshot := openConsole(t, bin, base)
 	cell := func(model, point string) string {
 		return `(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === ` + jsString(model) +
 			`); const r = c && [...c.querySelectorAll('tr')].find(r => r.dataset.point === ` + jsString(point) +
@@ -290,6 +249,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		"1001|online|DTU1001|10.0.0.7:40112|1,234|3|1|98,304")
 	waitFor("the frames", `String(document.querySelectorAll('#frames tbody tr').length)`, "3")
 	waitFor("the events", `String(document.querySelectorAll('#events tbody tr').length)`, "2")
+	// The connection history follows new events without a reload.
+	redistest.Do(t, rc, "XADD", keys.ConnectionEvents, "*", "event", "online", "channel", "1002", "registration", "DTU1002",
+		"ts", strconv.FormatInt(time.Now().UnixMilli(), 10))
+	waitFor("the new event", `String(document.querySelectorAll('#events tbody tr').length)`, "3")
 	text := js(`document.body.innerText`)
 	for _, s := range []string{xssRegistration, xssFrame, xssReason, xssPoint, "01030408fd0034a1b2", "offline"} {
 		if !strings.Contains(text, s) {
@@ -322,7 +285,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Settle (the value highlight fades), then keep a screenshot.
 	waitFor("the highlight to fade", `String(document.querySelectorAll('td.val.changed').length)`, "0")
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := screenshot()
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
@@ -335,11 +298,91 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	t.Logf("console screenshot: %s (%d bytes)", out, len(png))
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(dialogs) > 0 {
-		t.Fatalf("the page ran device markup as script: dialogs %q", dialogs)
+	if d := dialogs(); len(d) > 0 {
+		t.Fatalf("the page ran device markup as script: dialogs %q", d)
 	}
+}
+
+// TestConsoleLoginReloads: with read_open = false the console says that
+// credentials are needed (not "offline"), and a login shows the live values
+// at once, without waiting for the periodic refresh of the models.
+func TestConsoleLoginReloads(t *testing.T) {
+	bin := chromium(t)
+	srv := redistest.Start(t)
+	rc := srv.Client(t)
+	if _, err := lualib.Ensure(context.Background(), rc); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, rc)
+	base := server(t, rc, srv.Client(t), "read_open = false\n")
+	js, waitFor, _, _ := openConsole(t, bin, base)
+	waitFor("the badge", `document.getElementById('live').textContent`, "log in to see live values")
+	if n := js(`String(document.querySelectorAll('#models .model').length)`); n != "0" {
+		t.Fatalf("%s models shown before the login", n)
+	}
+	js(`(() => { document.getElementById('login-user').value = 'op'; document.getElementById('login-password').value = 'pw';
+		document.getElementById('login').requestSubmit(); return ''; })()`)
+	waitFor("the login", `document.getElementById('whoami-name').textContent`, "op")
+	waitFor("the models at once", `String(document.querySelectorAll('#models .model').length > 0)`, "true")
+	waitFor("the WebSocket", `document.getElementById('live').textContent`, "live")
+}
+
+// openConsole opens base in headless Chromium until the test ends and
+// returns: js, which evaluates an expression to a string; waitFor, which
+// waits until an expression gives want; dialogs, the JavaScript dialogs the
+// page opened (there must be none); and screenshot, of the whole page.
+func openConsole(t *testing.T, bin, base string) (js func(string) string, waitFor func(what, expr, want string), dialogs func() []string, screenshot func() ([]byte, error)) {
+	t.Helper()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1440, 1000))
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+
+	var mu sync.Mutex
+	var seen []string
+	opened := chromedp.Events(ctx, page.JavascriptDialogOpening) // starts the browser; subscribed from here on
+	go func() {
+		for ev, err := range opened {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			seen = append(seen, ev.Message)
+			mu.Unlock()
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatalf("open the console: %v", err)
+	}
+	js = func(expr string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", expr, err)
+		}
+		return v
+	}
+	waitFor = func(what, expr, want string) {
+		t.Helper()
+		wait.For(t, patience, what, func() error {
+			if got := js(expr); got != want {
+				return fmt.Errorf("%s is %q, want %q", expr, got, want)
+			}
+			return nil
+		})
+	}
+
+	dialogs = func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+	screenshot = func() ([]byte, error) { return chromedp.Run(ctx, chromedp.FullScreenshot(100)) }
+	return js, waitFor, dialogs, screenshot
 }
 
 // jsString quotes s as a JavaScript string literal.

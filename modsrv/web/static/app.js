@@ -13,6 +13,7 @@
   const MODELS_EVERY = 30000;
   const HEALTH_EVERY = 10000;
   const EVENTS_PAGE = 20;
+  const EVENTS_EVERY = 5000;   // the connection history's refresh, unless older pages are shown
   const RECENT_ALARMS = 50;
 
   const $ = (id) => document.getElementById(id);
@@ -83,6 +84,14 @@
     const r = await fetch(path, opt);
     let data = null;
     try { data = await r.json(); } catch (_) { data = null; }
+    if (method === 'GET' && path !== '/me') {
+      // Reads need credentials when modsrv's read_open is false.
+      const need = r.status === 401;
+      if (need !== state.needLogin) {
+        state.needLogin = need;
+        if (need && !state.ws) setLive(false, 'log in to see live values');
+      }
+    }
     if (!r.ok) {
       const e = data && data.error ? data.error : {};
       throw new APIError(r.status, e.code || String(r.status), e.message || r.statusText || ('HTTP ' + r.status), data);
@@ -96,6 +105,8 @@
 
   const state = {
     user: null,
+    needLogin: false,      // reads answered 401: credentials are needed
+    eventsPaged: false,    // older connection events are shown: no refresh
     models: new Map(),     // model id -> {card, rows: Map(point -> row)}
     modelIds: [],          // every model the API lists
     subscribed: new Set(), // models subscribed on the socket
@@ -136,6 +147,7 @@
       $('login-password').value = '';
       setUser(r.user);
       say('Logged in as ' + r.user, true);
+      reloadAll();
     } catch (e) {
       say('Login failed: ' + e.message);
     }
@@ -144,7 +156,25 @@
   $('logout').addEventListener('click', async () => {
     try { await api('POST', '/logout'); } catch (_) { /* the session ends anyway */ }
     setUser(null);
+    reloadAll();
   });
+
+  // reloadAll reads everything again and reopens the live connection with
+  // the credentials in force (after a login or a logout).
+  function reloadAll() {
+    refreshHealth();
+    refreshChannels();
+    refreshFrames();
+    refreshModels();
+    refreshAlarms();
+    if (!state.eventsPaged) loadEvents(false);
+    clearTimeout(state.wsTimer);
+    const old = state.ws;
+    state.ws = null; // its close handler then leaves reconnecting to us
+    if (old) old.close();
+    state.wsDelay = 1000;
+    connect();
+  }
 
   // ---- health ---------------------------------------------------------------
 
@@ -552,7 +582,7 @@
     $('events-older').hidden = !state.eventsNext;
   }
 
-  $('events-older').addEventListener('click', () => loadEvents(true));
+  $('events-older').addEventListener('click', () => { state.eventsPaged = true; loadEvents(true); });
 
   // ---- WebSocket ------------------------------------------------------------------------------
 
@@ -587,7 +617,7 @@
       ws = new WebSocket(url);
     } catch (e) {
       setLive(false, 'offline');
-      setTimeout(connect, state.wsDelay);
+      state.wsTimer = setTimeout(connect, state.wsDelay);
       return;
     }
     state.ws = ws;
@@ -624,8 +654,12 @@
     ws.addEventListener('close', (ev) => {
       if (state.ws !== ws) return;
       state.ws = null;
-      setLive(false, ev.code === 1008 ? 'dropped (too slow), reconnecting' : 'offline, reconnecting');
-      setTimeout(connect, state.wsDelay);
+      if (state.needLogin && !state.user) {
+        setLive(false, 'log in to see live values');
+      } else {
+        setLive(false, ev.code === 1008 ? 'dropped (too slow), reconnecting' : 'offline, reconnecting');
+      }
+      state.wsTimer = setTimeout(connect, state.wsDelay);
       state.wsDelay = Math.min(state.wsDelay * 2, 10000);
     });
   }
@@ -642,7 +676,7 @@
   every(CHANNELS_EVERY, () => { refreshChannels(); refreshFrames(); });
   every(MODELS_EVERY, refreshModels);
   every(ALARMS_EVERY, refreshAlarms);
-  loadEvents(false);
+  every(EVENTS_EVERY, () => { if (!state.eventsPaged) loadEvents(false); });
   drawChart();
   connect();
 })();
