@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -178,7 +179,8 @@ func seed(t *testing.T, rc rueidis.Client) {
 	do("LPUSH", keys.ChannelFrames("1001"),
 		frame("tx", "rtu", "010300000002c40b"),
 		frame("rx", "rtu", "01030408fd0034a1b2"),
-		frame("rx", "line", xssFrame))
+		frame("rx", "rtu", hex.EncodeToString([]byte("www.usr.cn"))),
+		frame("rx", "line", hex.EncodeToString([]byte(xssFrame))))
 	do("XADD", keys.ConnectionEvents, "*", "event", "online", "channel", "1001", "registration", "DTU1001",
 		"remote", "10.0.0.7:40112", "listener", "dtu", "ts", now)
 	do("XADD", keys.ConnectionEvents, "*", "event", "offline", "channel", "1002", "registration", xssRegistration,
@@ -230,6 +232,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	fcall(scripts.FnSyncMeasurement, "1002", "1", "3.9")
 	waitFor("the live pressure", cell("pump_station", "pressure"), "3.9")
+	// A value from another day shows its date, not only the time of day.
+	yesterday := time.Now().Add(-26 * time.Hour)
+	redistest.Do(t, rc, "HSET", keys.Mapping, keys.PointRef("1002", "2"), keys.PointRef("pump_station", "flow"))
+	fcall(scripts.FnSyncMeasurement, "1002", "2", "12.5", strconv.FormatInt(yesterday.UnixMilli(), 10))
+	waitFor("the old value's date", `(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === 'pump_station');
+		const r = c && [...c.querySelectorAll('tr')].find(r => r.dataset.point === 'flow'); return r ? r.cells[2].textContent.slice(0, 10) : ''; })()`,
+		yesterday.Format("2006-01-02"))
 
 	// The chart of a point's recent values.
 	js(`(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === 'power_meter');
@@ -247,14 +256,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitFor("the channels", `String(document.querySelectorAll('#channels tbody tr').length)`, "2")
 	waitFor("the channel counters", `(() => { const r = document.querySelector('#channels tbody tr'); return r ? [...r.cells].slice(0, 8).map(c => c.textContent).join('|') : ''; })()`,
 		"1001|online|DTU1001|10.0.0.7:40112|1,234|3|1|98,304")
-	waitFor("the frames", `String(document.querySelectorAll('#frames tbody tr').length)`, "3")
+	waitFor("the frames", `String(document.querySelectorAll('#frames tbody tr').length)`, "4")
+	// A line device's frame as its text, binary frames as spaced hex with their ASCII.
+	waitFor("the line frame as text", `String([...document.querySelectorAll('#frames td.text')].some(td => td.textContent === `+jsString(xssFrame)+`))`, "true")
+	waitFor("the ASCII column", `String([...document.querySelectorAll('#frames td.ascii')].some(td => td.textContent === 'www.usr.cn'))`, "true")
 	waitFor("the events", `String(document.querySelectorAll('#events tbody tr').length)`, "2")
 	// The connection history follows new events without a reload.
 	redistest.Do(t, rc, "XADD", keys.ConnectionEvents, "*", "event", "online", "channel", "1002", "registration", "DTU1002",
 		"ts", strconv.FormatInt(time.Now().UnixMilli(), 10))
 	waitFor("the new event", `String(document.querySelectorAll('#events tbody tr').length)`, "3")
 	text := js(`document.body.innerText`)
-	for _, s := range []string{xssRegistration, xssFrame, xssReason, xssPoint, "01030408fd0034a1b2", "offline"} {
+	for _, s := range []string{xssRegistration, xssFrame, xssReason, xssPoint, "01 03 04 08 fd 00 34 a1 b2", "offline"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("the page does not show %q as text", s)
 		}

@@ -44,6 +44,35 @@
       pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
   }
 
+  // fmtWhen renders Unix ms as the time of day when it is today, else with
+  // its date: a value from yesterday must not look current.
+  function fmtWhen(ms) {
+    const full = fmtTime(ms);
+    return full.slice(0, 10) === fmtTime(Date.now()).slice(0, 10) ? full.slice(11) : full;
+  }
+
+  // frameBytes decodes a frame's hex into bytes (an empty array for bad hex).
+  function frameBytes(hex) {
+    const s = String(hex || '');
+    if (s.length % 2 || /[^0-9a-fA-F]/.test(s)) return new Uint8Array(0);
+    const b = new Uint8Array(s.length / 2);
+    for (let i = 0; i < b.length; i++) b[i] = parseInt(s.substr(2 * i, 2), 16);
+    return b;
+  }
+
+  // frameCells renders a frame for the table: a line device's frame as its
+  // text; any other as spaced hex with the printable ASCII beside it.
+  function frameCells(f) {
+    const hex = f.hex !== undefined ? f.hex : f.raw;
+    const b = frameBytes(hex);
+    const cut = f.cut ? ' …' : '';
+    if (f.kind === 'line') return [new TextDecoder().decode(b) + cut, ''];
+    const pairs = String(hex || '').match(/../g) || [];
+    let ascii = '';
+    for (const c of b) ascii += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : '.';
+    return [pairs.join(' ') + cut, ascii];
+  }
+
   function fmtCount(v) {
     if (v === undefined || v === null || v === '') return '';
     const n = Number(v);
@@ -245,12 +274,13 @@
     const body = $('frames').tBodies[0];
     clear(body);
     for (const f of Array.isArray(data.frames) ? data.frames : []) {
-      const hex = f.hex !== undefined ? f.hex : f.raw;
+      const [shown, ascii] = frameCells(f);
       body.appendChild(el('tr', null,
         el('td', null, fmtTime(f.ts)),
         el('td', null, f.dir),
         el('td', null, f.kind),
-        el('td', 'hex', String(hex === undefined ? '' : hex) + (f.cut ? ' …' : ''))));
+        el('td', f.kind === 'line' ? 'text' : 'hex', shown),
+        el('td', 'ascii', ascii)));
     }
     if (body.rows.length === 0) body.appendChild(el('tr', null, el('td', 'muted', 'no frames')));
   }
@@ -346,7 +376,7 @@
     const r = row(id, name);
     if (r) {
       r.val.textContent = String(value);
-      r.ts.textContent = fmtTime(ts).slice(11); // time of day; the full time is the title
+      r.ts.textContent = fmtWhen(ts); // time of day, with the date when not today; the full time is the title
       r.ts.title = fmtTime(ts);
       if (quality) r.tr.classList.toggle('stale', quality === 'stale');
       if (live) {
