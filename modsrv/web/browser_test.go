@@ -209,7 +209,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	seed(t, rc)
 	base := server(t, rc, srv.Client(t), "")
 
-	js, waitFor, dialogs, screenshot := openConsole(t, bin, base)
+	js, waitFor, dialogs, screenshot, resize := openConsole(t, bin, base)
 	cell := func(model, point string) string {
 		return `(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === ` + jsString(model) +
 			`); const r = c && [...c.querySelectorAll('tr')].find(r => r.dataset.point === ` + jsString(point) +
@@ -295,6 +295,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the control did not reach channel 1001: %q %v", res, err)
 	}
 
+	// At 1280 × 800 nothing is off-screen: every element's box ends inside
+	// the viewport (tables scroll inside their own boxes).
+	resize(1280, 800)
+	waitFor("nothing off-screen at 1280 px", offScreen, "")
+	resize(800, 1000) // a tablet in the cabinet
+	waitFor("nothing off-screen at 800 px", offScreen, "")
+	resize(1440, 1000)
+
 	// Settle (the value highlight fades), then keep a screenshot.
 	waitFor("the highlight to fade", `String(document.querySelectorAll('td.val.changed').length)`, "0")
 	png, err := screenshot()
@@ -327,7 +335,7 @@ func TestConsoleLoginReloads(t *testing.T) {
 	}
 	seed(t, rc)
 	base := server(t, rc, srv.Client(t), "read_open = false\n")
-	js, waitFor, _, _ := openConsole(t, bin, base)
+	js, waitFor, _, _, _ := openConsole(t, bin, base)
 	waitFor("the badge", `document.getElementById('live').textContent`, "log in to see live values")
 	if n := js(`String(document.querySelectorAll('#models .model').length)`); n != "0" {
 		t.Fatalf("%s models shown before the login", n)
@@ -343,7 +351,7 @@ func TestConsoleLoginReloads(t *testing.T) {
 // returns: js, which evaluates an expression to a string; waitFor, which
 // waits until an expression gives want; dialogs, the JavaScript dialogs the
 // page opened (there must be none); and screenshot, of the whole page.
-func openConsole(t *testing.T, bin, base string) (js func(string) string, waitFor func(what, expr, want string), dialogs func() []string, screenshot func() ([]byte, error)) {
+func openConsole(t *testing.T, bin, base string) (js func(string) string, waitFor func(what, expr, want string), dialogs func() []string, screenshot func() ([]byte, error), resize func(w, h int64)) {
 	t.Helper()
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
@@ -394,8 +402,28 @@ func openConsole(t *testing.T, bin, base string) (js func(string) string, waitFo
 		return slices.Clone(seen)
 	}
 	screenshot = func() ([]byte, error) { return chromedp.Run(ctx, chromedp.FullScreenshot(100)) }
-	return js, waitFor, dialogs, screenshot
+	resize = func(w, h int64) {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(w, h)); err != nil {
+			t.Fatalf("viewport %dx%d: %v", w, h, err)
+		}
+	}
+	return js, waitFor, dialogs, screenshot, resize
 }
+
+// offScreen lists (as text) the visible elements whose box ends right of
+// the viewport, and the page's own horizontal overflow: "" when none. Below
+// 1280 px a wide table may scroll inside its own box.
+const offScreen = `(() => {
+	const w = document.documentElement.clientWidth, out = [];
+	if (document.documentElement.scrollWidth > w) out.push('page ' + document.documentElement.scrollWidth + '>' + w);
+	for (const e of document.querySelectorAll('section h2, section form *, section table, .scroll, header *')) {
+		// A table in a scroll box only needs the box on screen, and only below 1280 px.
+		if (w < 1280 && e.tagName === 'TABLE' && e.parentElement.classList.contains('scroll')) continue;
+		const r = e.getBoundingClientRect();
+		if (r.width > 0 && r.right > w + 0.5) out.push((e.id || e.tagName.toLowerCase()) + ' ' + Math.round(r.right));
+	}
+	return out.slice(0, 8).join(', ');
+})()`
 
 // jsString quotes s as a JavaScript string literal.
 func jsString(s string) string {
