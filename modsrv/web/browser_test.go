@@ -200,14 +200,7 @@ func seed(t *testing.T, rc rueidis.Client) {
 // shows the server's message, and that a logged-in user can acknowledge an
 // alarm and send a control that reaches the (simulated) device.
 func TestConsoleInBrowser(t *testing.T) {
-	bin := chromium(t)
-	srv := redistest.Start(t)
-	rc := srv.Client(t)
-	if _, err := lualib.Ensure(context.Background(), rc); err != nil {
-		t.Fatal(err)
-	}
-	seed(t, rc)
-	base := server(t, rc, srv.Client(t), "")
+	bin, rc, base := consoleServer(t, "")
 
 	js, waitFor, dialogs, screenshot, resize := openConsole(t, bin, base)
 	cell := func(model, point string) string {
@@ -323,18 +316,26 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 }
 
-// TestConsoleLoginReloads: with read_open = false the console says that
-// credentials are needed (not "offline"), and a login shows the live values
-// at once, without waiting for the periodic refresh of the models.
-func TestConsoleLoginReloads(t *testing.T) {
-	bin := chromium(t)
+// consoleServer finds Chromium and runs the console over a seeded private
+// Redis, with extra lines in modsrv's configuration; it returns the browser
+// binary, the Redis client and the console's base URL.
+func consoleServer(t *testing.T, extra string) (bin string, rc rueidis.Client, base string) {
+	t.Helper()
+	bin = chromium(t)
 	srv := redistest.Start(t)
-	rc := srv.Client(t)
+	rc = srv.Client(t)
 	if _, err := lualib.Ensure(context.Background(), rc); err != nil {
 		t.Fatal(err)
 	}
 	seed(t, rc)
-	base := server(t, rc, srv.Client(t), "read_open = false\n")
+	return bin, rc, server(t, rc, srv.Client(t), extra)
+}
+
+// TestConsoleLoginReloads: with read_open = false the console says that
+// credentials are needed (not "offline"), and a login shows the live values
+// at once, without waiting for the periodic refresh of the models.
+func TestConsoleLoginReloads(t *testing.T) {
+	bin, _, base := consoleServer(t, "read_open = false\n")
 	js, waitFor, _, _, _ := openConsole(t, bin, base)
 	waitFor("the badge", `document.getElementById('live').textContent`, "log in to see live values")
 	if n := js(`String(document.querySelectorAll('#models .model').length)`); n != "0" {
