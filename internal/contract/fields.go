@@ -15,6 +15,7 @@ const (
 	ChannelRegistration      = "registration"
 	ChannelRemote            = "remote"
 	ChannelTemplate          = "template"
+	ChannelName              = "name"         // the channel's name from its configuration; absent when it has none
 	ChannelConnectedAt       = "connected_at" // Unix ms, like the other *_at fields and last_heartbeat
 	ChannelLastHeartbeat     = "last_heartbeat"
 	ChannelUpdatedAt         = "updated_at"

@@ -21,6 +21,17 @@ const (
 	Mapping = "mapping"
 	// MappingReverse is the control mapping hash: "{model}:{control}" → "{channel}:{point}".
 	MappingReverse = "mapping:reverse"
+	// MappingUnit is the unit hash: "{model}:{point_name}" → unit text ("V",
+	// "kWh"). It overrides the unit of the channel point the model point is
+	// mapped from (ChannelMeta).
+	MappingUnit = "mapping:unit"
+	// MappingDescription is the description hash: "{model}:{point_name}" →
+	// text. It overrides the channel point's description (ChannelMeta).
+	MappingDescription = "mapping:description"
+	// ControlLast is the hash of the last outcome of each control:
+	// "{model}:{control}" (or "{channel}:{point}" for a control sent to a
+	// channel point directly) → JSON {id, status, code, message, value, ts}.
+	ControlLast = "control:last"
 	// AlarmThreshold is the high-limit hash: "{model}:{point_name}" → number. A value above it raises an alarm.
 	AlarmThreshold = "alarm:threshold"
 	// AlarmLow is the optional low-limit hash: "{model}:{point_name}" → number. A value below it raises an alarm.
@@ -80,12 +91,17 @@ const (
 // restores the missing ones after Redis restarted empty. Each call returns
 // a new slice.
 func RuntimeConfig() []string {
-	return []string{Mapping, MappingReverse, AlarmThreshold, AlarmLow, AlarmHysteresis, DeviceRegistry}
+	return []string{Mapping, MappingReverse, MappingUnit, MappingDescription, AlarmThreshold, AlarmLow, AlarmHysteresis, DeviceRegistry}
 }
 
 // RestoreStaging is the temporary key a restored hash is built in before it
 // is renamed to key (only if key is still missing).
 func RestoreStaging(key string) string { return ConfigRestore + ":staging:" + key }
+
+// ChannelMeta is the hash of a channel's point metadata, written by comsrv
+// from the channel's template while it serves the channel: point id → JSON
+// {name, type, unit, description, area, writable}.
+func ChannelMeta(channel string) string { return "comsrv:" + channel + ":meta" }
 
 // ChannelValues is the hash of a channel's latest values: point id → decimal string.
 func ChannelValues(channel string) string { return "comsrv:" + channel + ":m" }
@@ -218,6 +234,7 @@ func Table() []Entry {
 		{ChannelTimestamps("{channel}"), "hash", "Lua (from comsrv)", "point id → sample time, Unix ms"},
 		{ChannelStatus("{channel}"), "hash", "comsrv, Lua", "online, registration id, remote address, connected_at, last_heartbeat, counters"},
 		{ChannelQuality("{channel}"), "hash", "Lua (from comsrv)", "point id → \"stale\" while its slave or link is unreachable; absent = good"},
+		{ChannelMeta("{channel}"), "hash", "comsrv", "point id → JSON {name, type, unit, description, area, writable} from the channel's template"},
 		{ChannelFrames("{channel}"), "list", "comsrv", "last raw frames, newest first: JSON {ts, dir, kind, hex}"},
 		{ChannelData("{channel}"), "pub/sub", "comsrv", "a device's own lines (line profile) and data frames (tlv)"},
 		{ConnectionEvents, "stream", "comsrv", "link events: event, channel, listener, registration, remote, reason, ts"},
@@ -229,6 +246,8 @@ func Table() []Entry {
 		{DeviceRegistry, "hash", "modsrv → comsrv", "DTU registration id → template id, devices added at run time"},
 		{Mapping, "hash", "edgectl, redis-cli", "\"{channel}:{point}\" → \"{model}:{point_name}\""},
 		{MappingReverse, "hash", "edgectl, redis-cli", "\"{model}:{control}\" → \"{channel}:{point}\""},
+		{MappingUnit, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → unit, overriding the channel point's"},
+		{MappingDescription, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → description, overriding the channel point's"},
 		{ModelValues("{model}"), "hash", "Lua", "point name → latest value"},
 		{ModelTimestamps("{model}"), "hash", "Lua", "point name → sample time, Unix ms"},
 		{ModelQuality("{model}"), "hash", "Lua (from comsrv)", "point name → \"stale\" while unreachable; absent = good"},
@@ -247,6 +266,7 @@ func Table() []Entry {
 		{CommandSent, "hash", "Lua (from comsrv)", "command id → Unix ms when comsrv started writing it to the device"},
 		{CommandResult("{id}"), "hash", "Lua (from comsrv)", "outcome of command {id}: status, code, message, channel, point, value, model, control, ts[, nonce] (expires)"},
 		{CommandResults, "stream", "Lua (from comsrv)", "every control outcome: id, status, code, message, channel, point, value, model, control, ts[, nonce]"},
+		{ControlLast, "hash", "Lua (from comsrv)", "\"{model}:{control}\" (or \"{channel}:{point}\") → JSON {id, status, code, message, value, ts} of its last outcome"},
 		{DefaultLineResults, "pub/sub", "other systems → comsrv", "\"command,device_id,data\" forwarded as a line to line-profile device device_id (configurable)"},
 		{LineOutcomes(DefaultLineResults), "pub/sub", "comsrv", "JSON {device, status, message, ts} for each forwarded message"},
 		{Reload, "pub/sub", "edgectl → comsrv", "reload request (message: request id)"},
