@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,11 @@ type GroupOptions struct {
 	Count int
 	// Block is how long one read of new entries waits (default 2s).
 	Block time.Duration
+	// ClaimIdle, when positive, makes the reader take over (XAUTOCLAIM)
+	// entries that another consumer of the group read and left
+	// unacknowledged for at least this long — a consumer that died or was
+	// renamed — checking at most once per ClaimIdle. Zero: never.
+	ClaimIdle time.Duration
 }
 
 // GroupStats counts what a GroupReader did.
@@ -53,6 +59,7 @@ type GroupStats struct {
 	Read      uint64 // entries handed to the handler
 	Acked     uint64 // entries acknowledged
 	Recreated uint64 // groups created again after NOGROUP (Redis restarted without persistence)
+	Claimed   uint64 // entries taken over from other consumers (GroupOptions.ClaimIdle)
 	Errors    uint64 // failed reads and handler errors
 }
 
@@ -67,7 +74,7 @@ type GroupReader struct {
 	opt    GroupOptions
 	log    *slog.Logger
 
-	read, acked, recreated, errs atomic.Uint64
+	read, acked, recreated, errs, claimed atomic.Uint64
 }
 
 // NewGroupReader returns a reader on client; log may be nil (slog.Default()).
@@ -93,7 +100,7 @@ func NewGroupReader(client rueidis.Client, opt GroupOptions, log *slog.Logger) (
 
 // Stats returns the counters.
 func (g *GroupReader) Stats() GroupStats {
-	return GroupStats{Read: g.read.Load(), Acked: g.acked.Load(), Recreated: g.recreated.Load(), Errors: g.errs.Load()}
+	return GroupStats{Read: g.read.Load(), Acked: g.acked.Load(), Recreated: g.recreated.Load(), Errors: g.errs.Load(), Claimed: g.claimed.Load()}
 }
 
 // Ack acknowledges entries by id.
@@ -116,7 +123,21 @@ func (g *GroupReader) Run(ctx context.Context, h Handler) {
 	var b backoff
 	created := false
 	cursor := "0" // the pending entries are read after it; "" reads new ones
+	var lastClaim time.Time
 	for ctx.Err() == nil {
+		if cursor == "" && created && g.opt.ClaimIdle > 0 && time.Since(lastClaim) >= g.opt.ClaimIdle {
+			lastClaim = time.Now()
+			n, err := g.claim(ctx)
+			if err != nil && ctx.Err() == nil {
+				g.errs.Add(1)
+				g.log.Warn("group reader: taking over idle entries failed", "err", err)
+			}
+			if n > 0 {
+				g.log.Info("group reader: took over entries another consumer left", "entries", n)
+				cursor = "0" // they are now this consumer's pending entries
+				continue
+			}
+		}
 		if !created {
 			if err := g.create(ctx, g.opt.Start); err != nil {
 				g.errs.Add(1)
@@ -205,6 +226,32 @@ func (g *GroupReader) next(ctx context.Context, cursor string) ([]Entry, error) 
 		out[i] = Entry{ID: e.ID, Fields: e.FieldValues}
 	}
 	return out, nil
+}
+
+// claim moves the entries of other consumers that have been idle for
+// ClaimIdle to this consumer and returns how many it took.
+func (g *GroupReader) claim(ctx context.Context) (int, error) {
+	start, total := "0-0", 0
+	for range 100 { // at most 100 × Count entries per check
+		cctx, cancel := context.WithTimeout(ctx, readTimeout)
+		res, err := g.client.Do(cctx, g.client.B().Xautoclaim().Key(g.opt.Stream).Group(g.opt.Group).
+			Consumer(g.opt.Consumer).MinIdleTime(strconv.FormatInt(g.opt.ClaimIdle.Milliseconds(), 10)).
+			Start(start).Count(int64(g.opt.Count)).Justid().Build()).ToArray()
+		cancel()
+		if err != nil {
+			return total, fmt.Errorf("xautoclaim %s %s: %w", g.opt.Stream, g.opt.Group, err)
+		}
+		if len(res) < 2 {
+			return total, fmt.Errorf("xautoclaim %s %s: answer of %d parts", g.opt.Stream, g.opt.Group, len(res))
+		}
+		ids, _ := res[1].ToArray()
+		total += len(ids)
+		g.claimed.Add(uint64(len(ids)))
+		if start, err = res[0].ToString(); err != nil || start == "0-0" {
+			return total, nil
+		}
+	}
+	return total, nil
 }
 
 // dropDeleted acknowledges the entries whose message is gone and returns the others.

@@ -168,3 +168,43 @@ func TestGroupReaderHandlerError(t *testing.T) {
 		t.Error("a reader without group and consumer was made")
 	}
 }
+
+// TestGroupReaderClaimsIdleEntries: entries that a consumer of the group
+// read and never acknowledged (it died, or was renamed) are taken over by
+// another consumer once they have been idle for ClaimIdle.
+func TestGroupReaderClaimsIdleEntries(t *testing.T) {
+	_, c := newRedis(t)
+	xadd(t, c, "old") // before the group: not read with Start "$"
+	dead, stop := startReader(t, c, "$", true) // consumer a1 never acknowledges
+	eventually(t, "the group", func() bool {
+		n, _ := redistest.Do(t, c, "XINFO", "GROUPS", keys.AlarmEvents).ToArray()
+		return len(n) == 1
+	})
+	xadd(t, c, "1")
+	xadd(t, c, "2")
+	eventually(t, "a1 read both", func() bool { return len(dead.got()) == 2 })
+	stop()
+
+	g, err := NewGroupReader(c, GroupOptions{Stream: keys.AlarmEvents, Group: "alarmsrv", Consumer: "b1",
+		Block: 100 * time.Millisecond, ClaimIdle: 300 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := &collector{g: g}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.Run(ctx, col.handle)
+	xadd(t, c, "3")
+	eventually(t, "b1 took over 1 and 2", func() bool { return len(col.got()) == 3 })
+	if got := col.got(); !equal(got, "3", "1", "2") {
+		t.Fatalf("b1 read %v, want 3, then 1 and 2 taken over", got)
+	}
+	if s := g.Stats(); s.Claimed != 2 {
+		t.Fatalf("claimed %d, want 2", s.Claimed)
+	}
+	eventually(t, "no pending entries", func() bool {
+		p, _ := redistest.Do(t, c, "XPENDING", keys.AlarmEvents, "alarmsrv").ToArray()
+		n, _ := p[0].AsInt64()
+		return n == 0
+	})
+}
