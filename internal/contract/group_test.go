@@ -174,7 +174,7 @@ func TestGroupReaderHandlerError(t *testing.T) {
 // another consumer once they have been idle for ClaimIdle.
 func TestGroupReaderClaimsIdleEntries(t *testing.T) {
 	_, c := newRedis(t)
-	xadd(t, c, "old") // before the group: not read with Start "$"
+	xadd(t, c, "old")                          // before the group: not read with Start "$"
 	dead, stop := startReader(t, c, "$", true) // consumer a1 never acknowledges
 	eventually(t, "the group", func() bool {
 		n, _ := redistest.Do(t, c, "XINFO", "GROUPS", keys.AlarmEvents).ToArray()
