@@ -1,6 +1,6 @@
 #!lua name=voltedge
 -- VoltEdge data library: Redis Functions (Redis 7.0 or later, standalone).
-local VERSION = 8
+local VERSION = 9
 
 --[[
 Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl lua load)
@@ -62,6 +62,13 @@ FCALL sync_batch 0 <channel> <ts_ms> <n> <p1> <v1> ... <pn> <vn> [<channel> <ts_
     HSET modsrv:{model}:t name ts ...              (one command)
     PUBLISH update:{model} <update payload>        (at most one per model per call; ts = the largest ts written)
   Then one alarm check over all mapped points of the call.
+  Data stream, per group, when the stream data:samples exists (a reader,
+  netsrv or alarmsrv, created it with its consumer group):
+    XADD data:samples * channel <ch> ts <ts> p:<p1> "<v1>[ <model>:<name>]" ...
+  one entry per group with its stored points; a mapped point's value is
+  followed by a space and its "{model}:{point_name}". Nothing trims the
+  stream here: at 100000 entries (DATA_SAMPLES_MAX) further entries are not
+  appended and are counted in comsrv:stats data_samples_shed.
   Every multi-field command goes in chunks of 500 fields, so a call may
   carry any number of points of one model (Lua cannot unpack more than
   about 8000 values onto its stack).
@@ -263,6 +270,13 @@ local KEY_COMMAND_PENDING = 'cmd:pending'
 local KEY_COMMAND_RESULTS = 'cmd:results'
 local KEY_COMMAND_INFLIGHT = 'cmd:inflight'
 local KEY_COMMAND_SENT = 'cmd:sent'
+local KEY_DATA_SAMPLES = 'data:samples'
+local KEY_COMSRV_STATS = 'comsrv:stats'
+
+-- DATA_SAMPLES_MAX caps the data stream: past it, sync_batch appends no
+-- more entries (it never trims what a reader has not acknowledged) and
+-- counts the entries it did not append in comsrv:stats data_samples_shed.
+local DATA_SAMPLES_MAX = 100000
 
 local function key_channel_values(ch) return 'comsrv:' .. ch .. ':m' end
 local function key_channel_timestamps(ch) return 'comsrv:' .. ch .. ':t' end
@@ -1105,14 +1119,60 @@ local function batch_group(st, args, base, samples, refs)
   return k
 end
 
+-- append_samples appends one entry per group to the data stream
+-- (data:samples) for netsrv and alarmsrv: channel, ts and, per stored point,
+-- "p:<point>" → "<value>" or, when mapped, "<value> <model>:<point_name>".
+-- The stream exists once a reader created its consumer group; until then
+-- nothing is appended. At DATA_SAMPLES_MAX entries the rest are shed and
+-- counted. A stream key of the wrong type is a sync error of each group.
+local function append_samples(st, groups, samples)
+  if #groups == 0 then return end
+  local len = rpcall('XLEN', KEY_DATA_SAMPLES)
+  if type_of(len) ~= 'number' then
+    for g = 1, #groups do
+      local gr = groups[g]
+      add_error(st, gr.ch, gr.ts, st.fn .. ' channel=' .. gr.ch .. ': XLEN ' .. KEY_DATA_SAMPLES .. ': '
+        .. (redis_error(len) or 'not a number'))
+    end
+    return
+  end
+  if len == 0 and call('EXISTS', KEY_DATA_SAMPLES) == 0 then return end -- no reader
+  local room = DATA_SAMPLES_MAX - len
+  for g = 1, #groups do
+    if g > room then
+      call('HINCRBY', KEY_COMSRV_STATS, 'data_samples_shed', #groups - g + 1)
+      return
+    end
+    local gr = groups[g]
+    local f, k = { 'channel', gr.ch, 'ts', gr.ts }, 4
+    for r = gr.first, gr.last do
+      local x = samples[r]
+      if x then
+        f[k + 1] = 'p:' .. x.point
+        f[k + 2] = x.ref and (x.value .. ' ' .. x.ref) or x.value
+        k = k + 2
+      end
+    end
+    local err = redis_error(rpcall('XADD', KEY_DATA_SAMPLES, '*', unpack(f)))
+    if err then
+      add_error(st, gr.ch, gr.ts, st.fn .. ' channel=' .. gr.ch .. ': XADD ' .. KEY_DATA_SAMPLES .. ': ' .. err)
+    end
+  end
+end
+
 local function sync_batch(_, args)
   local starts, err = batch_groups(args)
   if not starts then return fail(err) end
   local st = new_state('sync_batch')
   local written = 0
   local samples, refs = {}, {}
+  local groups = {}
   for g = 1, #starts do
+    local first = #refs + 1
     written = written + batch_group(st, args, starts[g], samples, refs)
+    if #refs >= first then
+      groups[#groups + 1] = { ch = args[starts[g]], ts = args[starts[g] + 1], first = first, last = #refs }
+    end
   end
   if #refs > 0 then
     local entries
@@ -1125,6 +1185,7 @@ local function sync_batch(_, args)
       map_point(st, samples[r], entries[r])
     end
   end
+  append_samples(st, groups, samples)
   flush_models(st)
   flush_errors(st)
   return { written, st.mapped, st.errors, st.events, st.first or '' }

@@ -74,6 +74,14 @@ const (
 	CommandResults = "cmd:results"
 	// CommandPattern is the pub/sub pattern comsrv listens on for new controls (matches Command).
 	CommandPattern = "cmd:*"
+	// DataSamples is the data stream: one entry per synced response group
+	// (see contract.DataEntry), appended by the Lua library while the stream
+	// exists, i.e. once a reader created its consumer group; netsrv trims it
+	// to what every group acknowledged. Capped at contract.DataSamplesMax.
+	DataSamples = "data:samples"
+	// NetsrvEvents is netsrv's stream of upload warnings (spool dropped at
+	// its cap, database unreachable and back), for alarmsrv and people.
+	NetsrvEvents = "netsrv:events"
 	// ConnectionEvents is the stream of link events: online, offline, replaced, refused.
 	ConnectionEvents = "comsrv:events"
 	// Reload is the pub/sub channel on which edgectl asks comsrv to reload its channel and template files.
@@ -238,6 +246,8 @@ func Table() []Entry {
 		{ChannelFrames("{channel}"), "list", "comsrv", "last raw frames, newest first: JSON {ts, dir, kind, hex}"},
 		{ChannelData("{channel}"), "pub/sub", "comsrv", "a device's own lines (line profile) and data frames (tlv)"},
 		{ConnectionEvents, "stream", "comsrv", "link events: event, channel, listener, registration, remote, reason, ts"},
+		{DataSamples, "stream", "Lua (from comsrv)", "one entry per synced response: channel, ts, p:{point} → \"{value}[ {model}:{point_name}]\"; appended while the stream exists, at most 100000 entries"},
+		{NetsrvEvents, "stream", "netsrv", "upload warnings: event (db_unreachable, db_back, spool_dropped), detail, ts"},
 		{Channels, "set", "comsrv", "channel ids comsrv serves"},
 		{Templates, "set", "comsrv", "template ids comsrv knows, replaced at its start and on reload; modsrv's POST /devices checks against it"},
 		{ComsrvStats, "hash", "comsrv", "process-wide counters and sync latency (p50/p99, µs)"},
