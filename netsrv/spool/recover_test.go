@@ -255,3 +255,40 @@ func FuzzRecover(f *testing.F) {
 		}
 	})
 }
+
+func TestDamageAfterOpenSkipsRestOfSegment(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := mustOpen(t, dir, smallOpts())
+	defer s.Close()
+	waitDurable(t, s, appendRange(t, s, 0, 100, 5))
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	seqs, _ := listSegments(dir)
+	path := filepath.Join(dir, segName(seqs[0]))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := recordOffsets(t, b)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{b[offs[3]+20] ^ 1}, offs[3]+20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	got := readAll(t, s, 10, true)
+	lost := len(offs) - 3
+	if len(got) != 100-lost {
+		t.Fatalf("read %d, want %d", len(got), 100-lost)
+	}
+	for i, r := range got {
+		want := i
+		if i >= 3 {
+			want = i + lost
+		}
+		checkRec(t, r, want)
+	}
+}

@@ -200,8 +200,9 @@ type Spool struct {
 	rmu sync.Mutex // reader state
 	rd  reader
 
-	stop chan struct{}
-	done chan struct{}
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // Open opens or creates the spool in dir, recovering from a torn or damaged
@@ -723,7 +724,7 @@ func (s *Spool) Stats() Stats {
 }
 
 // Close syncs what was appended and closes the files. Calls after Close fail
-// with ErrClosed.
+// with ErrClosed; Stats still works. Close may be called more than once.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -731,7 +732,7 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.mu.Unlock()
-	close(s.stop)
+	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done
 	err := s.Sync()
 	s.rmu.Lock()
