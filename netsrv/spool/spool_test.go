@@ -309,17 +309,26 @@ func TestOptionsValidation(t *testing.T) {
 	}
 }
 
-func TestOpenUnwritableDir(t *testing.T) {
-	if os.Getuid() == 0 {
-		t.Skip("root ignores permissions")
-	}
-	parent := t.TempDir()
-	if err := os.Chmod(parent, 0o500); err != nil {
+func TestOpenFailsOnIOError(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "plain-file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	defer os.Chmod(parent, 0o700)
-	if _, _, err := Open(filepath.Join(parent, "spool"), smallOpts()); err == nil {
-		t.Fatal("Open in an unwritable directory succeeded")
+	for _, dir := range []string{file, filepath.Join(file, "spool")} {
+		if _, _, err := Open(dir, smallOpts()); err == nil {
+			t.Errorf("Open(%s) succeeded on a path that is not a directory", dir)
+		}
+	}
+	if os.Getuid() == 0 {
+		return // root ignores directory permissions
+	}
+	ro := t.TempDir()
+	if err := os.Chmod(ro, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(ro, 0o700)
+	if _, _, err := Open(ro, smallOpts()); err == nil {
+		t.Fatal("Open in a read-only directory succeeded")
 	}
 }
 
