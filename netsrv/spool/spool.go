@@ -35,10 +35,14 @@ import (
 
 // Defaults for the zero fields of Options.
 const (
+	// DefaultSegmentSize is the default Options.SegmentSize: 16 MiB.
 	DefaultSegmentSize = 16 << 20
-	DefaultMaxBytes    = 1 << 30
-	DefaultSyncEvery   = 500 * time.Millisecond
-	DefaultMaxRecord   = 1 << 20
+	// DefaultMaxBytes is the default Options.MaxBytes: 1 GiB.
+	DefaultMaxBytes = 1 << 30
+	// DefaultSyncEvery is the default Options.SyncEvery: 500 ms.
+	DefaultSyncEvery = 500 * time.Millisecond
+	// DefaultMaxRecord is the default Options.MaxRecord: 1 MiB.
+	DefaultMaxRecord = 1 << 20
 )
 
 // ErrTooLarge is returned (wrapped) by Append for a record over Options.MaxRecord.
