@@ -58,6 +58,9 @@ func TestCapDropsOldestUnread(t *testing.T) {
 		t.Fatalf("read %d + dropped %d != appended %d (pending %d)", len(got), droppedRecs, n, st.Pending)
 	}
 	first := n - len(got)
+	if st.OldestTS != int64(1000+first) {
+		t.Fatalf("OldestTS %d after drops, want %d", st.OldestTS, 1000+first)
+	}
 	for i, r := range got {
 		checkRec(t, r, first+i)
 	}
