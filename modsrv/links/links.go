@@ -154,6 +154,7 @@ type Index struct {
 	rc       rueidis.Client
 	log      *slog.Logger
 	interval time.Duration
+	max      int // entries read per hash: MaxEntries
 
 	mu   sync.Mutex // serialises readings
 	snap sync.Mutex // guards cur
@@ -177,7 +178,7 @@ func New(rc rueidis.Client, interval time.Duration, log *slog.Logger) *Index {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Index{rc: rc, log: log, interval: interval, meta: make(map[string]metaEntry)}
+	return &Index{rc: rc, log: log, interval: interval, max: MaxEntries, meta: make(map[string]metaEntry)}
 }
 
 // Run reads the index every interval, and soon after comsrv answers a
@@ -224,15 +225,27 @@ func (x *Index) Run(ctx context.Context) {
 }
 
 // Snapshot returns the current index, reading it first when it was never
-// read or is older than the interval.
+// read or is older than the interval. Concurrent callers share one reading.
 func (x *Index) Snapshot(ctx context.Context) (*Snapshot, error) {
-	x.snap.Lock()
-	s := x.cur
-	x.snap.Unlock()
-	if s != nil && time.Since(s.ReadAt) < x.interval {
+	if s := x.fresh(); s != nil {
 		return s, nil
 	}
-	return x.Refresh(ctx)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if s := x.fresh(); s != nil {
+		return s, nil // read by another caller meanwhile
+	}
+	return x.readLocked(ctx)
+}
+
+// fresh returns the current snapshot if it is younger than the interval.
+func (x *Index) fresh() *Snapshot {
+	x.snap.Lock()
+	defer x.snap.Unlock()
+	if x.cur != nil && time.Since(x.cur.ReadAt) < x.interval {
+		return x.cur
+	}
+	return nil
 }
 
 // Refresh reads the index now. On an error the previous snapshot is kept
@@ -240,6 +253,11 @@ func (x *Index) Snapshot(ctx context.Context) (*Snapshot, error) {
 func (x *Index) Refresh(ctx context.Context) (*Snapshot, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	return x.readLocked(ctx)
+}
+
+// readLocked is Refresh with x.mu held.
+func (x *Index) readLocked(ctx context.Context) (*Snapshot, error) {
 	rctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	s, err := x.read(rctx)
@@ -315,7 +333,7 @@ func (x *Index) scan(ctx context.Context, hash string, s *Snapshot, each func(k,
 			return fmt.Errorf("links: hscan %s: %w", hash, err)
 		}
 		for i := 0; i+1 < len(e.Elements); i += 2 {
-			if n >= MaxEntries {
+			if n >= x.max {
 				s.Truncated[hash]++
 				continue
 			}
