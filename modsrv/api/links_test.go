@@ -2,6 +2,8 @@ package api
 
 import (
 	"encoding/json"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,5 +238,35 @@ func TestDevicesRefused(t *testing.T) {
 	}
 	if l := e.do(t, "GET", "/devices", "").ok(t, 200).list(t, "refused"); len(l) != MaxRefused {
 		t.Fatalf("%d refused", len(l))
+	}
+}
+
+// TestREADMEListsRoutes: the README's API table names every route with its method.
+func TestREADMEListsRoutes(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "| GET") || strings.HasPrefix(line, "| POST") || strings.HasPrefix(line, "| DELETE") {
+			rows = append(rows, line)
+		}
+	}
+	param := regexp.MustCompile(`\\\{[^}]+\\\}`)
+	for _, r := range (&server{}).routes() {
+		p := regexp.QuoteMeta(openAPIPath(r.path))
+		// A parameter may be written as {a}:{b} in the README ({ref} of an alarm).
+		re := regexp.MustCompile("`" + param.ReplaceAllString(p, `\{[^}]+\}(:\{[^}]+\})?`) + "`")
+		found := false
+		for _, row := range rows {
+			cells := strings.SplitN(row, "|", 4)
+			if len(cells) > 2 && strings.Contains(cells[1], r.method) && re.MatchString(cells[2]) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("README's API table lacks %s %s", r.method, openAPIPath(r.path))
+		}
 	}
 }
