@@ -134,8 +134,10 @@ func TestControls(t *testing.T) {
 	if l := r.list(t, "controls"); len(l) != 1 || l[0].(map[string]any)["control"] != "raw" {
 		t.Fatalf("filtered: %s", r.raw)
 	}
-	if l := e.do(t, "GET", "/controls?model=nope", "").ok(t, 200).list(t, "controls"); len(l) != 0 {
-		t.Fatalf("unknown model: %v", l)
+	e.do(t, "GET", "/controls?model=nope", "").fails(t, 404, "not_found", `model "nope" has neither values nor a mapping`)
+	e.redis(t, "HSET", keys.ModelValues("bare"), "x", "1")
+	if l := e.do(t, "GET", "/controls?model=bare", "").ok(t, 200).list(t, "controls"); len(l) != 0 {
+		t.Fatalf("model without controls: %v", l)
 	}
 	e.do(t, "GET", "/controls?model=a:b", "").fails(t, 400, "bad_request", "invalid model id")
 	e.do(t, "GET", "/controls?model="+strings.Repeat("m", 200), "").fails(t, 400, "bad_request", "invalid model id")
