@@ -54,6 +54,7 @@ type Identity struct {
 	Registration string // DTU registration id ("" for Modbus channels)
 	Remote       string // the device's address, or the Modbus URL
 	Template     string
+	Name         string // the channel's configured name; "" leaves the status field out
 }
 
 // Counters are one channel's counters, written to its status hash. They
@@ -392,6 +393,9 @@ func (c *Core) writeStatus(now time.Time) {
 		contract.ChannelMessagesDropped, u(st.MessagesDropped),
 		contract.ChannelForwarded, u(st.Forwarded),
 		contract.ChannelUpdatedAt, ms(now),
+	}
+	if c.ident.Name != "" {
+		f = append(f, contract.ChannelName, c.ident.Name)
 	}
 	if !c.online {
 		f = append(f, contract.ChannelDisconnectedAt, ms(now), contract.ChannelDisconnectReason, c.lastReason)

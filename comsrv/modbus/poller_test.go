@@ -149,7 +149,7 @@ func TestPollValuesAndControls(t *testing.T) {
 	startServer(t, addr, dev)
 
 	url := "tcp://" + addr
-	cfg := loadConfig(t, testComsrv, meterTemplate, channelFile("m1", url))
+	cfg := loadConfig(t, testComsrv, meterTemplate, channelFile("m1", url)+"name = \"Pump house meter\"\n")
 	set := startSet(t, e, cfg)
 
 	values := keys.ChannelValues("m1")
@@ -165,7 +165,8 @@ func TestPollValuesAndControls(t *testing.T) {
 	status := keys.ChannelStatus("m1")
 	wait.For(t, 5*time.Second, "status online", func() error {
 		st := e.hgetall(t, status)
-		return wait.Check(st["online"] == "1" && st["remote"] == url && st["template"] == "meter" && st["polls_ok"] != "0",
+		return wait.Check(st["online"] == "1" && st["remote"] == url && st["template"] == "meter" && st["polls_ok"] != "0" &&
+			st["name"] == "Pump house meter",
 			"status %v", st)
 	})
 	if set.Count() != 1 || set.Online() != 1 {
