@@ -37,6 +37,12 @@ type state struct {
 	// templates replaces keys.Templates when templatesSet.
 	templates    []string
 	templatesSet bool
+	// meta are the point metadata hashes (keys.ChannelMeta) to replace:
+	// channel → fields (id, JSON, …); empty means delete the hash.
+	meta map[string][]string
+	// metaAll is every channel's current metadata, written again after a
+	// Redis restart (Resync). Channels share the slices of one template.
+	metaAll map[string][]string
 
 	eventsDropped uint64
 }
@@ -45,6 +51,8 @@ func (st *state) init() {
 	st.wake = make(chan struct{}, 1)
 	st.status = map[string][]string{}
 	st.set = map[string]bool{}
+	st.meta = map[string][]string{}
+	st.metaAll = map[string][]string{}
 }
 
 func (st *state) signal() {
@@ -121,6 +129,72 @@ func (s *Sink) setChannels(add bool, ids []string) {
 	st.signal()
 }
 
+// SetMeta queues replacing the channel's point metadata hash
+// (keys.ChannelMeta) with fields (point id, JSON, …), or deleting it when
+// fields is empty; the latest call per channel wins. The hash is replaced
+// in one transaction, so readers never see half of it. The sink keeps
+// fields (without copying: callers must not change them) and writes them
+// again after a Redis restart.
+func (s *Sink) SetMeta(channel string, fields []string) {
+	st := &s.state
+	st.mu.Lock()
+	if len(fields) == 0 {
+		fields = nil
+		delete(st.metaAll, channel)
+	} else {
+		st.metaAll[channel] = fields
+	}
+	st.meta[channel] = fields
+	st.mu.Unlock()
+	st.signal()
+}
+
+// requeueMeta queues every channel's current metadata again.
+func (st *state) requeueMeta() {
+	st.mu.Lock()
+	for ch, f := range st.metaAll {
+		st.meta[ch] = f
+	}
+	st.mu.Unlock()
+	st.signal()
+}
+
+// metaBatch bounds the channels of one pipelined metadata write.
+const metaBatch = 128
+
+// writeMeta replaces the metadata hashes of meta, each in a MULTI; it
+// returns the channels not known to be written.
+func (s *Sink) writeMeta(ctx context.Context, meta map[string][]string) (left []string, err error) {
+	chans := make([]string, 0, len(meta))
+	for ch := range meta {
+		chans = append(chans, ch)
+	}
+	b := s.client.B()
+	for i := 0; i < len(chans); i += metaBatch {
+		part := chans[i:min(i+metaBatch, len(chans))]
+		cmds := make(rueidis.Commands, 0, 4*len(part))
+		for _, ch := range part {
+			key := keys.ChannelMeta(ch)
+			f := meta[ch]
+			if len(f) == 0 {
+				cmds = append(cmds, b.Del().Key(key).Build())
+				continue
+			}
+			h := b.Hset().Key(key).FieldValue()
+			for j := 0; j+1 < len(f); j += 2 {
+				h = h.FieldValue(f[j], f[j+1])
+			}
+			cmds = append(cmds, b.Multi().Build(), b.Del().Key(key).Build(), h.Build(), b.Exec().Build())
+		}
+		for _, r := range s.client.DoMulti(ctx, cmds...) {
+			if e := r.Error(); e != nil {
+				return chans[i:], fmt.Errorf("write point metadata: %w", e)
+			}
+		}
+	}
+	return nil, nil
+}
+
 // SetTemplates queues replacing the template set (keys.Templates) with
 // names; the latest call wins.
 func (s *Sink) SetTemplates(names []string) {
@@ -188,7 +262,29 @@ func (s *Sink) flushState() (failed bool) {
 	st.order, st.status, st.events, st.set = nil, map[string][]string{}, nil, map[string]bool{}
 	templates, templatesSet := st.templates, st.templatesSet
 	st.templates, st.templatesSet = nil, false
+	meta := st.meta
+	if len(meta) > 0 {
+		st.meta = map[string][]string{}
+	}
 	st.mu.Unlock()
+
+	if len(meta) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		left, err := s.writeMeta(ctx, meta)
+		cancel()
+		if err != nil {
+			s.failures.Add(1)
+			s.logFailure("state write failed; retrying", err)
+			st.mu.Lock()
+			for _, ch := range left {
+				if _, newer := st.meta[ch]; !newer {
+					st.meta[ch] = meta[ch]
+				}
+			}
+			st.mu.Unlock()
+			failed = true
+		}
+	}
 
 	if templatesSet {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
