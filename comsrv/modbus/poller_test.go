@@ -240,11 +240,20 @@ func TestReconnectAfterServerStops(t *testing.T) {
 	dev.setHolding(1, 10, 5)
 	srv := startServer(t, addr, dev)
 	cfg := loadConfig(t, testComsrv, meterTemplate, channelFile("r1", "tcp://"+addr))
+	status := keys.ChannelStatus("r1")
+	// A name an earlier configuration gave the channel: this one has none.
+	if err := e.rc.Do(context.Background(), e.rc.B().Hset().Key(status).FieldValue().FieldValue(contract.ChannelName, "old name").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
 	startSet(t, e, cfg)
 
-	status := keys.ChannelStatus("r1")
 	values := keys.ChannelValues("r1")
 	wait.For(t, 10*time.Second, "first value", func() error { return wait.Equal(e.hget(t, values, "102"), "5") })
+	wait.For(t, 5*time.Second, "status without a name", func() error {
+		st := e.hgetall(t, status)
+		_, named := st[contract.ChannelName]
+		return wait.Check(st["online"] == "1" && !named, "status %v", st)
+	})
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)

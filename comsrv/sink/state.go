@@ -32,6 +32,8 @@ type state struct {
 	wake   chan struct{}
 	status map[string][]string // channel → fields of its latest status, not yet written
 	order  []string            // channels of status, in the order they first waited
+	// clear are status fields to delete: channel → field names.
+	clear  map[string][]string
 	events []Event
 	set    map[string]bool // channel id → true to add to keys.Channels, false to remove
 	// templates replaces keys.Templates when templatesSet.
@@ -53,6 +55,7 @@ func (st *state) init() {
 	st.set = map[string]bool{}
 	st.meta = map[string][]string{}
 	st.metaAll = map[string][]string{}
+	st.clear = map[string][]string{}
 }
 
 func (st *state) signal() {
@@ -110,6 +113,21 @@ func (s *Sink) Status(channel string, fields []string) {
 	st.signal()
 }
 
+// ClearStatusFields queues deleting fields of the channel's status hash,
+// for optional fields a status no longer has (an earlier status, maybe of
+// an earlier process, may have written them). It is written before the
+// statuses pending at the same time.
+func (s *Sink) ClearStatusFields(channel string, fields ...string) {
+	if len(fields) == 0 {
+		return
+	}
+	st := &s.state
+	st.mu.Lock()
+	st.clear[channel] = append(st.clear[channel], fields...)
+	st.mu.Unlock()
+	st.signal()
+}
+
 // AddChannels queues adding ids to the channel set (keys.Channels).
 func (s *Sink) AddChannels(ids ...string) { s.setChannels(true, ids) }
 
@@ -157,6 +175,22 @@ func (st *state) requeueMeta() {
 	}
 	st.mu.Unlock()
 	st.signal()
+}
+
+// clearStatus deletes the status fields of clears (channel → fields).
+func (s *Sink) clearStatus(ctx context.Context, clears map[string][]string) error {
+	cmds := make(rueidis.Commands, 0, len(clears))
+	for ch, f := range clears {
+		cmds = append(cmds, s.client.B().Hdel().Key(keys.ChannelStatus(ch)).Field(f...).Build())
+	}
+	for i := 0; i < len(cmds); i += stateBatch {
+		for _, r := range s.client.DoMulti(ctx, cmds[i:min(i+stateBatch, len(cmds))]...) {
+			if err := r.Error(); err != nil {
+				return fmt.Errorf("clear status fields: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // metaBatch bounds the channels of one pipelined metadata write.
@@ -266,7 +300,27 @@ func (s *Sink) flushState() (failed bool) {
 	if len(meta) > 0 {
 		st.meta = map[string][]string{}
 	}
+	clears := st.clear
+	if len(clears) > 0 {
+		st.clear = map[string][]string{}
+	}
 	st.mu.Unlock()
+
+	if len(clears) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := s.clearStatus(ctx, clears)
+		cancel()
+		if err != nil {
+			s.failures.Add(1)
+			s.logFailure("state write failed; retrying", err)
+			st.mu.Lock()
+			for ch, f := range clears {
+				st.clear[ch] = append(st.clear[ch], f...)
+			}
+			st.mu.Unlock()
+			failed = true
+		}
+	}
 
 	if len(meta) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
