@@ -384,7 +384,9 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 	}
 	d.sink.RemoveChannels(gone...)
 	for _, id := range gone {
-		d.sink.SetMeta(id, nil)
+		if _, configured := files.tmpl[id]; !configured { // a channel of the files keeps its metadata
+			d.sink.SetMeta(id, nil)
+		}
 	}
 	return closing, nil
 }
