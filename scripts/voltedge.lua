@@ -140,9 +140,11 @@ Alarm check, per mapped point, ref = "{model}:{point_name}", value v:
          XADD alarm:events MAXLEN ~ 10000 * type raise model M point P kind K value V limit L ts T
   Clear: HDEL alarm:active ref
          XADD alarm:events MAXLEN ~ 10000 * type clear model M point P kind K value V limit L
-              raised_limit R ts T
+              raised_limit R raised_ts RT ts T
          (V is the value that cleared it, L the limit in force when it cleared,
-         R the limit the alarm was raised with; L is R when the limit was deleted)
+         R the limit the alarm was raised with and RT when: the raise event's
+         ts, which with model and point names the alarm; L is R when the limit
+         was deleted)
   A non-numeric limit or hysteresis, or an unreadable alarm:active entry
   (which is then deleted), is a sync error; the other limit still applies.
 
@@ -765,18 +767,19 @@ end
 
 -- alarm_event appends a raise or a clear to alarm:events; a clear also
 -- names the limit the alarm was raised with (raised_limit).
-local function alarm_event(st, type_of_event, p, kind, limit, raised_limit)
-  local ok
+local function alarm_event(st, type_of_event, p, kind, limit, raised_limit, raised_ts)
+  local f = { 'type', type_of_event, 'model', p.md.model, 'point', p.name, 'kind', kind,
+    'value', p.value, 'limit', limit }
   if raised_limit then
-    ok = alarm_call(st, p, 'XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
-      'type', type_of_event, 'model', p.md.model, 'point', p.name, 'kind', kind,
-      'value', p.value, 'limit', limit, 'raised_limit', raised_limit, 'ts', p.ts)
-  else
-    ok = alarm_call(st, p, 'XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*',
-      'type', type_of_event, 'model', p.md.model, 'point', p.name, 'kind', kind,
-      'value', p.value, 'limit', limit, 'ts', p.ts)
+    f[#f + 1], f[#f + 2] = 'raised_limit', raised_limit
   end
-  if ok then st.events = st.events + 1 end
+  if raised_ts then
+    f[#f + 1], f[#f + 2] = 'raised_ts', raised_ts
+  end
+  f[#f + 1], f[#f + 2] = 'ts', p.ts
+  if alarm_call(st, p, 'XADD', KEY_ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*', unpack(f)) then
+    st.events = st.events + 1
+  end
 end
 
 -- alarm_hash_error counts an alarm hash entry of p that cannot be used.
@@ -803,13 +806,14 @@ local function hysteresis_number(st, p, s)
 end
 
 -- active_alarm reads p's alarm:active entry, written by this library: it
--- returns its kind and the limit it was raised with, or nil (after counting
--- the error and deleting the entry) when it is not an alarm.
+-- returns its kind, the limit it was raised with and when (nil if the entry
+-- lacks it), or nil (after counting the error and deleting the entry) when
+-- it is not an alarm.
 local function active_alarm(st, p, s)
   local kind = match(s, '"kind"%s*:%s*"(%a+)"')
   local limit = match(s, '"limit"%s*:%s*([^,}%s]+)')
   if (kind == 'high' or kind == 'low') and limit and is_number(limit) then
-    return kind, limit
+    return kind, limit, match(s, '"ts"%s*:%s*(%d+)')
   end
   alarm_hash_error(st, p, KEY_ALARM_ACTIVE, s, 'which is not an alarm; deleted')
   alarm_call(st, p, 'HDEL', KEY_ALARM_ACTIVE, p.ref)
@@ -825,9 +829,9 @@ local function clears(kind, v, limit, hyst)
   return v >= limit + hyst
 end
 
-local function clear_alarm(st, p, kind, in_force, raised_limit)
+local function clear_alarm(st, p, kind, in_force, raised_limit, raised_ts)
   if alarm_call(st, p, 'HDEL', KEY_ALARM_ACTIVE, p.ref) then
-    alarm_event(st, 'clear', p, kind, in_force or raised_limit, raised_limit)
+    alarm_event(st, 'clear', p, kind, in_force or raised_limit, raised_limit, raised_ts)
   end
 end
 
@@ -848,9 +852,9 @@ local function check_point(st, p, hs, ls, as, h)
   local v = tonumber(p.value)
   local high = limit_number(st, p, KEY_ALARM_THRESHOLD, hs)
   local low = limit_number(st, p, KEY_ALARM_LOW, ls)
-  local kind, raised_limit = nil, nil
+  local kind, raised_limit, raised_ts = nil, nil, nil
   if as then
-    kind, raised_limit = active_alarm(st, p, as)
+    kind, raised_limit, raised_ts = active_alarm(st, p, as)
     if not kind then as = false end
   end
   if kind then
@@ -858,7 +862,7 @@ local function check_point(st, p, hs, ls, as, h)
     local limit, in_force = high, hs
     if kind == 'low' then limit, in_force = low, ls end
     if not clears(kind, v, limit, hyst) then return as end
-    clear_alarm(st, p, kind, in_force, raised_limit)
+    clear_alarm(st, p, kind, in_force, raised_limit, raised_ts)
     as = false
   end
   if high and v > high then

@@ -625,7 +625,7 @@ func TestAlarms(t *testing.T) {
 		t.Fatalf("%d events: %v", len(ev), ev)
 	}
 	want0 := alarmEvent{"type": "raise", "model": "pm", "point": "voltage", "kind": "high", "value": "260", "limit": "250", "ts": "1002"}
-	want1 := alarmEvent{"type": "clear", "model": "pm", "point": "voltage", "kind": "high", "value": "245", "limit": "250", "raised_limit": "250", "ts": "1005"}
+	want1 := alarmEvent{"type": "clear", "model": "pm", "point": "voltage", "kind": "high", "value": "245", "limit": "250", "raised_limit": "250", "raised_ts": "1002", "ts": "1005"}
 	want4 := alarmEvent{"type": "raise", "model": "pm", "point": "voltage", "kind": "low", "value": "170", "limit": "180", "ts": "1007"}
 	for i, w := range map[int]alarmEvent{0: want0, 1: want1, 4: want4} {
 		if len(ev[i]) != len(w) {
@@ -694,10 +694,10 @@ func TestAlarmClearAfterLimitChange(t *testing.T) {
 	want := []alarmEvent{
 		{"type": "raise", "model": "pm", "point": "temp", "kind": "high", "value": "25", "limit": "20", "ts": "1"},
 		{"type": "clear", "model": "pm", "point": "temp", "kind": "high", "value": "25.1", "limit": "30",
-			"raised_limit": "20", "ts": "2"},
+			"raised_limit": "20", "raised_ts": "1", "ts": "2"},
 		{"type": "raise", "model": "pm", "point": "temp", "kind": "low", "value": "5", "limit": "10", "ts": "3"},
 		{"type": "clear", "model": "pm", "point": "temp", "kind": "low", "value": "5", "limit": "4",
-			"raised_limit": "10", "ts": "4"},
+			"raised_limit": "10", "raised_ts": "3", "ts": "4"},
 	}
 	if len(ev) != len(want) {
 		t.Fatalf("events = %v, want %v", ev, want)

@@ -87,7 +87,7 @@ func ChannelTyped(status map[string]string) map[string]any {
 // (when they are numbers), the rest strings.
 func AlarmFieldValue(field, v string) any {
 	switch field {
-	case AlarmValue, AlarmLimit, AlarmRaisedLimit, AlarmTS:
+	case AlarmValue, AlarmLimit, AlarmRaisedLimit, AlarmRaisedTS, AlarmTS:
 		if _, err := strconv.ParseFloat(v, 64); err == nil {
 			return json.Number(v)
 		}
@@ -133,6 +133,9 @@ const (
 	// AlarmRaisedLimit is the limit a clear event's alarm was raised with
 	// (AlarmLimit is the one in force when it cleared).
 	AlarmRaisedLimit = "raised_limit"
+	// AlarmRaisedTS is the ts of a clear event's raise: with model and point
+	// it names the alarm (absent for an alarm raised before VERSION 10).
+	AlarmRaisedTS = "raised_ts"
 )
 
 // Values of the alarm:events type and kind fields.

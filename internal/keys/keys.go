@@ -267,7 +267,7 @@ func Table() []Entry {
 		{AlarmLow, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → low limit (alarm when value < limit)"},
 		{AlarmHysteresis, "hash", "edgectl, redis-cli", "\"{model}:{point_name}\" → hysteresis for clearing (default 0)"},
 		{AlarmActive, "hash", "Lua", "\"{model}:{point_name}\" → JSON of the active alarm"},
-		{AlarmEvents, "stream", "Lua", "raise and clear events (type, model, point, kind, value, limit, ts; a clear also raised_limit)"},
+		{AlarmEvents, "stream", "Lua", "raise and clear events (type, model, point, kind, value, limit, ts; a clear also raised_limit and raised_ts)"},
 		{AlarmAcks, "hash", "modsrv", "\"{model}:{point_name}\" → JSON {user, ts, alarm_ts} of the last acknowledgement"},
 		{Command("{channel}"), "hash + pub/sub", "Lua", "point → last control value; publishes \"point:value\""},
 		{CommandQueue("{channel}"), "list", "Lua → comsrv", "durable control queue, JSON {id, channel, point, value, model, control, ts, deadline[, nonce]}"},

@@ -116,7 +116,7 @@ func schemas() map[string]any {
 		"AlarmEvent": obj(map[string]any{
 			"id": str(), "type": map[string]any{"type": "string", "enum": []string{"raise", "clear"}},
 			"model": str(), "point": str(), "kind": map[string]any{"type": "string", "enum": []string{"high", "low"}},
-			"value": num(), "limit": num(), "raised_limit": num(), "ts": integer(),
+			"value": num(), "limit": num(), "raised_limit": num(), "raised_ts": integer(), "ts": integer(),
 		}, "id", "type"),
 		"Device": obj(map[string]any{"id": str(), "template": str(),
 			"note": map[string]any{"type": "string", "description": "answers only: set when the template could not be checked (comsrv:templates absent)"}}, "id", "template"),
