@@ -123,7 +123,7 @@ const (
 
 // Fields of the alarm:events stream (keys.AlarmEvents), written by the Lua library.
 const (
-	AlarmType  = "type" // AlarmRaise or AlarmClear
+	AlarmType  = "type" // AlarmRaise, AlarmClear or AlarmAck
 	AlarmModel = "model"
 	AlarmPoint = "point" // the model's point name
 	AlarmKind  = "kind"  // AlarmHigh or AlarmLow
@@ -136,12 +136,21 @@ const (
 	// AlarmRaisedTS is the ts of a clear event's raise: with model and point
 	// it names the alarm (absent for an alarm raised before VERSION 10).
 	AlarmRaisedTS = "raised_ts"
+	// AlarmUser is who acknowledged, in an AlarmAck event.
+	AlarmUser = "user"
 )
+
+// AlarmEventsMaxLen is the approximate cap of alarm:events (MAXLEN ~), the
+// Lua library's ALARM_EVENTS_MAXLEN.
+const AlarmEventsMaxLen = 10000
 
 // Values of the alarm:events type and kind fields.
 const (
 	AlarmRaise = "raise"
 	AlarmClear = "clear"
+	// AlarmAck is an acknowledgement, written by modsrv: model, point, user,
+	// raised_ts (the acknowledged alarm's raise) and ts.
+	AlarmAck = "ack"
 	AlarmHigh  = "high"
 	AlarmLow   = "low"
 )

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -139,8 +140,18 @@ func (s *server) ackAlarm(c *fiber.Ctx) error {
 	if err := json.NewEncoder(&b).Encode(ack); err != nil {
 		return err
 	}
-	if err := r.Do(ctx, r.B().Hset().Key(keys.AlarmAcks).FieldValue().FieldValue(ref, strings.TrimSpace(b.String())).Build()).Error(); err != nil {
-		return s.redisError("record ack", err)
+	// The hash holds the last acknowledgement; the event is the record
+	// netsrv uploads and alarmsrv acts on.
+	for _, res := range r.DoMulti(ctx,
+		r.B().Hset().Key(keys.AlarmAcks).FieldValue().FieldValue(ref, strings.TrimSpace(b.String())).Build(),
+		r.B().Xadd().Key(keys.AlarmEvents).Maxlen().Almost().Threshold(strconv.Itoa(contract.AlarmEventsMaxLen)).Id("*").FieldValue().
+			FieldValue(contract.AlarmType, contract.AlarmAck).FieldValue(contract.AlarmModel, model).
+			FieldValue(contract.AlarmPoint, point).FieldValue(contract.AlarmUser, ack.User).
+			FieldValue(contract.AlarmRaisedTS, strconv.FormatInt(ats, 10)).
+			FieldValue(contract.AlarmTS, strconv.FormatInt(ack.TS, 10)).Build()) {
+		if err := res.Error(); err != nil {
+			return s.redisError("record ack", err)
+		}
 	}
 	s.d.Log.Info("alarm acknowledged", "user", ack.User, "ref", ref, "alarm_ts", ack.AlarmTS)
 	return c.JSON(fiber.Map{"ref": ref, "user": ack.User, "ts": ack.TS, "alarm_ts": ack.AlarmTS})

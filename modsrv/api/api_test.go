@@ -654,6 +654,11 @@ func TestAlarms(t *testing.T) {
 	if s, _ := e.redis(t, "HGET", keys.AlarmAcks, "pm:voltage").ToString(); !strings.Contains(s, `"user":"scada"`) {
 		t.Fatalf("alarm:acks entry %q", s)
 	}
+	// ... and as an ack event in alarm:events, for netsrv and alarmsrv.
+	rec := e.do(t, "GET", "/alarms", "").ok(t, 200).list(t, "recent")
+	if ev := rec[0].(map[string]any); ev["type"] != "ack" || ev["user"] != "scada" || ev["raised_ts"] != float64(1732212345678) || ev["point"] != "voltage" {
+		t.Fatalf("newest recent event %v, want the ack", ev)
+	}
 	e.fcall(t, scripts.FnSyncMeasurement, "1001", "10001", "200", "1732212346000")
 	e.fcall(t, scripts.FnSyncMeasurement, "1001", "10001", "270", "1732212347000")
 	a = e.do(t, "GET", "/alarms", "").ok(t, 200).list(t, "active")[0].(map[string]any)
