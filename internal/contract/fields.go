@@ -150,7 +150,7 @@ const (
 	AlarmClear = "clear"
 	// AlarmAck is an acknowledgement, written by modsrv: model, point, user,
 	// raised_ts (the acknowledged alarm's raise) and ts.
-	AlarmAck = "ack"
-	AlarmHigh  = "high"
-	AlarmLow   = "low"
+	AlarmAck  = "ack"
+	AlarmHigh = "high"
+	AlarmLow  = "low"
 )
