@@ -197,3 +197,26 @@ func TestInsertChunks(t *testing.T) {
 		t.Fatalf("%d events with the full reason, want 3000", n)
 	}
 }
+
+func TestConnectionLostMidBatchIsUnavailable(t *testing.T) {
+	s := openStore(t, "", Options{})
+	ctx := context.Background()
+	real := s.loadData
+	s.loadData = func(ctx context.Context, tx *sql.Tx, stmt string) (sql.Result, error) {
+		// The server ends this session, as on a restart or a network cut.
+		tx.ExecContext(ctx, "KILL CONNECTION_ID()")
+		return real(ctx, tx, stmt)
+	}
+	err := s.Write(ctx, testBatch(baseTS()))
+	if err == nil || !IsUnavailable(err) {
+		t.Fatalf("Write on a killed connection: %v (unavailable %v)", err, IsUnavailable(err))
+	}
+	t.Logf("error: %v", err)
+	s.loadData = real
+	if err := s.Write(ctx, testBatch(baseTS())); err != nil {
+		t.Fatalf("Write after reconnecting: %v", err)
+	}
+	if n := count(t, s, "SELECT COUNT(*) FROM data"); n != 3 {
+		t.Fatalf("data has %d rows, want 3", n)
+	}
+}
