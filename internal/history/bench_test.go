@@ -10,6 +10,12 @@ import (
 // one timestamp) through multi-row INSERT and through LOAD DATA LOCAL INFILE.
 //
 //	go test -run '^$' -bench WriteSamples -benchtime 200x ./internal/history
+//
+// On the 2-core x86 development box with MariaDB 10.11 on the same cores,
+// both paths store about 40,000-57,000 rows/s and the spread between runs
+// is larger than the gap between them: the server's InnoDB work dominates.
+// LOAD DATA allocates a fifth of the client memory (0.56 MB instead of
+// 2.7 MB per batch), which is what counts on a 1 GB box.
 func BenchmarkWriteSamples(b *testing.B) {
 	const batchRows = 2000
 	for _, mode := range []struct {

@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"errors"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
@@ -164,5 +166,57 @@ func TestWriteFieldEscapes(t *testing.T) {
 	r.add("a\tb\nc\\d\re\x00f", nil, int64(-12), 1.5, "")
 	if got, want := buf.String(), "a\\tb\\nc\\\\d\\re\\0f\t\\N\t-12\t1.5\t\n"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestInsertChunks(t *testing.T) {
+	s := openStore(t, "", Options{DisableLoadData: true})
+	ctx := context.Background()
+	ts := baseTS()
+	b := &Batch{}
+	// 9,000 samples: three INSERTs by row count; 3,000 events with long
+	// reasons: several INSERTs by size.
+	for i := 0; i < 9000; i++ {
+		b.Samples = append(b.Samples, Sample{Channel: "c", Point: "p" + strconv.Itoa(i%300), Model: "m", PointName: "n" + strconv.Itoa(i%300), Value: strconv.Itoa(i), TS: ts + int64(i/300)})
+	}
+	reason := strings.Repeat(`x\"'`, 128)
+	for i := 0; i < 3000; i++ {
+		b.ConnEvents = append(b.ConnEvents, ConnEvent{EventID: "1-" + strconv.Itoa(i), Event: "refused", Reason: reason, TS: ts + int64(i)})
+	}
+	res, err := s.WriteCounted(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Inserted != 12000 || res.Duplicates != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if res, err = s.WriteCounted(ctx, b); err != nil || res.Inserted != 0 || res.Duplicates != 12000 {
+		t.Fatalf("re-delivery: %+v, %v", res, err)
+	}
+	if n := count(t, s, "SELECT COUNT(*) FROM connection_history WHERE reason = ?", reason); n != 3000 {
+		t.Fatalf("%d events with the full reason, want 3000", n)
+	}
+}
+
+func TestConnectionLostMidBatchIsUnavailable(t *testing.T) {
+	s := openStore(t, "", Options{})
+	ctx := context.Background()
+	real := s.loadData
+	s.loadData = func(ctx context.Context, tx *sql.Tx, stmt string) (sql.Result, error) {
+		// The server ends this session, as on a restart or a network cut.
+		tx.ExecContext(ctx, "KILL CONNECTION_ID()")
+		return real(ctx, tx, stmt)
+	}
+	err := s.Write(ctx, testBatch(baseTS()))
+	if err == nil || !IsUnavailable(err) {
+		t.Fatalf("Write on a killed connection: %v (unavailable %v)", err, IsUnavailable(err))
+	}
+	t.Logf("error: %v", err)
+	s.loadData = real
+	if err := s.Write(ctx, testBatch(baseTS())); err != nil {
+		t.Fatalf("Write after reconnecting: %v", err)
+	}
+	if n := count(t, s, "SELECT COUNT(*) FROM data"); n != 3 {
+		t.Fatalf("data has %d rows, want 3", n)
 	}
 }

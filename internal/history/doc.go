@@ -18,13 +18,18 @@
 //   - connection_history: link events keyed by (site, event_id, ts), where
 //     event_id is the Redis stream id; partitioned by UTC day on ts.
 //   - alarms: one row per (site, model, point, raised_ts); a clear or an
-//     acknowledgement updates the row.
+//     acknowledgement updates the row. The limit is in limit_value, since
+//     LIMIT is a reserved word.
 //   - controls: the audit trail of control outcomes, one row per
 //     (site, command_id).
 //
 // Schema changes are versioned migrations recorded in schema_migrations.
 // Open applies the missing ones in order while holding a named lock
 // (GET_LOCK), so services starting together do not race.
+//
+// The clustered key of data is (site, channel, point, ts), so the samples of
+// one point are stored together and a history read touches few pages; reads
+// by model and point name go through the (site, model, point_name, ts) index.
 //
 // # Partitions
 //

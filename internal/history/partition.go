@@ -106,8 +106,9 @@ func (s *Store) EnsurePartitions(ctx context.Context, now time.Time) error {
 
 // DropExpired drops the day partitions of data and connection_history that
 // end before RetentionDays days before the day of now, so the history keeps
-// RetentionDays whole days plus today. Rows are never DELETEd. It is
-// idempotent.
+// RetentionDays whole days plus today. Rows are never DELETEd. Partitions
+// are shared by all sites of the database, so on a central database the
+// store with the shortest retention decides. It is idempotent.
 func (s *Store) DropExpired(ctx context.Context, now time.Time) error {
 	cutoff := dayStart(now) - int64(s.opts.RetentionDays)*dayMS
 	return s.withLock(ctx, "partitions", func(conn *sql.Conn) error {

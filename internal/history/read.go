@@ -98,10 +98,16 @@ func (s *Store) History(ctx context.Context, q Query) ([]HistoryRow, error) {
 
 // ExportRows calls fn for each sample of q.Model (only q.Point when set) in
 // [From, To), ordered by point name and time, raw or downsampled with Step,
-// at most Limit rows (default and cap MaxExportRows). Rows are streamed from
-// the server as fn consumes them, never collected; fn must not use the Store
-// for other queries while it holds one of only a few pooled connections for
-// long. An error from fn stops the export and is returned as is.
+// at most Limit rows (default and cap MaxExportRows). An error from fn stops
+// the export and is returned as is.
+//
+// Rows are streamed: the driver reads the result set from the socket as
+// rows.Next is called and the server waits on TCP back-pressure, so memory
+// stays at one row whatever the range (the MySQL protocol has no server-side
+// cursor for text queries; this is its equivalent). The export holds one of
+// the few pooled connections until it ends, and the server gives up on a
+// client that reads nothing for net_write_timeout (60 s by default), so fn
+// should not block for long (write to a buffered or local sink).
 func (s *Store) ExportRows(ctx context.Context, q Query, fn func(Row) error) error {
 	if err := q.check(false); err != nil {
 		return err

@@ -119,6 +119,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultIOTimeout
 	}
+	log := opts.Logger.With("component", "history", "dsn", RedactDSN(dsn))
+	cfg.Logger = driverLogger{log}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
@@ -138,7 +140,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		db:            db,
 		site:          opts.Site,
 		opts:          opts,
-		log:           opts.Logger.With("component", "history", "dsn", RedactDSN(dsn)),
+		log:           log,
 		dbName:        cfg.DBName,
 		handlerPrefix: "voltedge-history-" + hex.EncodeToString(prefix[:]),
 	}
@@ -168,6 +170,13 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Site returns the site this Store writes and reads.
 func (s *Store) Site() string { return s.site }
+
+// driverLogger sends the driver's messages (such as "unexpected EOF" when a
+// connection breaks) to this store's logger instead of the driver's global
+// one.
+type driverLogger struct{ log *slog.Logger }
+
+func (l driverLogger) Print(v ...any) { l.log.Warn("mysql driver: " + fmt.Sprint(v...)) }
 
 // RedactDSN returns dsn with its password replaced by "xxxxx", suitable for
 // logs. A DSN that does not parse is replaced entirely.

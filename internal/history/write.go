@@ -154,8 +154,9 @@ func (e *ValidationError) Error() string {
 // Limits on batch sizes per statement.
 const (
 	maxPlaceholders = 65535
-	maxInsertRows   = 4000  // rows per multi-row INSERT
-	maxLoadRows     = 50000 // rows per LOAD DATA statement
+	maxInsertRows   = 4000    // rows per multi-row INSERT
+	maxInsertBytes  = 1 << 20 // about this much text per INSERT (max_allowed_packet is larger)
+	maxLoadRows     = 50000   // rows per LOAD DATA statement
 )
 
 // Write stores b in one transaction. See WriteCounted.
@@ -575,25 +576,36 @@ func checkWarnings(ctx context.Context, tx *sql.Tx) error {
 // ---- alarms, controls, channels: upserts ----
 
 // execChunks runs head + n value tuples + tail as multi-row INSERTs of at
-// most maxInsertRows rows and 65,535 placeholders, and sums the affected rows.
+// most maxInsertRows rows, 65,535 placeholders and about maxInsertBytes of
+// text, and sums the affected rows.
 func execChunks(ctx context.Context, tx *sql.Tx, head string, cols int, tail string, n int, row func(i int, r *rowWriter)) (int64, error) {
 	per := min(maxInsertRows, maxPlaceholders/cols)
 	tuple := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
 	r := &rowWriter{}
 	var sb strings.Builder
 	var affected int64
-	for start := 0; start < n; start += per {
-		end := min(start+per, n)
+	for start := 0; start < n; {
 		r.args = r.args[:0]
 		sb.Reset()
 		sb.WriteString(head)
-		for i := start; i < end; i++ {
+		size := 0
+		i := start
+		for ; i < n && i-start < per && size < maxInsertBytes; i++ {
 			if i > start {
 				sb.WriteByte(',')
 			}
 			sb.WriteString(tuple)
+			from := len(r.args)
 			row(i, r)
+			for _, a := range r.args[from:] {
+				if v, ok := a.(string); ok {
+					size += 2*len(v) + 3 // worst case: every byte escaped, quotes and comma
+				} else {
+					size += 24
+				}
+			}
 		}
+		start = i
 		sb.WriteString(tail)
 		res, err := tx.ExecContext(ctx, sb.String(), r.args...)
 		if err != nil {
