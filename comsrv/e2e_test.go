@@ -22,6 +22,7 @@ import (
 	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/mappings"
+	"github.com/voltedge/voltedge/internal/redisconn"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/internal/wait"
@@ -290,7 +291,7 @@ func startComsrv(t *testing.T, ctx context.Context, cfg *config.Config) chan err
 	}
 	served := make(chan error, 1)
 	go func() {
-		client, err := svc.ConnectRedis(ctx, "comsrv", cfg.RedisURL, redisConnections, log)
+		client, err := svc.ConnectRedis(ctx, "comsrv", cfg.RedisURL, redisconn.Options{Connections: redisConnections}, log)
 		if err != nil {
 			served <- err
 			return

@@ -21,6 +21,15 @@ const (
 // whose only HTTP endpoint it is. ready (if not nil) is called with the
 // listening address. It returns nil after a clean shutdown.
 func Serve(ctx context.Context, addr string, r *Registry, ready func(net.Addr)) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", r.Handler())
+	return ServeHandler(ctx, addr, mux, ready)
+}
+
+// ServeHandler is Serve for a service with more endpoints than /metrics
+// (netsrv's /health): it serves h on addr until ctx ends, with the same
+// timeouts and header limit.
+func ServeHandler(ctx context.Context, addr string, h http.Handler, ready func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics: listen %s: %w", addr, err)
@@ -28,10 +37,8 @@ func Serve(ctx context.Context, addr string, r *Registry, ready func(net.Addr)) 
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", r.Handler())
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           h,
 		ReadHeaderTimeout: serveTimeout,
 		ReadTimeout:       serveTimeout,
 		WriteTimeout:      serveTimeout,

@@ -59,6 +59,10 @@ type Service[C any] struct {
 	Flags func(*flag.FlagSet)
 	// RedisConnections is the number of pipelined Redis connections (default 1).
 	RedisConnections int
+	// BlockingConnections bounds the Redis connections kept for blocking
+	// commands (XREADGROUP BLOCK, …): one per loop that blocks at the same
+	// time (default 2).
+	BlockingConnections int
 	// MemoryLimit, if positive, is the Go runtime's soft memory limit
 	// unless GOMEMLIMIT is set: the GC works harder before the heap grows
 	// past it.
@@ -157,7 +161,7 @@ func Start[C any](ctx context.Context, s Service[C], a Args) error {
 	if s.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(s.MemoryLimit)
 	}
-	client, err := ConnectRedis(ctx, s.Name, *set.RedisURL, max(s.RedisConnections, 1), log)
+	client, err := ConnectRedis(ctx, s.Name, *set.RedisURL, redisconn.Options{Connections: max(s.RedisConnections, 1), BlockingPool: s.BlockingConnections}, log)
 	if err != nil {
 		return err
 	}
@@ -214,14 +218,14 @@ func BaseMetrics(name string, client rueidis.Client, started time.Time) *metrics
 	return reg
 }
 
-// ConnectRedis opens the service's lean Redis client (conns pipelined
-// connections) and makes sure the Lua library is loaded, logging the
-// version in use. While Redis cannot be reached (a box whose Redis starts
+// ConnectRedis opens the service's lean Redis client (o sets its pipelined
+// and blocking connections; name becomes the client name) and makes sure
+// the Lua library is loaded, logging the version in use. While Redis cannot be reached (a box whose Redis starts
 // later, or restarts), it retries with back-off until ctx is cancelled.
-func ConnectRedis(ctx context.Context, name, url string, conns int, log *slog.Logger) (rueidis.Client, error) {
+func ConnectRedis(ctx context.Context, name, url string, o redisconn.Options, log *slog.Logger) (rueidis.Client, error) {
 	backoff := redisconn.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {
-		client, err := connectOnce(ctx, name, url, conns, log)
+		client, err := connectOnce(ctx, name, url, o, log)
 		if err == nil {
 			return client, nil
 		}
@@ -234,8 +238,9 @@ func ConnectRedis(ctx context.Context, name, url string, conns int, log *slog.Lo
 
 }
 
-func connectOnce(ctx context.Context, name, url string, conns int, log *slog.Logger) (rueidis.Client, error) {
-	client, err := redisconn.New(url, redisconn.Options{ClientName: name, Connections: conns})
+func connectOnce(ctx context.Context, name, url string, o redisconn.Options, log *slog.Logger) (rueidis.Client, error) {
+	o.ClientName = name
+	client, err := redisconn.New(url, o)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/voltedge/voltedge/internal/conf"
 	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/internal/redisconn"
 	"github.com/voltedge/voltedge/internal/redistest"
 	"github.com/voltedge/voltedge/internal/wait"
 )
@@ -54,7 +55,7 @@ func TestConnectRedisWaitsForRedis(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := ConnectRedis(ctx, "test", "redis://127.0.0.1:"+strconv.Itoa(port), 1, log)
+	c, err := ConnectRedis(ctx, "test", "redis://127.0.0.1:"+strconv.Itoa(port), redisconn.Options{}, log)
 	if err != nil {
 		t.Fatalf("ConnectRedis: %v", err)
 	}
@@ -69,7 +70,7 @@ func TestConnectRedisGivesUpWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := ConnectRedis(ctx, "test", "redis://127.0.0.1:1", 1, log); err == nil {
+	if _, err := ConnectRedis(ctx, "test", "redis://127.0.0.1:1", redisconn.Options{}, log); err == nil {
 		t.Fatal("connected to nothing")
 	}
 }

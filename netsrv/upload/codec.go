@@ -1,0 +1,197 @@
+package upload
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/voltedge/voltedge/internal/history"
+)
+
+// codecVersion is the first byte of every spool record.
+const codecVersion = 1
+
+// maxRecordRows bounds the rows of one spool record, so that a record stays
+// well under the spool's record size limit.
+const maxRecordRows = 2000
+
+// encodeBatch appends b to dst as one spool record: a version byte, then
+// each kind of row as a count and the rows' fields (strings with a uvarint
+// length, integers as varints).
+func encodeBatch(dst []byte, b *history.Batch) []byte {
+	dst = append(dst, codecVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(b.Samples)))
+	for i := range b.Samples {
+		x := &b.Samples[i]
+		dst = appendStrings(dst, x.Channel, x.Point, x.Model, x.PointName, x.Value)
+		dst = binary.AppendVarint(dst, x.TS)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(b.ConnEvents)))
+	for i := range b.ConnEvents {
+		x := &b.ConnEvents[i]
+		dst = appendStrings(dst, x.EventID, x.Event, x.Channel, x.Listener, x.Registration, x.Remote, x.Reason)
+		dst = binary.AppendVarint(dst, x.TS)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(b.Alarms)))
+	for i := range b.Alarms {
+		x := &b.Alarms[i]
+		dst = appendStrings(dst, string(x.Event), x.Model, x.Point, x.Kind, x.Level, x.Value, x.Limit, x.User)
+		dst = binary.AppendVarint(dst, x.RaisedTS)
+		dst = binary.AppendVarint(dst, x.TS)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(b.Controls)))
+	for i := range b.Controls {
+		x := &b.Controls[i]
+		dst = appendStrings(dst, x.CommandID, x.Model, x.Control, x.Channel, x.Point, x.Value, x.Status, x.Code, x.Message, x.User)
+		dst = binary.AppendVarint(dst, x.TS)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(b.Channels)))
+	for i := range b.Channels {
+		x := &b.Channels[i]
+		dst = appendStrings(dst, x.Channel, x.Registration, x.Template, x.Name, x.State)
+		dst = binary.AppendVarint(dst, x.TS)
+	}
+	return dst
+}
+
+func appendStrings(dst []byte, ss ...string) []byte {
+	for _, s := range ss {
+		dst = binary.AppendUvarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
+	}
+	return dst
+}
+
+// errShort is a record that ends inside a field.
+var errShort = errors.New("record ends early")
+
+// decoder reads the fields encodeBatch wrote.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errShort
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+// count reads a row count, refusing one that the rest of the record cannot
+// hold (each row takes at least min bytes).
+func (d *decoder) count(min int) int {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)/min) {
+		d.err = fmt.Errorf("row count %d does not fit in %d bytes", n, len(d.b))
+	}
+	return int(n)
+}
+
+// decodeBatch appends the rows of one spool record to b.
+func decodeBatch(rec []byte, b *history.Batch) error {
+	if len(rec) == 0 || rec[0] != codecVersion {
+		return fmt.Errorf("upload: spool record of unknown version")
+	}
+	d := &decoder{b: rec[1:]}
+	for n := d.count(6); n > 0 && d.err == nil; n-- {
+		b.Samples = append(b.Samples, history.Sample{Channel: d.str(), Point: d.str(), Model: d.str(), PointName: d.str(), Value: d.str(), TS: d.varint()})
+	}
+	for n := d.count(8); n > 0 && d.err == nil; n-- {
+		b.ConnEvents = append(b.ConnEvents, history.ConnEvent{EventID: d.str(), Event: d.str(), Channel: d.str(), Listener: d.str(),
+			Registration: d.str(), Remote: d.str(), Reason: d.str(), TS: d.varint()})
+	}
+	for n := d.count(10); n > 0 && d.err == nil; n-- {
+		b.Alarms = append(b.Alarms, history.Alarm{Event: history.AlarmEvent(d.str()), Model: d.str(), Point: d.str(), Kind: d.str(),
+			Level: d.str(), Value: d.str(), Limit: d.str(), User: d.str(), RaisedTS: d.varint(), TS: d.varint()})
+	}
+	for n := d.count(11); n > 0 && d.err == nil; n-- {
+		b.Controls = append(b.Controls, history.Control{CommandID: d.str(), Model: d.str(), Control: d.str(), Channel: d.str(),
+			Point: d.str(), Value: d.str(), Status: d.str(), Code: d.str(), Message: d.str(), User: d.str(), TS: d.varint()})
+	}
+	for n := d.count(6); n > 0 && d.err == nil; n-- {
+		b.Channels = append(b.Channels, history.ChannelState{Channel: d.str(), Registration: d.str(), Template: d.str(), Name: d.str(),
+			State: d.str(), TS: d.varint()})
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d bytes after the last row", len(d.b))
+	}
+	if d.err != nil {
+		return fmt.Errorf("upload: spool record: %w", d.err)
+	}
+	return nil
+}
+
+// split cuts b into batches of at most maxRecordRows rows, in order.
+func split(b *history.Batch) []*history.Batch {
+	if b.Len() <= maxRecordRows {
+		return []*history.Batch{b}
+	}
+	var out []*history.Batch
+	cur := &history.Batch{}
+	room := func() bool {
+		if cur.Len() < maxRecordRows {
+			return true
+		}
+		out = append(out, cur)
+		cur = &history.Batch{}
+		return true
+	}
+	for _, x := range b.Samples {
+		room()
+		cur.Samples = append(cur.Samples, x)
+	}
+	for _, x := range b.ConnEvents {
+		room()
+		cur.ConnEvents = append(cur.ConnEvents, x)
+	}
+	for _, x := range b.Alarms {
+		room()
+		cur.Alarms = append(cur.Alarms, x)
+	}
+	for _, x := range b.Controls {
+		room()
+		cur.Controls = append(cur.Controls, x)
+	}
+	for _, x := range b.Channels {
+		room()
+		cur.Channels = append(cur.Channels, x)
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
