@@ -21,7 +21,7 @@ type Sample struct {
 	Point     string // point id within the channel
 	Model     string // model the point is mapped to ("" when unmapped)
 	PointName string // point name within the model
-	Value     string // the value exactly as received, at most 40 characters
+	Value     string // the value exactly as received, at most 64 characters
 	TS        int64  // sample time, Unix ms
 }
 
@@ -266,11 +266,11 @@ func validate(b *Batch) error {
 	for i := range b.Samples {
 		x := &b.Samples[i]
 		for _, err := range []error{
-			checkKey("sample", i, "channel", x.Channel, 64),
-			checkKey("sample", i, "point", x.Point, 64),
-			checkLen("sample", i, "model", x.Model, 64),
+			checkKey("sample", i, "channel", x.Channel, 128),
+			checkKey("sample", i, "point", x.Point, 128),
+			checkLen("sample", i, "model", x.Model, 128),
 			checkLen("sample", i, "point name", x.PointName, 128),
-			checkKey("sample", i, "value", x.Value, 40),
+			checkKey("sample", i, "value", x.Value, 64),
 		} {
 			if err != nil {
 				return err
@@ -282,8 +282,8 @@ func validate(b *Batch) error {
 		for _, err := range []error{
 			checkKey("connection event", i, "event id", x.EventID, 32),
 			checkKey("connection event", i, "event", x.Event, 16),
-			checkLen("connection event", i, "channel", x.Channel, 64),
-			checkLen("connection event", i, "listener", x.Listener, 64),
+			checkLen("connection event", i, "channel", x.Channel, 128),
+			checkLen("connection event", i, "listener", x.Listener, 128),
 			checkLen("connection event", i, "registration", x.Registration, 128),
 			checkLen("connection event", i, "remote", x.Remote, 64),
 		} {
@@ -300,12 +300,12 @@ func validate(b *Batch) error {
 			return &ValidationError{"alarm", i, fmt.Sprintf("event %q is not raise, clear or ack", x.Event)}
 		}
 		for _, err := range []error{
-			checkKey("alarm", i, "model", x.Model, 64),
+			checkKey("alarm", i, "model", x.Model, 128),
 			checkKey("alarm", i, "point", x.Point, 128),
 			checkLen("alarm", i, "kind", x.Kind, 16),
 			checkLen("alarm", i, "level", x.Level, 16),
-			checkLen("alarm", i, "value", x.Value, 40),
-			checkLen("alarm", i, "limit", x.Limit, 40),
+			checkLen("alarm", i, "value", x.Value, 64),
+			checkLen("alarm", i, "limit", x.Limit, 64),
 			checkLen("alarm", i, "user", x.User, 64),
 		} {
 			if err != nil {
@@ -317,11 +317,11 @@ func validate(b *Batch) error {
 		x := &b.Controls[i]
 		for _, err := range []error{
 			checkKey("control", i, "command id", x.CommandID, 32),
-			checkLen("control", i, "model", x.Model, 64),
+			checkLen("control", i, "model", x.Model, 128),
 			checkLen("control", i, "control", x.Control, 128),
-			checkLen("control", i, "channel", x.Channel, 64),
-			checkLen("control", i, "point", x.Point, 64),
-			checkLen("control", i, "value", x.Value, 40),
+			checkLen("control", i, "channel", x.Channel, 128),
+			checkLen("control", i, "point", x.Point, 128),
+			checkLen("control", i, "value", x.Value, 64),
 			checkKey("control", i, "status", x.Status, 16),
 			checkLen("control", i, "code", x.Code, 32),
 			checkLen("control", i, "user", x.User, 64),
@@ -337,9 +337,9 @@ func validate(b *Batch) error {
 			return &ValidationError{"channel", i, fmt.Sprintf("state %q is not online or offline", x.State)}
 		}
 		for _, err := range []error{
-			checkKey("channel", i, "channel", x.Channel, 64),
+			checkKey("channel", i, "channel", x.Channel, 128),
 			checkLen("channel", i, "registration", x.Registration, 128),
-			checkLen("channel", i, "template", x.Template, 64),
+			checkLen("channel", i, "template", x.Template, 128),
 			checkLen("channel", i, "name", x.Name, 128),
 		} {
 			if err != nil {

@@ -2,6 +2,7 @@ package upload
 
 import (
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/history"
@@ -85,7 +86,7 @@ func (c *Converter) data(b *history.Batch, e contract.Entry) {
 			c.Sampled++
 			continue
 		}
-		if len(p.Value) > 40 {
+		if len(p.Value) > 64 {
 			c.Malformed++
 			continue
 		}
@@ -93,6 +94,10 @@ func (c *Converter) data(b *history.Batch, e contract.Entry) {
 			PointName: p.Name, Value: p.Value, TS: d.TS})
 	}
 }
+
+// fits reports whether s is valid UTF-8 of at most max bytes, as the
+// store's columns take it (the store cuts free text such as reasons itself).
+func fits(s string, max int) bool { return len(s) <= max && utf8.ValidString(s) }
 
 // ts reads a Unix ms field, falling back to the stream id's time.
 func ts(fields map[string]string, field, id string) int64 {
@@ -119,7 +124,8 @@ func (c *Converter) event(b *history.Batch, e contract.Entry) {
 	ev := history.ConnEvent{EventID: e.ID, Event: f[contract.EventType], Channel: f[contract.EventChannel],
 		Listener: f[contract.EventListener], Registration: f[contract.EventRegistration], Remote: f[contract.EventRemote],
 		Reason: f[contract.EventReason], TS: ts(f, contract.EventTS, e.ID)}
-	if ev.Event == "" || len(ev.Event) > 16 || len(e.ID) > 32 {
+	if ev.Event == "" || !fits(ev.Event, 16) || !fits(e.ID, 32) || !fits(ev.Channel, 128) || !fits(ev.Listener, 128) ||
+		!fits(ev.Registration, 128) || !fits(ev.Remote, 64) {
 		c.Malformed++
 		return
 	}
@@ -155,7 +161,8 @@ func (c *Converter) alarm(b *history.Batch, e contract.Entry) {
 		c.Malformed++
 		return
 	}
-	if !keys.ValidID(a.Model) || !keys.ValidID(a.Point) || a.RaisedTS <= 0 {
+	if !keys.ValidID(a.Model) || !keys.ValidID(a.Point) || a.RaisedTS <= 0 || !fits(a.Kind, 16) || !fits(a.Value, 64) ||
+		!fits(a.Limit, 64) || !fits(a.User, 64) {
 		c.Malformed++ // a clear from before raised_ts existed cannot name its alarm
 		return
 	}
@@ -168,7 +175,8 @@ func (c *Converter) control(b *history.Batch, e contract.Entry) {
 		Channel: f[contract.ResultChannel], Point: f[contract.ResultPoint], Value: f[contract.ResultValue],
 		Status: f[contract.ResultStatus], Code: f[contract.ResultCode], Message: f[contract.ResultMessage],
 		TS: ts(f, contract.ResultTS, e.ID)}
-	if x.CommandID == "" || len(x.CommandID) > 32 || x.Status == "" || len(x.Status) > 16 {
+	if x.CommandID == "" || !fits(x.CommandID, 32) || x.Status == "" || !fits(x.Status, 16) || !fits(x.Model, 128) ||
+		!fits(x.Control, 128) || !fits(x.Channel, 128) || !fits(x.Point, 128) || !fits(x.Value, 64) || !fits(x.Code, 32) {
 		c.Malformed++
 		return
 	}
