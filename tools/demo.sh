@@ -4,6 +4,11 @@
 #   port 6390; redis-server is installed with apt when missing and root),
 #   the Lua library and the demo mappings, comsrv, simulated DTUs
 #   (DTU1001..DTU1004 transparent, 5001 tlv, DEV001 line) and the other services. Ctrl-C stops everything.
+# MariaDB for netsrv's history: the one on 127.0.0.1:3306 if root logs in
+# without a password (database voltedge_demo), else a private mariadbd on
+# port 3390 in the run directory (mariadb-server is installed with apt when
+# missing and root). netsrv and modsrv run on copies of their
+# configuration pointed at it.
 # The console user "demo" gets a random password, printed at start: modsrv
 # runs on a copy of config/modsrv.toml in the run directory with that user
 # added (the shipped configuration has no user).
@@ -46,6 +51,31 @@ if ! "${CLI[@]}" ping >/dev/null 2>&1; then
 fi
 export VOLTEDGE_REDIS=$REDIS_URL
 
+# MariaDB, like Redis: the shared one if it lets root in, else a private one.
+if ! command -v mariadbd >/dev/null 2>&1 && ! command -v mysqld >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing mariadb-server…"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server
+  else
+    echo "mariadb-server is not installed: sudo apt-get install mariadb-server" >&2
+    exit 1
+  fi
+fi
+MYSQL_ADDR=127.0.0.1:3306
+if ! mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+  MYSQL_ADDR=127.0.0.1:3390
+  echo "no MariaDB letting root in on 3306; starting a private mariadbd on port 3390"
+  mariadb-install-db --no-defaults --datadir="$RUN/mysql" --auth-root-authentication-method=normal \
+    --skip-test-db >"$RUN/mariadb-install.log" 2>&1
+  mariadbd --no-defaults --datadir="$RUN/mysql" --port=3390 --bind-address=127.0.0.1 \
+    --socket="$RUN/mysql.sock" --user="$(id -un)" --skip-name-resolve >"$RUN/mariadb.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do mariadb -h 127.0.0.1 -P 3390 -u root -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+mariadb -h "${MYSQL_ADDR%:*}" -P "${MYSQL_ADDR#*:}" -u root -e 'CREATE DATABASE IF NOT EXISTS voltedge_demo CHARACTER SET utf8mb4'
+MYSQL_DSN="root@tcp($MYSQL_ADDR)/voltedge_demo"
+sed -e "s|^dsn = .*|dsn = \"$MYSQL_DSN\"|" -e "s|^dir = .*|dir = \"$RUN/netsrv-spool\"|" config/netsrv.toml >"$RUN/netsrv.toml"
+
 "$BIN/edgectl" lua load
 "$BIN/edgectl" mappings load config/mappings/demo.toml
 
@@ -53,7 +83,7 @@ export VOLTEDGE_REDIS=$REDIS_URL
 # directory's copy of modsrv.toml.
 DEMO_PASSWORD=$(head -c 15 /dev/urandom | base64 | tr '+/' 'xy')
 DEMO_HASH=$(printf '%s\n' "$DEMO_PASSWORD" | "$BIN/modsrv" -hash-password)
-cp config/modsrv.toml "$RUN/modsrv.toml"
+sed -e "s|^mysql_dsn = .*|mysql_dsn = \"$MYSQL_DSN\"|" config/modsrv.toml >"$RUN/modsrv.toml"
 printf '\n# Added by make demo.\n[[user]]\nname = "demo"\nbcrypt = "%s"\n' "$DEMO_HASH" >>"$RUN/modsrv.toml"
 chmod 600 "$RUN/modsrv.toml"
 
@@ -61,10 +91,10 @@ chmod 600 "$RUN/modsrv.toml"
 pids+=($!)
 "$BIN/modsrv" -config "$RUN/modsrv.toml" -redis "$REDIS_URL" 2>"$RUN/modsrv.log" &
 pids+=($!)
-for svc in alarmsrv netsrv; do
-  "$BIN/$svc" -config "config/$svc.toml" -redis "$REDIS_URL" 2>"$RUN/$svc.log" &
-  pids+=($!)
-done
+"$BIN/alarmsrv" -config config/alarmsrv.toml -redis "$REDIS_URL" 2>"$RUN/alarmsrv.log" &
+pids+=($!)
+"$BIN/netsrv" -config "$RUN/netsrv.toml" -redis "$REDIS_URL" 2>"$RUN/netsrv.log" &
+pids+=($!)
 sleep 1
 "$BIN/dtusim" -n 4 -prefix DTU -start 1001 -heartbeat-interval 10s -per-device-map -stats 0s 2>"$RUN/dtusim.log" &
 pids+=($!)
@@ -86,7 +116,9 @@ Try, in another terminal:
   ${CLI[*]} LRANGE comsrv:1001:frames 0 9  # last raw frames of a channel
   $BIN/edgectl send power_meter setpoint 50 # a control: prints the id, then the outcome
   ${CLI[*]} PUBLISH result "open,DEV001,valve=1"   # forwarded to the line device
-  $BIN/edgectl status                       # channels with counters
+  $BIN/edgectl status                       # channels with counters, and netsrv's upload backlog
+  mariadb -h ${MYSQL_ADDR%:*} -P ${MYSQL_ADDR#*:} -u root voltedge_demo -e 'SELECT COUNT(*) FROM data'   # history rows
+  curl -s http://127.0.0.1:8004/health      # netsrv: MySQL, spool and stream backlog
   open http://127.0.0.1:8002/               # the console (log in as demo / $DEMO_PASSWORD to send controls)
   wscat -c ws://127.0.0.1:8002/ws -x '{"type":"subscribe","models":["power_meter"]}' -w 10
   kill -HUP \$(pgrep -x comsrv)  or  $BIN/edgectl reload   # re-read channels and templates

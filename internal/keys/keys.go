@@ -82,6 +82,10 @@ const (
 	// NetsrvEvents is netsrv's stream of upload warnings (spool dropped at
 	// its cap, database unreachable and back), for alarmsrv and people.
 	NetsrvEvents = "netsrv:events"
+	// NetsrvStatus is netsrv's upload state, written every few seconds
+	// (field names in internal/contract): MySQL up or down, the spool and
+	// the backlog in Redis. edgectl status shows it.
+	NetsrvStatus = "netsrv:status"
 	// ConnectionEvents is the stream of link events: online, offline, replaced, refused.
 	ConnectionEvents = "comsrv:events"
 	// Reload is the pub/sub channel on which edgectl asks comsrv to reload its channel and template files.
@@ -248,7 +252,8 @@ func Table() []Entry {
 		{ChannelData("{channel}"), "pub/sub", "comsrv", "a device's own lines (line profile) and data frames (tlv)"},
 		{ConnectionEvents, "stream", "comsrv", "link events: event, channel, listener, registration, remote, reason, ts"},
 		{DataSamples, "stream", "Lua (from comsrv)", "one entry per synced response: channel, ts, p:{point} → \"{value}[ {model}:{point_name}]\"; appended while the stream exists, at most 100000 entries"},
-		{NetsrvEvents, "stream", "netsrv", "upload warnings: event (db_unreachable, db_back, spool_dropped), detail, ts"},
+		{NetsrvEvents, "stream", "netsrv", "upload warnings: event (db_unreachable, db_back, spool_dropped, spool_damaged, batch_rejected), site, detail, ts"},
+		{NetsrvStatus, "hash", "netsrv", "upload state every 5 s: site, mysql, spool_bytes, spool_pending, spool_oldest_age_s, spool_dropped, backlog_{stream}, updated_at"},
 		{Channels, "set", "comsrv", "channel ids comsrv serves"},
 		{Templates, "set", "comsrv", "template ids comsrv knows, replaced at its start and on reload; modsrv's POST /devices checks against it"},
 		{ComsrvStats, "hash", "comsrv", "process-wide counters and sync latency (p50/p99, µs)"},

@@ -130,6 +130,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 		run(func() { g.Run(ctx, s.handler(g, conv)) })
 	}
 	run(func() { s.trimLoop(ctx) })
+	run(func() { s.statusLoop(ctx) })
 	herr := make(chan error, 1)
 	run(func() { herr <- metrics.ServeHandler(ctx, cfg.Listen, s.mux(), d.Ready) })
 	d.Log.Info("netsrv uploading", "site", cfg.Site, "mysql", redacted(cfg.MySQL), "spool", cfg.Spool.Dir,
@@ -234,6 +235,46 @@ func (s *Service) trimLoop(ctx context.Context) {
 			continue
 		}
 		s.trims.add(res.Trimmed)
+	}
+}
+
+// statusLoop writes netsrv:status every few seconds, for edgectl status
+// and redis-cli; it expires if netsrv stops writing it.
+func (s *Service) statusLoop(ctx context.Context) {
+	every := time.Duration(contract.NetsrvStatusIntervalMS) * time.Millisecond
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		h := s.health(wctx)
+		f := []string{contract.NetsrvSite, h.Site, contract.NetsrvMySQL, h.MySQL,
+			contract.NetsrvSpoolBytes, strconv.FormatInt(h.Spool.Bytes, 10),
+			contract.NetsrvSpoolPending, strconv.FormatInt(h.Spool.Pending, 10),
+			contract.NetsrvSpoolOldestAgeS, strconv.FormatInt(h.Spool.OldestAgeS, 10),
+			contract.NetsrvSpoolDropped, strconv.FormatInt(h.Spool.DroppedRecords, 10),
+			contract.NetsrvRowsDirect, strconv.FormatUint(h.Upload.Direct, 10),
+			contract.NetsrvRowsSpooled, strconv.FormatUint(h.Upload.Spooled, 10),
+			contract.NetsrvRowsDrained, strconv.FormatUint(h.Upload.Drained, 10),
+			contract.NetsrvUpdatedAt, strconv.FormatInt(time.Now().UnixMilli(), 10)}
+		for name, b := range h.Streams {
+			f = append(f, contract.NetsrvBacklogPrefix+name, strconv.FormatInt(b.Pending, 10)+" "+strconv.FormatInt(b.Lag, 10))
+		}
+		r := s.d.Redis
+		cmd := r.B().Hset().Key(keys.NetsrvStatus).FieldValue()
+		for i := 0; i+1 < len(f); i += 2 {
+			cmd = cmd.FieldValue(f[i], f[i+1])
+		}
+		for _, res := range r.DoMulti(wctx, cmd.Build(), r.B().Pexpire().Key(keys.NetsrvStatus).Milliseconds(int64(4*every/time.Millisecond)).Build()) {
+			if err := res.Error(); err != nil && ctx.Err() == nil {
+				s.log.Debug("writing netsrv:status failed", "err", err)
+			}
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

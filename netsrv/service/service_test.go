@@ -238,6 +238,10 @@ func TestUploadThroughOutage(t *testing.T) {
 	if h := r.getHealth(); h.Status != "degraded" || h.Spool.Pending == 0 {
 		t.Fatalf("health during the outage: %+v", h)
 	}
+	until(t, "netsrv:status says MySQL is down", 10*time.Second, func() bool {
+		m, _ := r.rc.Do(context.Background(), r.rc.B().Hgetall().Key(keys.NetsrvStatus).Build()).AsStrMap()
+		return m["mysql"] == "down" && m["spool_pending"] != "0" && m["backlog_data"] == "0 0"
+	})
 	r.proxy.setCut(false)
 	until(t, "3,600 rows", 30*time.Second, func() bool { return r.count("SELECT COUNT(*) FROM data WHERE site='t1'") == 3600 })
 	until(t, "an empty spool", 10*time.Second, func() bool { h := r.getHealth(); return h.Spool.Pending == 0 && h.MySQL == "up" })

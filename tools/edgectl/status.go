@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -95,17 +96,48 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 	if !*all && len(pos) == 0 && len(st) > listAllUpTo {
 		shown = slices.DeleteFunc(slices.Clone(st), func(s channelStatus) bool { return s.Online })
 	}
+	upload, err := c.Do(ctx, c.B().Hgetall().Key(keys.NetsrvStatus).Build()).AsStrMap()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", keys.NetsrvStatus, err)
+	}
 	if *asJSON {
 		return writeJSON(a, struct {
-			Summary  statusSummary   `json:"summary"`
-			Channels []channelStatus `json:"channels"`
-		}{sum, nonNil(shown)})
+			Summary  statusSummary     `json:"summary"`
+			Channels []channelStatus   `json:"channels"`
+			Upload   map[string]string `json:"upload,omitempty"`
+		}{sum, nonNil(shown), upload})
 	}
 	if len(shown) > 0 {
 		a.statusTable(shown)
 	}
 	fmt.Fprintf(a.stdout, "%d channels, %d online, %d offline\n", sum.Channels, sum.Online, sum.Offline)
+	a.uploadLine(upload)
 	return nil
+}
+
+// uploadLine prints netsrv's upload state (keys.NetsrvStatus), if netsrv
+// runs: MySQL, the spool and the backlog of each stream in Redis.
+func (a *app) uploadLine(u map[string]string) {
+	if len(u) == 0 {
+		fmt.Fprintf(a.stdout, "upload: no %s (netsrv not running)\n", keys.NetsrvStatus)
+		return
+	}
+	var backlog []string
+	for _, name := range []string{"data", "events", "alarms", "controls"} {
+		v, ok := u[contract.NetsrvBacklogPrefix+name]
+		if !ok {
+			continue
+		}
+		pending, unread, _ := strings.Cut(v, " ")
+		if unread == "-1" {
+			unread = "?"
+		}
+		backlog = append(backlog, fmt.Sprintf("%s %s unread/%s pending", name, unread, pending))
+	}
+	fmt.Fprintf(a.stdout, "upload (netsrv, site %s): MySQL %s; spool %s records, %s, oldest %ss, %s dropped; Redis backlog: %s; updated %s\n",
+		dash(u[contract.NetsrvSite]), dash(u[contract.NetsrvMySQL]), dash(u[contract.NetsrvSpoolPending]),
+		humanBytes(u[contract.NetsrvSpoolBytes]), dash(u[contract.NetsrvSpoolOldestAgeS]), dash(u[contract.NetsrvSpoolDropped]),
+		strings.Join(backlog, ", "), a.when(u[contract.NetsrvUpdatedAt], a.now()))
 }
 
 func nonNil(s []channelStatus) []channelStatus {

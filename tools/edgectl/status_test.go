@@ -42,6 +42,7 @@ func TestStatusTable(t *testing.T) {
 10       offline  DTU010        10.0.0.10:4001  2024-11-19 10:00:00 (2d02h ago)  2024-11-19 11:00:00 (2d01h ago)  5      40        -    -    3.0M  12   2
 ch1      never    -             -               -                                -                                -      -         -    -    -     -    -
 4 channels, 2 online, 2 offline
+upload: no netsrv:status (netsrv not running)
 `
 	if out != want {
 		t.Errorf("status -all:\n%s\nwant:\n%s", out, want)
@@ -61,7 +62,7 @@ ch1      never    -             -               -                               
 	}
 	out = mustCLI(t, srv.URL(), "status")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(lines[1], "10 ") || !strings.HasPrefix(lines[2], "ch1 ") ||
+	if len(lines) != 5 || !strings.HasPrefix(lines[1], "10 ") || !strings.HasPrefix(lines[2], "ch1 ") ||
 		lines[3] != "54 channels, 52 online, 2 offline" {
 		t.Errorf("status:\n%s", out)
 	}
@@ -83,8 +84,27 @@ ch1      never    -             -               -                               
 
 	// Named channels are always listed.
 	out = mustCLI(t, srv.URL(), "status", "9")
-	if !strings.Contains(out, "\n9  ") || !strings.HasSuffix(out, "1 channels, 1 online, 0 offline\n") {
+	if !strings.Contains(out, "\n9  ") || !strings.Contains(out, "1 channels, 1 online, 0 offline\n") {
 		t.Errorf("status 9:\n%s", out)
+	}
+}
+
+// TestStatusUpload: with netsrv running, status shows its upload state.
+func TestStatusUpload(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	redistest.Do(t, c, "HSET", keys.NetsrvStatus, "site", "plant1", "mysql", "down", "spool_pending", "1200",
+		"spool_bytes", "3145728", "spool_oldest_age_s", "600", "spool_dropped", "0", "backlog_data", "0 12",
+		"backlog_events", "1 -1", "updated_at", ms(testNow.Add(-2*time.Second)))
+	out := mustCLI(t, srv.URL(), "status")
+	want := "upload (netsrv, site plant1): MySQL down; spool 1200 records, 3.0M, oldest 600s, 0 dropped; " +
+		"Redis backlog: data 12 unread/0 pending, events ?" + " unread/1 pending; updated 11:59:58 (2s ago)\n"
+	if !strings.HasSuffix(out, want) {
+		t.Errorf("status:\n%s\nwant the last line:\n%s", out, want)
+	}
+	out = mustCLI(t, srv.URL(), "status", "-json")
+	if !strings.Contains(out, `"spool_pending": "1200"`) {
+		t.Errorf("status -json lacks the upload state:\n%s", out)
 	}
 }
 
@@ -142,7 +162,7 @@ func TestStatusMany(t *testing.T) {
 	out := mustCLI(t, srv.URL(), "status", "-all")
 	took := time.Since(start)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != n+2 || lines[n+1] != "10000 channels, 6666 online, 3334 offline" {
+	if len(lines) != n+3 || lines[n+1] != "10000 channels, 6666 online, 3334 offline" {
 		t.Fatalf("%d lines, last %q", len(lines), lines[len(lines)-1])
 	}
 	if !strings.HasPrefix(lines[1], "0 ") || !strings.HasPrefix(lines[n], "9999 ") {

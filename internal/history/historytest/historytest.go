@@ -22,7 +22,7 @@ const DefaultServerDSN = "root@tcp(127.0.0.1:3306)/"
 // named by VOLTEDGE_MYSQL_DSN (DefaultServerDSN when unset), drops it when the
 // test ends and returns a DSN selecting it. If the server is unreachable the
 // test is skipped with a clear message, unless the CI environment variable is
-// set (CI=true), in which case it fails.
+// set (CI=true) or VOLTEDGE_REQUIRE_MYSQL=1 (.ci/run), in which case it fails.
 func DSN(tb testing.TB) string {
 	tb.Helper()
 	base := os.Getenv("VOLTEDGE_MYSQL_DSN")
@@ -47,7 +47,7 @@ func DSN(tb testing.TB) string {
 	if err := admin.PingContext(ctx); err != nil {
 		admin.Close()
 		msg := "historytest: MariaDB/MySQL not reachable at " + cfg.Addr + " (set VOLTEDGE_MYSQL_DSN): " + err.Error()
-		if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
+		if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" || os.Getenv("VOLTEDGE_REQUIRE_MYSQL") == "1" {
 			tb.Fatal(msg)
 		}
 		tb.Skip(msg)
