@@ -94,6 +94,9 @@ type Spool struct {
 
 	// MaxBytes is MaxSize in bytes.
 	MaxBytes int64 `toml:"-"`
+	// SegmentBytes is the size of one segment file; 0 is the spool's
+	// default (16 MiB). Not in the file: tests set it to reach the cap soon.
+	SegmentBytes int64 `toml:"-"`
 }
 
 // Upload is the [upload] table.

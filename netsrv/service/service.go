@@ -83,7 +83,7 @@ var kinds = map[string]upload.Kind{
 func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	s := &Service{cfg: cfg, d: d, log: d.Log, convs: map[upload.Kind]*upload.Converter{}}
 	sp, rec, err := spool.Open(cfg.Spool.Dir, spool.Options{
-		MaxBytes: cfg.Spool.MaxBytes, SyncEvery: cfg.Spool.SyncEvery.Duration, Logger: d.Log,
+		MaxBytes: cfg.Spool.MaxBytes, SegmentSize: cfg.Spool.SegmentBytes, MaxRecord: maxRecordOf(cfg), SyncEvery: cfg.Spool.SyncEvery.Duration, Logger: d.Log,
 		OnDrop: func(di spool.DropInfo) {
 			s.event(upload.EventSpoolDropped, fmt.Sprintf("spool at its cap (%d bytes): dropped %d records (%d bytes) from %s, the oldest from %s",
 				cfg.Spool.MaxBytes, di.Records, di.Bytes, di.Segment, time.UnixMilli(di.OldestTS).UTC().Format(time.RFC3339)))
@@ -98,7 +98,11 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 		s.event("spool_damaged", fmt.Sprintf("spool damaged (power cut?): %d bytes of %d segment(s) not readable, %d records kept",
 			rec.LostBytes, len(rec.Damaged), rec.Records))
 	}
-	s.up, err = upload.New(upload.Options{Spool: sp, RetryEvery: cfg.Upload.RetryEvery.Duration, Event: s.event, Log: d.Log})
+	maxRecord := upload.DefaultMaxRecordBytes
+	if seg := cfg.Spool.SegmentBytes; seg > 0 {
+		maxRecord = int(seg / 2)
+	}
+	s.up, err = upload.New(upload.Options{Spool: sp, RetryEvery: cfg.Upload.RetryEvery.Duration, MaxRecordBytes: maxRecord, Event: s.event, Log: d.Log})
 	if err != nil {
 		return err
 	}
@@ -147,6 +151,15 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	}
 	s.mu.Unlock()
 	return ret
+}
+
+// maxRecordOf is the spool's largest record: the default, or half a segment
+// when the configuration sets the segment size.
+func maxRecordOf(cfg *config.Config) int {
+	if seg := cfg.Spool.SegmentBytes; seg > 0 {
+		return int(seg / 2)
+	}
+	return 0
 }
 
 func redacted(m config.MySQL) string {

@@ -305,3 +305,37 @@ func until(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	wait.For(t, within, what, func() error { return wait.Check(cond(), "not yet") })
 }
+
+// TestSpoolCap: MySQL is gone for longer than the spool holds: the oldest
+// segment is dropped, and that is reported in netsrv:events, /health and
+// netsrv:status; what was not dropped is uploaded when MySQL is back.
+func TestSpoolCap(t *testing.T) {
+	r := newRig(t, "")
+	r.cfg.Spool.SegmentBytes, r.cfg.Spool.MaxBytes = 64<<10, 256<<10
+	r.start()
+	r.proxy.setCut(true)
+	r.sync("1001", 1_700_000_000_000, 6000) // 18,000 rows, several times the cap
+	until(t, "a dropped segment", 30*time.Second, func() bool { return r.getHealth().Spool.DroppedRecords > 0 })
+	ev, err := r.rc.Do(context.Background(), r.rc.B().Xrange().Key(keys.NetsrvEvents).Start("-").End("+").Build()).AsXRange()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	for _, e := range ev {
+		if e.FieldValues["event"] == "spool_dropped" {
+			dropped++
+		}
+	}
+	if dropped == 0 {
+		t.Fatalf("no spool_dropped event in %v", ev)
+	}
+	until(t, "everything read from Redis", 30*time.Second, func() bool { return r.getHealth().Upload.Spooled == 18000 })
+	h := r.getHealth()
+	r.proxy.setCut(false)
+	until(t, "the spool uploaded", 30*time.Second, func() bool { return r.getHealth().Spool.Pending == 0 })
+	stored := r.count("SELECT COUNT(*) FROM data")
+	if stored <= 0 || stored >= 18000 {
+		t.Fatalf("%d rows stored of 18,000 with the spool capped", stored)
+	}
+	t.Logf("spool capped at %d bytes: %d of 18,000 rows stored, %d spool records dropped (%d events)", r.cfg.Spool.MaxBytes, stored, h.Spool.DroppedRecords, dropped)
+}

@@ -155,43 +155,43 @@ func decodeBatch(rec []byte, b *history.Batch) error {
 	return nil
 }
 
-// split cuts b into batches of at most maxRecordRows rows, in order.
-func split(b *history.Batch) []*history.Batch {
-	if b.Len() <= maxRecordRows {
-		return []*history.Batch{b}
+// encodeParts encodes b as spool records of at most maxBytes each (a single
+// row is never cut, and rows stay in order), halving b until each part fits.
+func encodeParts(b *history.Batch, maxBytes int) [][]byte {
+	if b.Len() > maxRecordRows {
+		l, r := halves(b)
+		return append(encodeParts(l, maxBytes), encodeParts(r, maxBytes)...)
 	}
-	var out []*history.Batch
-	cur := &history.Batch{}
-	room := func() bool {
-		if cur.Len() < maxRecordRows {
-			return true
+	enc := encodeBatch(nil, b)
+	if len(enc) <= maxBytes || b.Len() <= 1 {
+		return [][]byte{enc}
+	}
+	l, r := halves(b)
+	return append(encodeParts(l, maxBytes), encodeParts(r, maxBytes)...)
+}
+
+// halves cuts b into two batches of about half its rows each, in order.
+func halves(b *history.Batch) (*history.Batch, *history.Batch) {
+	n := b.Len() / 2
+	l, r := &history.Batch{}, &history.Batch{}
+	take := func(count int) (inL, inR int) { // how many of a kind go left
+		if n >= count {
+			n -= count
+			return count, 0
 		}
-		out = append(out, cur)
-		cur = &history.Batch{}
-		return true
+		k := n
+		n = 0
+		return k, count - k
 	}
-	for _, x := range b.Samples {
-		room()
-		cur.Samples = append(cur.Samples, x)
-	}
-	for _, x := range b.ConnEvents {
-		room()
-		cur.ConnEvents = append(cur.ConnEvents, x)
-	}
-	for _, x := range b.Alarms {
-		room()
-		cur.Alarms = append(cur.Alarms, x)
-	}
-	for _, x := range b.Controls {
-		room()
-		cur.Controls = append(cur.Controls, x)
-	}
-	for _, x := range b.Channels {
-		room()
-		cur.Channels = append(cur.Channels, x)
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur)
-	}
-	return out
+	k, _ := take(len(b.Samples))
+	l.Samples, r.Samples = b.Samples[:k], b.Samples[k:]
+	k, _ = take(len(b.ConnEvents))
+	l.ConnEvents, r.ConnEvents = b.ConnEvents[:k], b.ConnEvents[k:]
+	k, _ = take(len(b.Alarms))
+	l.Alarms, r.Alarms = b.Alarms[:k], b.Alarms[k:]
+	k, _ = take(len(b.Controls))
+	l.Controls, r.Controls = b.Controls[:k], b.Controls[k:]
+	k, _ = take(len(b.Channels))
+	l.Channels, r.Channels = b.Channels[:k], b.Channels[k:]
+	return l, r
 }

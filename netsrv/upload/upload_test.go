@@ -38,27 +38,26 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
-func TestSplitKeepsOrderAndBound(t *testing.T) {
+func TestEncodePartsKeepsOrderAndBound(t *testing.T) {
 	b := &history.Batch{}
 	for i := range 5000 {
-		b.Samples = append(b.Samples, history.Sample{Channel: "c", Point: strconv.Itoa(i), Value: "1", TS: int64(i)})
+		b.Samples = append(b.Samples, history.Sample{Channel: strings.Repeat("c", 100), Point: strconv.Itoa(i), Value: "1", TS: int64(i)})
 	}
 	b.ConnEvents = fullBatch().ConnEvents
-	parts := split(b)
-	if len(parts) != 3 {
-		t.Fatalf("%d parts", len(parts))
-	}
+	b.Channels = fullBatch().Channels
+	parts := encodeParts(b, 64<<10)
 	var all history.Batch
 	for _, p := range parts {
-		if p.Len() > maxRecordRows {
-			t.Fatalf("a part of %d rows", p.Len())
+		if len(p) > 64<<10 {
+			t.Fatalf("a part of %d bytes", len(p))
 		}
-		if err := decodeBatch(encodeBatch(nil, p), &all); err != nil {
+		if err := decodeBatch(p, &all); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if !reflect.DeepEqual(all.Samples, b.Samples) || !reflect.DeepEqual(all.ConnEvents, b.ConnEvents) {
-		t.Fatal("split lost or reordered rows")
+	if len(parts) < 8 || !reflect.DeepEqual(all.Samples, b.Samples) || !reflect.DeepEqual(all.ConnEvents, b.ConnEvents) ||
+		!reflect.DeepEqual(all.Channels, b.Channels) {
+		t.Fatalf("%d parts; rows lost or reordered", len(parts))
 	}
 }
 

@@ -37,6 +37,11 @@ const (
 	EventRejected      = "batch_rejected"
 )
 
+// DefaultMaxRecordBytes bounds a spool record unless Options say otherwise:
+// half the spool's default largest record, since one row may be larger
+// than the rows counted on.
+const DefaultMaxRecordBytes = 512 << 10
+
 // Options configure an Uploader.
 type Options struct {
 	// Spool holds rows while MySQL is unreachable (required).
@@ -47,6 +52,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// DrainRows is about how many rows Run uploads per transaction (default 10000).
 	DrainRows int
+	// MaxRecordBytes bounds one spool record (default DefaultMaxRecordBytes);
+	// it must not exceed the spool's MaxRecord.
+	MaxRecordBytes int
 	// MaxAttempts is how often a spooled batch that MySQL refuses for a
 	// reason other than being unreachable is tried before it is dropped and
 	// reported (default 3).
@@ -99,6 +107,9 @@ func New(opt Options) (*Uploader, error) {
 	}
 	if opt.DrainRows <= 0 {
 		opt.DrainRows = 10000
+	}
+	if opt.MaxRecordBytes <= 0 {
+		opt.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 	if opt.MaxAttempts <= 0 {
 		opt.MaxAttempts = 3
@@ -218,9 +229,11 @@ func (u *Uploader) Submit(ctx context.Context, b *history.Batch) error {
 		}
 		u.markDown(err)
 	}
-	recs := make([]spool.Record, 0, 1)
-	for _, part := range split(b) {
-		recs = append(recs, spool.Record{TS: time.Now().UnixMilli(), Data: encodeBatch(nil, part)})
+	parts := encodeParts(b, u.opt.MaxRecordBytes)
+	recs := make([]spool.Record, len(parts))
+	now := time.Now().UnixMilli()
+	for i, p := range parts {
+		recs[i] = spool.Record{TS: now, Data: p}
 	}
 	if _, err := u.opt.Spool.AppendDurable(ctx, recs); err != nil {
 		return fmt.Errorf("upload: spool %d rows: %w", n, err)
