@@ -196,7 +196,7 @@ func (s *Service) openStore(ctx context.Context) {
 	for {
 		var err error
 		st, err = history.Open(ctx, m.DSN, history.Options{Site: s.cfg.Site, MaxOpenConns: m.MaxOpenConns,
-			RetentionDays: m.RetentionDays, PartitionsAhead: m.PartitionsAhead})
+			RetentionDays: m.RetentionDays, PartitionsAhead: m.PartitionsAhead, Logger: s.log})
 		if err == nil {
 			break
 		}
