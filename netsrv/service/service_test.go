@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -338,4 +339,39 @@ func TestSpoolCap(t *testing.T) {
 		t.Fatalf("%d rows stored of 18,000 with the spool capped", stored)
 	}
 	t.Logf("spool capped at %d bytes: %d of 18,000 rows stored, %d spool records dropped (%d events)", r.cfg.Spool.MaxBytes, stored, h.Spool.DroppedRecords, dropped)
+}
+
+// TestDamagedSpoolStarts: a spool with a torn segment (a power cut) does not
+// stop netsrv: the damage is reported and what is readable is uploaded.
+func TestDamagedSpoolStarts(t *testing.T) {
+	r := newRig(t, "")
+	r.start()
+	r.proxy.setCut(true)
+	r.sync("1001", 1_700_000_000_000, 100)
+	until(t, "300 rows spooled", 20*time.Second, func() bool { return r.getHealth().Upload.Spooled == 300 })
+	r.stop()
+	segs, _ := filepath.Glob(filepath.Join(r.cfg.Spool.Dir, "*.seg"))
+	if len(segs) == 0 {
+		t.Fatal("no segment")
+	}
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0x13, 0x37, 0, 0, 0xff, 0xff, 0xff}) // a record torn by the power cut
+	f.Close()
+	r.proxy.setCut(false)
+	r.start()
+	until(t, "300 rows", 20*time.Second, func() bool { return r.count("SELECT COUNT(*) FROM data") == 300 })
+	ev, err := r.rc.Do(context.Background(), r.rc.B().Xrange().Key(keys.NetsrvEvents).Start("-").End("+").Build()).AsXRange()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range ev {
+		found = found || e.FieldValues["event"] == "spool_damaged"
+	}
+	if !found {
+		t.Fatalf("no spool_damaged event in %v", ev)
+	}
 }
