@@ -82,6 +82,23 @@ const (
 	// NetsrvEvents is netsrv's stream of upload warnings (spool dropped at
 	// its cap, database unreachable and back), for alarmsrv and people.
 	NetsrvEvents = "netsrv:events"
+	// AlarmRules holds alarmsrv's rules: rule id → JSON (internal/alerting.Rule).
+	// alarmsrv writes the rules of its configuration file at start; modsrv
+	// creates, changes and deletes rules at run time.
+	AlarmRules = "alarm:rules"
+	// AlarmRulesChanged is the pub/sub channel on which a rule change is
+	// announced (message: the rule id); alarmsrv also re-reads AlarmRules
+	// periodically, since pub/sub may lose a message.
+	AlarmRulesChanged = "alarm:rules:changed"
+	// AlarmShelved holds shelved alarms: "{model}:{point_name}" → JSON {user, ts, until}.
+	AlarmShelved = "alarm:shelved"
+	// CustomEvents is the stream any service or redis-cli may append custom
+	// events to (field type required; alarmsrv rules match them).
+	CustomEvents = "events:custom"
+	// WebhookTargets holds the webhook targets: target id → JSON (internal/alerting.Target).
+	WebhookTargets = "webhook:targets"
+	// WebhookDead is the dead-letter stream: deliveries whose last attempt failed.
+	WebhookDead = "webhook:dead"
 	// NetsrvStatus is netsrv's upload state, written every few seconds
 	// (field names in internal/contract): MySQL up or down, the spool and
 	// the backlog in Redis. edgectl status shows it.
@@ -109,6 +126,19 @@ func RuntimeConfig() []string {
 // RestoreStaging is the temporary key a restored hash is built in before it
 // is renamed to key (only if key is still missing).
 func RestoreStaging(key string) string { return ConfigRestore + ":staging:" + key }
+
+// AlarmRuleRuns is the list of a rule's last evaluations that fired,
+// newest first: JSON {event, ts, actions}.
+func AlarmRuleRuns(rule string) string { return "alarm:rule:" + rule + ":runs" }
+
+// WebhookQueue is a target's delivery queue (a stream, oldest first).
+func WebhookQueue(target string) string { return "webhook:queue:" + target }
+
+// WebhookRetry is a target's retry state: delivery id → JSON {attempt, next_at, last_status, last_error}.
+func WebhookRetry(target string) string { return "webhook:retry:" + target }
+
+// WebhookStats is a target's counters: matched, delivered, failed, dead, dropped.
+func WebhookStats(target string) string { return "webhook:stats:" + target }
 
 // ChannelMeta is the hash of a channel's point metadata, written by comsrv
 // from the channel's template while it serves the channel: point id → JSON
@@ -253,6 +283,16 @@ func Table() []Entry {
 		{ConnectionEvents, "stream", "comsrv", "link events: event, channel, listener, registration, remote, reason, ts"},
 		{DataSamples, "stream", "Lua (from comsrv)", "one entry per synced response: channel, ts, p:{point} → \"{value}[ {model}:{point_name}]\"; appended while the stream exists, at most 100000 entries"},
 		{NetsrvEvents, "stream", "netsrv", "upload warnings: event (db_unreachable, db_back, spool_dropped, spool_damaged, batch_rejected), site, detail, ts"},
+		{AlarmRules, "hash", "alarmsrv, modsrv", "rule id → JSON rule (match, conditions, level, actions, re-notify, limits)"},
+		{AlarmRulesChanged, "pub/sub", "modsrv → alarmsrv", "a rule changed (message: rule id)"},
+		{AlarmRuleRuns("{rule}"), "list", "alarmsrv", "the rule's last evaluations that fired, newest first: JSON {event, ts, actions}"},
+		{AlarmShelved, "hash", "modsrv", "\"{model}:{point_name}\" → JSON {user, ts, until} of a shelved alarm"},
+		{CustomEvents, "stream", "any service, redis-cli", "custom events: type and any fields, matched by alarmsrv rules"},
+		{WebhookTargets, "hash", "alarmsrv, modsrv", "target id → JSON target (url, method, headers, secrets, timeout, concurrency, enabled)"},
+		{WebhookQueue("{target}"), "stream", "alarmsrv", "deliveries waiting for the target, oldest first"},
+		{WebhookRetry("{target}"), "hash", "alarmsrv", "delivery id → JSON {attempt, next_at, last_status, last_error}"},
+		{WebhookStats("{target}"), "hash", "alarmsrv", "counters: matched, delivered, failed, dead, dropped"},
+		{WebhookDead, "stream", "alarmsrv", "dead letters: target, delivery, event, attempts, last status and error"},
 		{NetsrvStatus, "hash", "netsrv", "upload state every 5 s: site, mysql, spool_bytes, spool_pending, spool_oldest_age_s, spool_dropped, backlog_{stream}, updated_at"},
 		{Channels, "set", "comsrv", "channel ids comsrv serves"},
 		{Templates, "set", "comsrv", "template ids comsrv knows, replaced at its start and on reload; modsrv's POST /devices checks against it"},
