@@ -379,16 +379,3 @@ func FuzzPositions(f *testing.F) {
 		}
 	})
 }
-
-func TestExampleServiceConfigs(t *testing.T) {
-	// modsrv.toml and netsrv.toml have their own loaders (modsrv/config, netsrv/config).
-	for file, listen := range map[string]string{"alarmsrv.toml": ":8003"} {
-		s, err := LoadService(filepath.Join("../../config", file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.Listen != listen || s.RedisURL != DefaultRedisURL || s.LogLevel != "info" {
-			t.Errorf("%s: %+v", file, s)
-		}
-	}
-}
