@@ -448,8 +448,9 @@ type Run struct {
 	Event Event `json:"event"`
 	// TS is when it fired, Unix ms.
 	TS int64 `json:"ts"`
-	// Kind is raise (the rule became active, or a stateless event
-	// notified), renotify, or clear.
+	// Kind is notify (an event the rule matched), raise (a data rule's
+	// condition became active), renotify (still active) or clear (a data
+	// rule's condition ended).
 	Kind string `json:"kind"`
 	// Actions are the deliveries queued.
 	Actions []Action `json:"actions"`
@@ -465,6 +466,7 @@ type Action struct {
 
 // Kinds of Run.
 const (
+	RunNotify   = "notify"
 	RunRaise    = "raise"
 	RunRenotify = "renotify"
 	RunClear    = "clear"
