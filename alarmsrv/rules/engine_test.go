@@ -308,3 +308,26 @@ func TestSetRulesKeepsUnchanged(t *testing.T) {
 		t.Fatal("a changed rule kept its state")
 	}
 }
+
+// TestSeed: alarms active before a restart are followed without a second
+// first notification; re-notification resumes a full interval later.
+func TestSeed(t *testing.T) {
+	c := &clock{time.Unix(1000, 0)}
+	e := newEngine(c, alerting.Rule{ID: "alarm", Events: []string{alerting.AlarmRaised}, Model: "m", RenotifyEvery: dur(time.Minute), MaxNotifications: 2})
+	e.Seed([]alerting.Event{{ID: "alarm:active/m:v/1", Type: alerting.AlarmRaised, Model: "m", Point: "v"}, {ID: "x", Type: alerting.AlarmRaised, Model: "other", Point: "v"}})
+	if st := e.Stats(); st.Active != 1 {
+		t.Fatalf("%+v", st)
+	}
+	c.add(59 * time.Second)
+	if fs := tick(t, e); len(fs) != 0 {
+		t.Fatalf("%s", kinds(fs))
+	}
+	c.add(time.Second)
+	if got := kinds(tick(t, e)); got != "alarm:renotify " {
+		t.Fatalf("%q", got)
+	}
+	c.add(time.Minute)
+	if fs := tick(t, e); len(fs) != 0 {
+		t.Fatalf("past max_notifications: %s", kinds(fs))
+	}
+}
