@@ -41,20 +41,3 @@ func AppendRuns(ctx context.Context, c rueidis.Client, runs []RunEntry, max int)
 	}
 	return nil
 }
-
-// ReadRuns returns a rule's run log, newest first.
-func ReadRuns(ctx context.Context, c rueidis.Client, rule string) ([]alerting.Run, error) {
-	raw, err := c.Do(ctx, c.B().Lrange().Key(keys.AlarmRuleRuns(rule)).Start(0).Stop(-1).Build()).AsStrSlice()
-	if err != nil {
-		return nil, fmt.Errorf("run log of %s: %w", rule, err)
-	}
-	out := make([]alerting.Run, 0, len(raw))
-	for _, s := range raw {
-		var r alerting.Run
-		if err := json.Unmarshal([]byte(s), &r); err != nil {
-			return nil, fmt.Errorf("run log of %s: %w", rule, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}

@@ -274,24 +274,14 @@ func (s *Service) reload(ctx context.Context) error {
 			return fmt.Errorf("hgetall %s: %w", keys.AlarmRules, err)
 		}
 	}
-	list := make([]alerting.Rule, 0, len(cur))
-	bad := map[string]string{}
-	for id, js := range cur {
-		var r alerting.Rule
-		err := json.Unmarshal([]byte(js), &r)
-		if err == nil && r.ID != id {
-			err = fmt.Errorf("id %q under the field %q", r.ID, id)
-		}
-		if err == nil {
-			err = r.Validate()
-		}
-		if err != nil {
-			bad[id] = err.Error()
-			continue
-		}
-		list = append(list, r)
+	list, badErrs, err := alerting.LoadRules(ctx, c)
+	if err != nil {
+		return err
 	}
-	slices.SortFunc(list, func(a, b alerting.Rule) int { return strings.Compare(a.ID, b.ID) })
+	bad := make(map[string]string, len(badErrs))
+	for id, err := range badErrs {
+		bad[id] = err.Error()
+	}
 	s.badMu.Lock()
 	for id, msg := range bad {
 		if s.bad[id] != msg {

@@ -18,7 +18,6 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/voltedge/voltedge/alarmsrv/config"
-	"github.com/voltedge/voltedge/alarmsrv/rules"
 	"github.com/voltedge/voltedge/alarmsrv/webhook"
 	"github.com/voltedge/voltedge/internal/alerting"
 	"github.com/voltedge/voltedge/internal/keys"
@@ -287,7 +286,7 @@ func TestEveryStreamNotifies(t *testing.T) {
 		t.Errorf("order keys: %v", keysByTarget)
 	}
 
-	runs, err := rules.ReadRuns(context.Background(), rc, "hv")
+	runs, err := alerting.ReadRuns(context.Background(), rc, "hv", 0)
 	if err != nil || len(runs) != 1 || runs[0].Kind != alerting.RunRaise || len(runs[0].Actions) != 2 || runs[0].Actions[1].Target != "sms" {
 		t.Fatalf("run log of hv: %+v %v", runs, err)
 	}
@@ -399,7 +398,7 @@ targets = ["ops"]
 	if e := rec.events(t)[0]; e.Model != "meter2" {
 		t.Fatalf("delivered %+v", e)
 	}
-	runs, _ := rules.ReadRuns(context.Background(), rc, "alarms")
+	runs, _ := alerting.ReadRuns(context.Background(), rc, "alarms", 0)
 	if len(runs) != 2 || runs[1].Suppressed != "shelved" || len(runs[1].Actions) != 0 {
 		t.Fatalf("run log %+v", runs)
 	}
@@ -427,7 +426,7 @@ func TestFailedEnqueueReadAgain(t *testing.T) {
 	rec.setFailing(false)
 	rec.waitCount(t, 3) // door, hv to ops and sms
 	allAcked(t, rc)
-	if runs, _ := rules.ReadRuns(context.Background(), rc, "hv"); len(runs) != 1 {
+	if runs, _ := alerting.ReadRuns(context.Background(), rc, "hv", 0); len(runs) != 1 {
 		t.Fatalf("run log %+v", runs)
 	}
 }

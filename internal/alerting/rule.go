@@ -1,16 +1,21 @@
 package alerting
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/voltedge/voltedge/internal/conf"
+	"github.com/voltedge/voltedge/internal/keys"
 )
 
 // Levels, lowest first.
@@ -471,3 +476,117 @@ const (
 	RunRenotify = "renotify"
 	RunClear    = "clear"
 )
+
+// ErrFileRule is returned when the API tries to change or delete a rule
+// of alarmsrv's configuration files: the file is where it is changed.
+var ErrFileRule = errors.New("the rule comes from alarmsrv's configuration file; change it there")
+
+// LoadRules reads every rule of keys.AlarmRules, sorted by id. Rules that
+// do not decode or validate (or whose id differs from their field) are
+// left out and returned in bad, by field.
+func LoadRules(ctx context.Context, c rueidis.Client) (rules []Rule, bad map[string]error, err error) {
+	raw, err := c.Do(ctx, c.B().Hgetall().Key(keys.AlarmRules).Build()).AsStrMap()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hgetall %s: %w", keys.AlarmRules, err)
+	}
+	bad = map[string]error{}
+	rules = make([]Rule, 0, len(raw))
+	for id, js := range raw {
+		var r Rule
+		err := json.Unmarshal([]byte(js), &r)
+		if err == nil && r.ID != id {
+			err = fmt.Errorf("id %q under the field %q", r.ID, id)
+		}
+		if err == nil {
+			err = r.Validate()
+		}
+		if err != nil {
+			bad[id] = err
+			continue
+		}
+		rules = append(rules, r)
+	}
+	slices.SortFunc(rules, func(a, b Rule) int { return strings.Compare(a.ID, b.ID) })
+	return rules, bad, nil
+}
+
+// GetRule reads one rule; ok is false when there is none.
+func GetRule(ctx context.Context, c rueidis.Client, id string) (r Rule, ok bool, err error) {
+	js, err := c.Do(ctx, c.B().Hget().Key(keys.AlarmRules).Field(id).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return Rule{}, false, nil
+	}
+	if err != nil {
+		return Rule{}, false, fmt.Errorf("hget %s %s: %w", keys.AlarmRules, id, err)
+	}
+	if err := json.Unmarshal([]byte(js), &r); err != nil {
+		return Rule{}, true, fmt.Errorf("rule %s: %w", id, err)
+	}
+	return r, true, nil
+}
+
+// PutRule creates or replaces an API rule (origin set to "api") and
+// announces it on keys.AlarmRulesChanged. It refuses an invalid rule and
+// a rule of alarmsrv's files (ErrFileRule).
+func PutRule(ctx context.Context, c rueidis.Client, r Rule) error {
+	r.Origin = OriginAPI
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	if old, ok, err := GetRule(ctx, c, r.ID); err == nil && ok && old.Origin == OriginFile {
+		return ErrFileRule
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("rule %s: %w", r.ID, err)
+	}
+	for _, res := range c.DoMulti(ctx,
+		c.B().Hset().Key(keys.AlarmRules).FieldValue().FieldValue(r.ID, string(b)).Build(),
+		c.B().Publish().Channel(keys.AlarmRulesChanged).Message(r.ID).Build()) {
+		if err := res.Error(); err != nil {
+			return fmt.Errorf("put rule %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}
+
+// DeleteRule deletes an API rule and its run log and announces it; it
+// reports whether there was one, and refuses a file rule (ErrFileRule).
+func DeleteRule(ctx context.Context, c rueidis.Client, id string) (bool, error) {
+	old, ok, err := GetRule(ctx, c, id)
+	switch {
+	case err != nil && !ok:
+		return false, err
+	case !ok:
+		return false, nil
+	case err == nil && old.Origin == OriginFile:
+		return false, ErrFileRule
+	}
+	for _, res := range c.DoMulti(ctx,
+		c.B().Hdel().Key(keys.AlarmRules).Field(id).Build(),
+		c.B().Del().Key(keys.AlarmRuleRuns(id)).Build(),
+		c.B().Publish().Channel(keys.AlarmRulesChanged).Message(id).Build()) {
+		if err := res.Error(); err != nil {
+			return false, fmt.Errorf("delete rule %s: %w", id, err)
+		}
+	}
+	return true, nil
+}
+
+// ReadRuns returns up to n entries of a rule's run log, newest first
+// (n ≤ 0: all).
+func ReadRuns(ctx context.Context, c rueidis.Client, id string, n int) ([]Run, error) {
+	raw, err := c.Do(ctx, c.B().Lrange().Key(keys.AlarmRuleRuns(id)).Start(0).Stop(int64(n-1)).Build()).AsStrSlice()
+	if err != nil {
+		return nil, fmt.Errorf("run log of %s: %w", id, err)
+	}
+	out := make([]Run, 0, len(raw))
+	for _, s := range raw {
+		var r Run
+		if err := json.Unmarshal([]byte(s), &r); err != nil {
+			return nil, fmt.Errorf("run log of %s: %w", id, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
