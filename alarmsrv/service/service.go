@@ -122,7 +122,6 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	if err := s.reload(ctx); err != nil {
 		s.log.Warn("reading the rules failed; retrying every reload_every", "err", err)
 	}
-	s.seed(ctx)
 
 	var wg sync.WaitGroup
 	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
@@ -295,13 +294,15 @@ func (s *Service) reload(ctx context.Context) error {
 	if s.engine.SetRules(list) {
 		s.reloads.Inc()
 		s.log.Info("rules loaded", "rules", len(list), "invalid", len(bad))
+		s.seed(ctx) // new and changed rules follow the alarms active now
 	}
 	return nil
 }
 
 // seed tells the engine which alarms are active already (keys.AlarmActive),
-// so that re-notification goes on across a restart without a second first
-// notification.
+// so that re-notification goes on across a restart or a rule change
+// without a second first notification. An alarm whose raise is still
+// unread is notified all the same when it is read.
 func (s *Service) seed(ctx context.Context) {
 	c := s.d.Redis
 	active, err := c.Do(ctx, c.B().Hgetall().Key(keys.AlarmActive).Build()).AsStrMap()
