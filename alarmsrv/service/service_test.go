@@ -303,13 +303,13 @@ func TestDataRuleOnDelayFiresFromTicker(t *testing.T) {
 id = "hv"
 events = ["data"]
 point = "voltage"
-condition = { op = ">", value = 250.0, on_delay = "400ms", off_delay = "400ms" }
+condition = { op = ">", value = 250.0, on_delay = "1s", off_delay = "500ms" }
 targets = ["ops"]
 `), rec)
 	xadd(t, rc, keys.DataSamples, "channel", "1001", "ts", "1", "p:1", "260 m:voltage")
 	time.Sleep(100 * time.Millisecond)
 	xadd(t, rc, keys.DataSamples, "channel", "1001", "ts", "2", "p:1", "240 m:voltage")
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond)
 	if n := len(rec.deliveries()); n != 0 {
 		t.Fatalf("a spike of 100ms fired %d deliveries", n)
 	}
@@ -389,7 +389,7 @@ events = ["alarm_raised"]
 targets = ["ops"]
 `), rec)
 	now := time.Now().UnixMilli()
-	shelf, _ := json.Marshal(map[string]any{"user": "op", "ts": now, "until": now + 1500})
+	shelf, _ := json.Marshal(map[string]any{"user": "op", "ts": now, "until": now + 3000})
 	redistest.Do(t, rc, "HSET", keys.AlarmShelved, "meter1:voltage", string(shelf))
 	xadd(t, rc, keys.AlarmEvents, "type", "raise", "model", "meter1", "point", "voltage", "value", "260", "limit", "250")
 	xadd(t, rc, keys.AlarmEvents, "type", "raise", "model", "meter2", "point", "voltage", "value", "260", "limit", "250")
@@ -402,7 +402,7 @@ targets = ["ops"]
 	if len(runs) != 2 || runs[1].Suppressed != "shelved" || len(runs[1].Actions) != 0 {
 		t.Fatalf("run log %+v", runs)
 	}
-	time.Sleep(time.Until(time.UnixMilli(now + 1600)))
+	time.Sleep(time.Until(time.UnixMilli(now + 3100)))
 	xadd(t, rc, keys.AlarmEvents, "type", "raise", "model", "meter1", "point", "voltage", "value", "261", "limit", "250")
 	rec.waitCount(t, 2)
 	if e := rec.events(t)[1]; e.Model != "meter1" {
