@@ -524,3 +524,32 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("/health %d %s", code, body)
 	}
 }
+
+// TestRenotifyFromTicker: a raised alarm is notified again while active,
+// up to max_notifications, and the run log shows each.
+func TestRenotifyFromTicker(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := srv.Client(t)
+	rec := &recorder{}
+	start(t, srv, testConfig(t, `
+[[rule]]
+id = "alarms"
+events = ["alarm_raised"]
+targets = ["ops"]
+renotify_every = "1s"
+max_notifications = 2
+`), rec)
+	id := xadd(t, rc, keys.AlarmEvents, "type", "raise", "model", "m", "point", "v", "value", "9", "limit", "5")
+	ds := rec.waitCount(t, 2)
+	if ev := rec.events(t); ev[1].ID != keys.AlarmEvents+"/"+id+"#renotify-1" || ds[0].ID == ds[1].ID || ds[1].Key != "m:v" {
+		t.Fatalf("%+v %+v", ev, ds)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := len(rec.deliveries()); n != 2 {
+		t.Fatalf("%d deliveries past max_notifications", n)
+	}
+	runs, err := alerting.ReadRuns(context.Background(), rc, "alarms", 0)
+	if err != nil || len(runs) != 2 || runs[0].Kind != alerting.RunRenotify || runs[1].Kind != alerting.RunNotify {
+		t.Fatalf("run log %+v %v", runs, err)
+	}
+}
