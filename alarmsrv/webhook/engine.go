@@ -198,6 +198,12 @@ func (e *Engine) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("hgetall %s: %w", keys.WebhookTargets, err)
 	}
+	var stopping []*worker
+	defer func() { // outside the lock: Enqueue does not wait for a worker to stop
+		for _, w := range stopping {
+			w.stop()
+		}
+	}()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for id, w := range e.workers {
@@ -215,7 +221,7 @@ func (e *Engine) reconcile(ctx context.Context) error {
 		switch {
 		case err != nil || !t.Enabled:
 			if w != nil {
-				w.stop()
+				stopping = append(stopping, w)
 				delete(e.workers, id)
 			}
 		case w != nil:
@@ -231,7 +237,7 @@ func (e *Engine) reconcile(ctx context.Context) error {
 			continue
 		}
 		if w := e.workers[id]; w != nil {
-			w.stop()
+			w.stop() // before the drop, which must not meet an attempt under way
 			delete(e.workers, id)
 		}
 		n, err := dropScript.Exec(ctx, e.c,
@@ -278,6 +284,9 @@ func (e *Engine) disable(ctx context.Context, id, reason string) error {
 	if err := json.Unmarshal(js, &doc); err != nil {
 		return fmt.Errorf("target %s: %w", id, err)
 	}
+	if string(doc["enabled"]) == "false" {
+		return nil // disabled already (another attempt got 410 too)
+	}
 	doc["enabled"] = json.RawMessage("false")
 	r, _ := json.Marshal(reason)
 	doc["disabled_reason"] = r
@@ -287,6 +296,10 @@ func (e *Engine) disable(ctx context.Context, id, reason string) error {
 	}
 	if err := e.c.Do(ctx, e.c.B().Hset().Key(keys.WebhookTargets).FieldValue().FieldValue(id, string(out)).Build()).Error(); err != nil {
 		return fmt.Errorf("disable target %s: %w", id, err)
+	}
+	// Enabled again, the target has its whole DisableAfter to recover.
+	if err := e.c.Do(ctx, e.c.B().Hdel().Key(keys.WebhookStats(id)).Field(alerting.StatFailingSince).Build()).Error(); err != nil {
+		e.log.Warn("webhook: resetting failing_since failed", "target", id, "err", err)
 	}
 	e.log.Warn("webhook: target disabled", "target", id, "reason", reason)
 	e.event(OperatorEvent{Kind: EventTargetDisabled, Target: id, Reason: reason})

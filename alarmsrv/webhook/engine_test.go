@@ -57,6 +57,19 @@ func TestDeliverAndReconcile(t *testing.T) {
 	if n := redistest.Do(t, c, "XLEN", keys.WebhookQueue("a")); n.String() == "" {
 		t.Fatal("no queue")
 	}
+	all2, err := e.Stats(context.Background())
+	if err != nil || len(all2) != 1 {
+		t.Fatalf("Stats: %v %v", all2, err)
+	}
+	var m strings.Builder
+	if err := alerting.WriteMetrics(&m, all2); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{`alarmsrv_webhook_matched_total{target="a"} 500`, `alarmsrv_webhook_deliveries{target="a",state="delivered"} 500`, `alarmsrv_webhook_deliveries{target="a",state="queued"} 0`} {
+		if !strings.Contains(m.String(), line+"\n") {
+			t.Errorf("metrics lack %s:\n%s", line, m.String())
+		}
+	}
 	if checks() < 20 {
 		t.Fatalf("only %d readings of the counters", checks())
 	}

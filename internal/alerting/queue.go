@@ -1,9 +1,11 @@
 package alerting
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -256,4 +258,30 @@ func RetryDeadRange(ctx context.Context, c rueidis.Client, target string, from, 
 		}
 		start = "(" + es[len(es)-1].ID
 	}
+}
+
+// WriteMetrics writes the counters in the Prometheus text format, for a
+// service's /metrics: alarmsrv_webhook_deliveries{target,state} for each
+// part of matched, and alarmsrv_webhook_matched_total and
+// alarmsrv_webhook_attempts_total per target.
+func WriteMetrics(w io.Writer, stats []TargetStats) error {
+	b := bufio.NewWriter(w)
+	b.WriteString("# HELP alarmsrv_webhook_matched_total Deliveries queued for the target.\n# TYPE alarmsrv_webhook_matched_total counter\n")
+	for _, s := range stats {
+		fmt.Fprintf(b, "alarmsrv_webhook_matched_total{target=%q} %d\n", s.Target, s.Matched)
+	}
+	b.WriteString("# HELP alarmsrv_webhook_attempts_total Requests made to the target.\n# TYPE alarmsrv_webhook_attempts_total counter\n")
+	for _, s := range stats {
+		fmt.Fprintf(b, "alarmsrv_webhook_attempts_total{target=%q} %d\n", s.Target, s.Attempts)
+	}
+	b.WriteString("# HELP alarmsrv_webhook_deliveries Deliveries by state; the states add up to matched.\n# TYPE alarmsrv_webhook_deliveries gauge\n")
+	for _, s := range stats {
+		for _, p := range []struct {
+			state string
+			n     int64
+		}{{"delivered", s.Delivered}, {"failed", s.Failed}, {"inflight", s.InFlight}, {"queued", s.Queued}, {"dead", s.Dead}, {"dropped", s.Dropped}} {
+			fmt.Fprintf(b, "alarmsrv_webhook_deliveries{target=%q,state=%q} %d\n", s.Target, p.state, p.n)
+		}
+	}
+	return b.Flush()
 }
