@@ -26,6 +26,9 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	// persistent: an append-only file written at every command, so that
+	// Restart keeps the data.
+	persistent bool
 }
 
 // Start launches redis-server on a free loopback port and stops it when the
@@ -33,6 +36,19 @@ type Server struct {
 // missing and VOLTEDGE_REQUIRE_REDIS is not set; CI sets it so that a missing
 // server fails loudly.
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, false)
+}
+
+// StartPersistent is Start with an append-only file synced at every write
+// (--appendonly yes --appendfsync always), so that Restart keeps every
+// acknowledged write, as Redis does on the box.
+func StartPersistent(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, true)
+}
+
+func start(tb testing.TB, persistent bool) *Server {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -48,7 +64,7 @@ func Start(tb testing.TB) *Server {
 		if err != nil {
 			tb.Fatalf("find free port: %v", err)
 		}
-		s, err := launch(bin, dir, port)
+		s, err := launch(bin, dir, port, persistent)
 		if err == nil {
 			tb.Cleanup(s.stop)
 
@@ -60,20 +76,24 @@ func Start(tb testing.TB) *Server {
 	return nil
 }
 
-func launch(bin, dir string, port int) (*Server, error) {
-	cmd := exec.Command(bin,
+func launch(bin, dir string, port int, persistent bool) (*Server, error) {
+	aof := []string{"--appendonly", "no"}
+	if persistent {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--save", "",
-		"--appendonly", "no",
 		"--dir", dir,
 		"--logfile", filepath.Join(dir, "redis.log"),
 		"--daemonize", "no",
-	)
+	}, aof...)
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), cmd: cmd, bin: bin, dir: dir, port: port}
+	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), cmd: cmd, bin: bin, dir: dir, port: port, persistent: persistent}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if ping(s.Addr) == nil {
@@ -113,7 +133,8 @@ func (s *Server) stop() {
 	}
 }
 
-// Restart stops the server (its data is lost: nothing is saved) and starts
+// Restart stops the server (its data is lost unless it was started with
+// StartPersistent) and starts
 // redis-server again on the same port, as when Redis restarts under a
 // running service. Clients see their connections break and must reconnect.
 func (s *Server) Restart(tb testing.TB) {
@@ -123,7 +144,7 @@ func (s *Server) Restart(tb testing.TB) {
 	// The port may be held for a moment after the stop.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		var n *Server
-		if n, err = launch(s.bin, s.dir, s.port); err == nil {
+		if n, err = launch(s.bin, s.dir, s.port, s.persistent); err == nil {
 			s.cmd = n.cmd
 			return
 		}
