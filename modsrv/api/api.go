@@ -29,6 +29,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/redis/rueidis"
 
+	"github.com/voltedge/voltedge/internal/alerting"
 	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/lualib"
 	"github.com/voltedge/voltedge/internal/metrics"
@@ -107,6 +108,8 @@ type server struct {
 	requests *metrics.CounterVec
 	controls *metrics.CounterVec
 	logins   *metrics.CounterVec
+	// http sends POST /webhooks/test.
+	http *http.Client
 	// confirmedRun is the last Redis run id whose configuration comsrv
 	// confirmed (see configState); nil until one is seen.
 	confirmedRun atomic.Pointer[string]
@@ -122,7 +125,7 @@ func New(d Deps) (*fiber.App, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{d: d, sender: contract.NewSender(d.Redis, d.Caller, d.Results), links: d.Links}
+	s := &server{d: d, sender: contract.NewSender(d.Redis, d.Caller, d.Results), links: d.Links, http: alerting.NewHTTPClient()}
 	reg := d.Metrics
 	s.requests = reg.CounterVec("modsrv_http_requests_total", "HTTP requests by route, method and status.",
 		[]string{"route", "method", "status"}, maxRouteSeries)
@@ -274,6 +277,11 @@ func statusText(code int) string {
 		return "504"
 	}
 	return fmt.Sprint(code)
+}
+
+// reqCtxFor is the context of a request's longer Redis work.
+func reqCtxFor(c *fiber.Ctx, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.UserContext(), d)
 }
 
 // reqCtx is the context of a request's Redis work.

@@ -251,7 +251,7 @@ func TestREADMEListsRoutes(t *testing.T) {
 	}
 	var rows []string
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "| GET") || strings.HasPrefix(line, "| POST") || strings.HasPrefix(line, "| DELETE") {
+		if strings.HasPrefix(line, "| GET") || strings.HasPrefix(line, "| POST") || strings.HasPrefix(line, "| PUT") || strings.HasPrefix(line, "| DELETE") {
 			rows = append(rows, line)
 		}
 	}

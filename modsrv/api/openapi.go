@@ -39,6 +39,9 @@ func obj(props map[string]any, required ...string) map[string]any {
 	return o
 }
 
+// levels are the alarm and notification levels.
+var levels = []string{"info", "warning", "critical"}
+
 // schemas are the document's named schemas.
 func schemas() map[string]any {
 	return map[string]any{
@@ -110,14 +113,87 @@ func schemas() map[string]any {
 			"properties": map[string]any{
 				"ref": str(), "model": str(), "point": str(), "kind": str(), "value": num(), "limit": num(), "ts": integer(),
 				"acked": boolean(), "ack": obj(map[string]any{"user": str(), "ts": integer(), "alarm_ts": integer()}),
+				"level": map[string]any{"type": "string", "enum": levels,
+					"description": "the highest level of the enabled rules matching alarm_raised on this point (alerting.AlarmLevel), else warning"},
+				"shelved": map[string]any{"type": "object", "description": "present while the alarm is shelved (alarm:shelved)",
+					"properties": map[string]any{"user": str(), "ts": integer(), "until": integer()}},
 			},
-			"required": []string{"ref", "acked"},
+			"required": []string{"ref", "acked", "level"},
 		},
 		"AlarmEvent": obj(map[string]any{
 			"id": str(), "type": map[string]any{"type": "string", "enum": []string{"raise", "clear"}},
 			"model": str(), "point": str(), "kind": map[string]any{"type": "string", "enum": []string{"high", "low"}},
 			"value": num(), "limit": num(), "raised_limit": num(), "raised_ts": integer(), "ts": integer(),
 		}, "id", "type"),
+		"Event": obj(map[string]any{
+			"id": str(), "type": map[string]any{"type": "string", "description": "device_online, device_offline, alarm_raised, alarm_cleared, alarm_acked, data, control_result, upload_warning, custom:<type>, …"},
+			"ts": integer(), "site": str(), "channel": str(), "model": str(), "point": str(), "value": str(),
+			"level": map[string]any{"type": "string", "enum": levels}, "rule": str(), "fields": mapOf(str()),
+		}, "type"),
+		"Rule": obj(map[string]any{
+			"id":      map[string]any{"type": "string", "description": "1..64 of A-Z a-z 0-9 _ . -"},
+			"name":    str(),
+			"enabled": map[string]any{"type": "boolean", "description": "default true"},
+			"events":  map[string]any{"type": "array", "items": str(), "description": "event types or patterns with * and ?"},
+			"channel": str(), "model": str(), "point": str(),
+			"min_level": map[string]any{"type": "string", "enum": levels},
+			"level":     map[string]any{"type": "string", "enum": levels},
+			"condition": obj(map[string]any{
+				"op":        map[string]any{"type": "string", "enum": []string{">", "<", ">=", "<=", "==", "!=", "changed"}},
+				"value":     num(),
+				"on_delay":  map[string]any{"type": "string", "description": "Go duration, e.g. 30s"},
+				"off_delay": map[string]any{"type": "string", "description": "Go duration"},
+			}, "op"),
+			"targets":           arr(str()),
+			"renotify_every":    map[string]any{"type": "string", "description": "Go duration, 0 or 1s..168h"},
+			"max_notifications": integer(),
+			"origin":            map[string]any{"type": "string", "enum": []string{"file", "api"}, "readOnly": true},
+		}, "id", "events"),
+		"RuleTestResult": obj(map[string]any{
+			"matched": boolean(), "fires": boolean(), "reason": str(),
+			"level": str(), "targets": arr(str()), "event": ref("Event"),
+		}, "matched", "fires", "reason", "targets"),
+		"Run": obj(map[string]any{
+			"event": ref("Event"), "ts": integer(),
+			"kind":       map[string]any{"type": "string", "enum": []string{"notify", "raise", "renotify", "clear"}},
+			"actions":    arr(obj(map[string]any{"target": str(), "delivery": str()})),
+			"suppressed": map[string]any{"type": "string", "description": "shelved or max_notifications when nothing was sent"},
+		}, "event", "ts", "kind", "actions"),
+		"Target": obj(map[string]any{
+			"id": str(), "url": str(),
+			"method":          map[string]any{"type": "string", "enum": []string{"POST", "PUT", "PATCH", "GET", "DELETE"}},
+			"headers":         mapOf(str()),
+			"secrets":         map[string]any{"type": "array", "items": str(), "description": "whsec_…; answered as whsec_****"},
+			"timeout":         str(),
+			"concurrency":     integer(),
+			"schedule":        arr(str()),
+			"jitter":          num(),
+			"disable_after":   str(),
+			"enabled":         boolean(),
+			"disabled_reason": str(),
+			"template":        str(),
+			"content_type":    str(),
+		}, "id", "url"),
+		"TargetState": obj(map[string]any{
+			"id":      str(),
+			"target":  ref("Target"),
+			"invalid": map[string]any{"type": "string", "description": "why the stored target does not decode (then target is absent)"},
+			"counters": obj(map[string]any{"matched": integer(), "delivered": integer(), "failed": integer(), "in_flight": integer(),
+				"queued": integer(), "dead": integer(), "dropped": integer(), "attempts": integer(), "last_status": integer(),
+				"last_error": str(), "last_success": integer()}),
+			"health": obj(map[string]any{"enabled": boolean(), "disabled_reason": str(),
+				"failing_since": map[string]any{"type": "integer", "format": "int64", "description": "Unix ms of the first failure since the last success; 0: not failing"}}),
+		}, "id", "counters", "health"),
+		"DeadLetter": obj(map[string]any{
+			"entry":  map[string]any{"type": "string", "description": "the stream entry id, for retry"},
+			"target": str(), "id": str(), "key": str(), "body": str(), "ts": integer(), "attempts": integer(),
+			"last_status": integer(), "last_error": str(), "dead_at": integer(),
+		}, "entry", "target", "id", "body"),
+		"WebhookTestResult": obj(map[string]any{
+			"target": str(), "id": str(), "status": integer(), "ok": boolean(), "headers": mapOf(arr(str())),
+			"body":        map[string]any{"type": "string", "description": "the first 1 KiB of the answer"},
+			"duration_ms": integer(), "signed": boolean(),
+		}, "target", "id", "status", "ok", "headers", "body"),
 		"Device": obj(map[string]any{"id": str(), "template": str(),
 			"note": map[string]any{"type": "string", "description": "answers only: set when the template could not be checked (comsrv:templates absent)"}}, "id", "template"),
 	}
@@ -213,7 +289,7 @@ func openAPI(rs []route) map[string]any {
 		"info": map[string]any{
 			"title":   "VoltEdge modsrv API",
 			"version": "1",
-			"description": "Models, controls, channels, events, alarms and devices of a VoltEdge box. " +
+			"description": "Models, controls, channels, events, alarms, alarmsrv's rules and webhooks, and devices of a VoltEdge box. " +
 				"Every error is {\"error\":{\"code\",\"message\"}}. Reads are open when read_open is true; " +
 				"every write needs a bearer token or the session cookie from POST /login.",
 		},
