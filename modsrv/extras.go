@@ -12,8 +12,8 @@ import (
 )
 
 // mountExtras mounts what modsrv serves beside the REST API (the WebSocket
-// and the web console) on app, and starts their background work, which
-// ends with ctx. run waits for that work with the returned group after the
+// and the web console) on app, and starts their background work and the
+// link index's (deps.Links, shared with the API), which ends with ctx. run waits for that work with the returned group after the
 // HTTP server has stopped.
 func mountExtras(ctx context.Context, app *fiber.App, deps api.Deps) (*sync.WaitGroup, error) {
 	var bg sync.WaitGroup
@@ -24,6 +24,7 @@ func mountExtras(ctx context.Context, app *fiber.App, deps api.Deps) (*sync.Wait
 		Origins:     deps.Config.WSOrigins,
 		CommandTTL:  deps.Config.ControlTimeout.Duration,
 		Results:     deps.Results,
+		Links:       deps.Links,
 
 		MaxClients:            deps.Config.WSMaxClients,
 		ReservedClients:       reserved(deps.Config.WSReservedClients),
@@ -44,6 +45,13 @@ func mountExtras(ctx context.Context, app *fiber.App, deps api.Deps) (*sync.Wait
 		defer bg.Done()
 		hub.Run(ctx)
 	}()
+	if deps.Links != nil {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			deps.Links.Run(ctx)
+		}()
+	}
 	return &bg, nil
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/voltedge/voltedge/modsrv/api"
 	"github.com/voltedge/voltedge/modsrv/auth"
 	"github.com/voltedge/voltedge/modsrv/config"
+	"github.com/voltedge/voltedge/modsrv/links"
 )
 
 // shutdownTimeout bounds how long requests in flight may take after a stop signal.
@@ -121,7 +122,8 @@ func run(ctx context.Context, env *svc.Env[config.Config], ready func(net.Addr))
 	resultsDone := make(chan struct{})
 	go func() { defer close(resultsDone); results.Run(rctx) }()
 	defer func() { stopResults(); <-resultsDone }()
-	deps := api.Deps{Redis: env.Redis, Auth: a, Log: env.Log, Metrics: env.Metrics, Config: cfg, Results: results, Started: env.Started}
+	deps := api.Deps{Redis: env.Redis, Auth: a, Log: env.Log, Metrics: env.Metrics, Config: cfg, Results: results, Started: env.Started,
+		Links: links.New(env.Redis, links.DefaultInterval, env.Log)}
 	app, err := api.New(deps)
 	if err != nil {
 		return err

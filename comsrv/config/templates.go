@@ -2,8 +2,11 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/voltedge/voltedge/internal/conf"
 	"github.com/voltedge/voltedge/internal/keys"
@@ -238,5 +241,97 @@ func (p *Point) check(pos *conf.Positions, errs *conf.Errors, k string) bool {
 	if p.Decimals != nil && (*p.Decimals < 0 || *p.Decimals > 12) {
 		errs.Addf(pos, k+"decimals", "%d is out of range (0..12)", *p.Decimals)
 	}
+	text(pos, errs, k+"unit", p.Unit, MaxUnitLen)
+	text(pos, errs, k+"description", p.Description, MaxDescriptionLen)
+	if typeOK && errs.Len() == before {
+		p.checkLimits(pos, errs, k)
+	}
 	return errs.Len() == before
+}
+
+// Bounds of a point's unit and description, in bytes.
+const (
+	MaxUnitLen        = 32
+	MaxDescriptionLen = 256
+)
+
+// text checks an optional free-text setting: valid UTF-8, no control
+// characters, at most max bytes.
+func text(pos *conf.Positions, errs *conf.Errors, key, v string, max int) {
+	if err := CheckText(v, max); err != nil {
+		errs.Addf(pos, key, "%v", err)
+	}
+}
+
+// CheckText reports why v is not acceptable as a unit or description of at
+// most max bytes: invalid UTF-8, a control character, or too long.
+func CheckText(v string, max int) error {
+	if len(v) > max {
+		return fmt.Errorf("%d bytes is too long (at most %d)", len(v), max)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%q is not valid UTF-8", v)
+	}
+	if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+		return fmt.Errorf("%q contains a control character at byte %d", v, i)
+	}
+	return nil
+}
+
+// checkLimits validates min and max: finite, min ≤ max, and within the
+// values the point's type can hold after scale and offset.
+func (p *Point) checkLimits(pos *conf.Positions, errs *conf.Errors, k string) {
+	lo, hi := p.ValueRange()
+	ok := true
+	for _, l := range []struct {
+		key string
+		v   *float64
+	}{{"min", p.Min}, {"max", p.Max}} {
+		switch {
+		case l.v == nil:
+		case !finite(*l.v):
+			errs.Addf(pos, k+l.key, "must be a finite number")
+			ok = false
+		case *l.v < lo || *l.v > hi:
+			errs.Addf(pos, k+l.key, "%g is outside what type %s can hold here (%.10g..%.10g)", *l.v, p.Type, lo, hi)
+			ok = false
+		}
+	}
+	if ok && p.Min != nil && p.Max != nil && *p.Min > *p.Max {
+		errs.Addf(pos, k+"min", "%g is greater than max %g", *p.Min, *p.Max)
+	}
+}
+
+// ValueRange is the range of values (after scale and offset) the point's
+// type can represent; bool is 0..1 and is not scaled.
+func (p *Point) ValueRange() (lo, hi float64) {
+	switch p.Type {
+	case "bool":
+		return 0, 1
+	case "int16":
+		lo, hi = math.MinInt16, math.MaxInt16
+	case "uint16":
+		lo, hi = 0, math.MaxUint16
+	case "int32":
+		lo, hi = math.MinInt32, math.MaxInt32
+	case "uint32":
+		lo, hi = 0, math.MaxUint32
+	case "int64":
+		lo, hi = math.MinInt64, math.MaxInt64
+	case "uint64":
+		lo, hi = 0, math.MaxUint64
+	case "float32":
+		lo, hi = -math.MaxFloat32, math.MaxFloat32
+	default:
+		return -math.MaxFloat64, math.MaxFloat64
+	}
+	scale := p.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	lo, hi = lo*scale+p.Offset, hi*scale+p.Offset
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	return lo, hi
 }

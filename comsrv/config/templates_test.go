@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -113,5 +114,54 @@ func TestWidePointCoveredByTask(t *testing.T) {
 	dir := tree(t, map[string]string{"templates/meter.toml": "[plan]\nmax_registers = 1\n[[task]]\nfunction = 3\ncount = 4\n[[point]]\nid = \"7\"\ntype = \"float64\"\n"})
 	if _, err := Load(filepath.Join(dir, "comsrv.toml")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A point's unit, description and control limits load as written.
+func TestPointMetadata(t *testing.T) {
+	dir := tree(t, map[string]string{"templates/meter.toml": "[[point]]\nid = \"1\"\ntype = \"int16\"\nscale = 0.1\n" +
+		"unit = \"°C\"\ndescription = \"Oil temperature, top\"\nmin = -20\nmax = 120.5\n[[point]]\nid = \"2\"\n"})
+	cfg, err := Load(filepath.Join(dir, "comsrv.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := cfg.TemplateByID["meter"].Points
+	p := ps[0]
+	if p.Unit != "°C" || p.Description != "Oil temperature, top" || p.Min == nil || *p.Min != -20 || p.Max == nil || *p.Max != 120.5 {
+		t.Fatalf("point %+v", p)
+	}
+	if q := ps[1]; q.Unit != "" || q.Description != "" || q.Min != nil || q.Max != nil {
+		t.Fatalf("point without metadata %+v", q)
+	}
+}
+
+func TestPointMetadataErrors(t *testing.T) {
+	point := func(extra string) map[string]string {
+		return map[string]string{"templates/meter.toml": "[[point]]\nid = \"1\"\n" + extra}
+	}
+	for _, tc := range []struct{ name, extra, want string }{
+		{"unit too long", "unit = \"" + strings.Repeat("k", 33) + "\"\n",
+			`templates/meter.toml:3:8: key "point[0].unit": 33 bytes is too long (at most 32)`},
+		{"unit control", "unit = \"k\\tW\"\n",
+			`templates/meter.toml:3:8: key "point[0].unit": "k\tW" contains a control character at byte 1`},
+		{"description too long", "description = \"" + strings.Repeat("d", 257) + "\"\n",
+			`templates/meter.toml:3:15: key "point[0].description": 257 bytes is too long (at most 256)`},
+		{"description newline", "description = \"a\\nb\"\n",
+			`templates/meter.toml:3:15: key "point[0].description": "a\nb" contains a control character at byte 1`},
+		{"min above max", "min = 10\nmax = 5\n",
+			`templates/meter.toml:3:7: key "point[0].min": 10 is greater than max 5`},
+		{"min below type", "type = \"uint16\"\nmin = -1\n",
+			`templates/meter.toml:4:7: key "point[0].min": -1 is outside what type uint16 can hold here (0..65535)`},
+		{"max above scaled type", "type = \"int16\"\nscale = 0.1\nmax = 4000\n",
+			`templates/meter.toml:5:7: key "point[0].max": 4000 is outside what type int16 can hold here (-3276.8..3276.7)`},
+		{"bool max", "area = \"coil\"\ntype = \"bool\"\nmax = 2\n",
+			`templates/meter.toml:5:7: key "point[0].max": 2 is outside what type bool can hold here (0..1)`},
+		{"min not a number", "min = \"low\"\n", `templates/meter.toml:3:7: key "point[0].min": expected a number`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tree(t, point(tc.extra))
+			_, err := Load(filepath.Join(dir, "comsrv.toml"))
+			wantErr(t, err, tc.want)
+		})
 	}
 }

@@ -223,6 +223,15 @@ type Point struct {
 	Scale    float64 `toml:"scale"`   // default 1
 	Offset   float64 `toml:"offset"`
 	Decimals *int    `toml:"decimals"` // digits after the point; default derived from scale and offset
+	// Unit is the value's unit ("V", "kWh", "°C"); optional, ≤ 32 bytes.
+	Unit string `toml:"unit"`
+	// Description says what the value is; optional, ≤ 256 bytes.
+	Description string `toml:"description"`
+	// Min and Max bound the values a control may write to the point
+	// (engineering units, after scale and offset); nil means no bound
+	// beyond what the type can hold.
+	Min *float64 `toml:"min"`
+	Max *float64 `toml:"max"`
 }
 
 // Channel is one link to devices: a DTU bound by its registration id, or,

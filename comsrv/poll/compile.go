@@ -3,6 +3,7 @@ package poll
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 
@@ -79,7 +80,14 @@ func compileTargets(t *config.Template) ([]target, error) {
 		if slave == 0 {
 			slave = 1
 		}
-		targets[i] = target{id: pt.ID, slave: slave, fn: areaFunction(pt.Area), addr: pt.Address, codec: codec}
+		targets[i] = target{id: pt.ID, slave: slave, fn: areaFunction(pt.Area), addr: pt.Address, codec: codec,
+			min: math.Inf(-1), max: math.Inf(1)}
+		if pt.Min != nil {
+			targets[i].min = *pt.Min
+		}
+		if pt.Max != nil {
+			targets[i].max = *pt.Max
+		}
 	}
 	return targets, nil
 }

@@ -73,6 +73,8 @@ type target struct {
 	fn    uint8 // read function of the point's area (1..4)
 	addr  uint16
 	codec point.Codec
+	// min and max bound control values (the template's min/max; ±Inf when unset).
+	min, max float64
 }
 
 // width is the number of registers (or bits, in the bit areas) the point occupies.

@@ -39,6 +39,7 @@ type Write struct {
 //   - A bool bit of a holding register takes 0 or 1 and needs the register
 //     first: Req reads it (ReadFirst), and Complete builds the write.
 //   - Points in the input and discrete areas are read-only.
+//   - A value outside the point's min..max (template) is refused.
 //
 // Errors name the point and say what is wrong in words an operator can act
 // on. Write does not allocate beyond the request's data.
@@ -56,6 +57,11 @@ func (p *Plan) Write(pointID, value string) (Write, error) {
 	}
 	if err := checkValue(value); err != nil {
 		return Write{}, fmt.Errorf("point %s: %w", tg.id, err)
+	}
+	if !math.IsInf(tg.min, -1) || !math.IsInf(tg.max, 1) {
+		if x, err := strconv.ParseFloat(value, 64); err == nil && (x < tg.min || x > tg.max) {
+			return Write{}, fmt.Errorf("point %s: control value %s outside the allowed %g..%g: %w", tg.id, value, tg.min, tg.max, point.ErrRange)
+		}
 	}
 	w := Write{multiple: p.writeMultiple}
 	c := tg.codec

@@ -495,3 +495,21 @@ func BenchmarkPlanWrite(b *testing.B) {
 		})
 	}
 }
+
+// The demo setpoint has min = 0 and max = 500: values outside are refused
+// before they are encoded, the bounds themselves are accepted.
+func TestWriteMinMax(t *testing.T) {
+	p := demoPlan(t)
+	for _, v := range []string{"0", "500", "499.9"} {
+		if _, err := p.Write("40001", v); err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+	}
+	for _, v := range []string{"500.1", "-1", "6000"} {
+		_, err := p.Write("40001", v)
+		want := "point 40001: control value " + v + " outside the allowed 0..500: value out of range"
+		if err == nil || err.Error() != want || !errors.Is(err, point.ErrRange) {
+			t.Fatalf("%s: got %v, want %s", v, err, want)
+		}
+	}
+}

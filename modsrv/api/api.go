@@ -35,6 +35,7 @@ import (
 	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/modsrv/auth"
 	"github.com/voltedge/voltedge/modsrv/config"
+	"github.com/voltedge/voltedge/modsrv/links"
 )
 
 // Limits of the HTTP server.
@@ -69,6 +70,9 @@ type Deps struct {
 	Results *contract.Results
 	// Started is when the service started (uptime); zero means now.
 	Started time.Time
+	// Links is the model–channel link index; nil means one made on Redis
+	// (read on demand). Share one per process and run it (Run).
+	Links *links.Index
 }
 
 // withDefaults fills in the optional fields and checks the required ones.
@@ -81,6 +85,9 @@ func (d Deps) withDefaults() (Deps, error) {
 	}
 	if d.Caller == nil {
 		d.Caller = lualib.NewCaller(d.Redis, d.Log)
+	}
+	if d.Links == nil {
+		d.Links = links.New(d.Redis, 0, d.Log)
 	}
 	if d.Started.IsZero() {
 		d.Started = time.Now()
@@ -95,6 +102,7 @@ func (d Deps) withDefaults() (Deps, error) {
 type server struct {
 	d        Deps
 	sender   *contract.Sender
+	links    *links.Index
 	doc      []byte // the OpenAPI document
 	requests *metrics.CounterVec
 	controls *metrics.CounterVec
@@ -114,7 +122,7 @@ func New(d Deps) (*fiber.App, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{d: d, sender: contract.NewSender(d.Redis, d.Caller, d.Results)}
+	s := &server{d: d, sender: contract.NewSender(d.Redis, d.Caller, d.Results), links: d.Links}
 	reg := d.Metrics
 	s.requests = reg.CounterVec("modsrv_http_requests_total", "HTTP requests by route, method and status.",
 		[]string{"route", "method", "status"}, maxRouteSeries)

@@ -680,7 +680,7 @@ func TestDevices(t *testing.T) {
 		t.Fatalf("registry holds %q", tpl)
 	}
 	r = e.do(t, "GET", "/devices", "").ok(t, 200)
-	if r.raw != `{"devices":[{"id":"DTU1000","template":"auto_meter"},{"id":"DTU2001","template":"power_meter"}]}` {
+	if r.raw != `{"devices":[{"id":"DTU1000","template":"auto_meter"},{"id":"DTU2001","template":"power_meter"}],"refused":[],"templates":["auto_meter","other","power_meter","t"]}` {
 		t.Fatalf("list: %s", r.raw)
 	}
 	e.do(t, "POST", "/devices", `{"id":"a b","template":"t"}`, "auth", token).fails(t, 400, "bad_request", "invalid device id")

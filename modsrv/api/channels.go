@@ -46,6 +46,10 @@ func (s *server) channels(c *fiber.Ctx) error {
 	total := len(ids)
 	ids = ids[min(offset, total):min(offset+limit, total)]
 	out := make([]map[string]any, 0, len(ids))
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
 	if len(ids) > 0 {
 		cmds := make(rueidis.Commands, len(ids))
 		for i, id := range ids {
@@ -62,6 +66,9 @@ func (s *server) channels(c *fiber.Ctx) error {
 			}
 			ch["id"] = ids[i]
 			ch["online"] = st[contract.ChannelOnline] == "1"
+			ch[contract.ChannelName] = st[contract.ChannelName]
+			ch[contract.ChannelTemplate] = st[contract.ChannelTemplate]
+			ch["models"] = nonNil(snap.ChannelModels(ids[i]))
 			out = append(out, ch)
 		}
 	}
@@ -102,6 +109,10 @@ func (s *server) channel(c *fiber.Ctx) error {
 	if !member {
 		return unknownChannel(id)
 	}
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
 	status := map[string]any{"online": st[contract.ChannelOnline] == "1"}
 	stats := map[string]any{}
 	for k, v := range st {
@@ -111,7 +122,8 @@ func (s *server) channel(c *fiber.Ctx) error {
 			status[k] = contract.ChannelValue(k, v)
 		}
 	}
-	return c.JSON(fiber.Map{"id": id, "served": member, "points": n, "status": status, "stats": stats})
+	return c.JSON(fiber.Map{"id": id, "served": member, "points": n, "status": status, "stats": stats,
+		"name": st[contract.ChannelName], "template": st[contract.ChannelTemplate], "models": nonNil(snap.ChannelModels(id))})
 }
 
 func (s *server) channelPoints(c *fiber.Ctx) error {
@@ -141,7 +153,24 @@ func (s *server) channelPoints(c *fiber.Ctx) error {
 	if !member {
 		return unknownChannel(id)
 	}
-	return c.JSON(fiber.Map{"channel": id, "points": points(m[0], m[1], m[2])})
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	meta, err := s.links.Meta(ctx, id)
+	if err != nil {
+		return s.redisError("point metadata", err)
+	}
+	pts := points(m[0], m[1], m[2])
+	for pid, p := range pts {
+		md := meta[pid]
+		p.Name, p.Type, p.Unit = md.Name, md.Type, md.Unit
+		if mp, ok := snap.ChannelPoints[id][pid]; ok {
+			p.Model, p.ModelPoint = mp.Model, mp.Name
+		}
+		pts[pid] = p
+	}
+	return c.JSON(fiber.Map{"channel": id, "points": pts})
 }
 
 func (s *server) channelFrames(c *fiber.Ctx) error {
@@ -228,6 +257,14 @@ func (s *server) events(c *fiber.Ctx) error {
 		next = entries[len(entries)-1].ID
 	}
 	return c.JSON(fiber.Map{"events": out, "next": next})
+}
+
+// nonNil returns s, or an empty slice for nil (JSON [] instead of null).
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // intQuery reads an integer query parameter within [lo, hi].

@@ -115,6 +115,11 @@ func (s *server) control(c *fiber.Ctx) error {
 		timeout = d
 	}
 	ctx, cancel := reqCtx(c)
+	if err := s.checkRange(ctx, model, name, value); err != nil {
+		cancel()
+		s.controls.With("refused").Inc()
+		return err
+	}
 	cmd, err := s.sender.Send(ctx, contract.Request{Model: model, Control: name, Value: value, TTL: timeout})
 	cancel()
 	if err != nil {

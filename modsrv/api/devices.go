@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -101,20 +102,91 @@ func (s *server) addDevice(c *fiber.Ctx) error {
 	return c.JSON(d)
 }
 
+// Bounds of the refused devices of GET /devices.
+const (
+	// RefusedScan is how many of the newest connection events are looked at.
+	RefusedScan = 1000
+	// MaxRefused bounds the refused registration ids returned.
+	MaxRefused = 100
+)
+
+// Refused is a registration id that comsrv refused (a "refused" connection
+// event) and that is neither registered nor a channel: its newest event's
+// remote address, reason and time, and how many of the events looked at
+// refused it.
+type Refused struct {
+	Registration string `json:"registration"`
+	Remote       string `json:"remote"`
+	Reason       string `json:"reason"`
+	TS           int64  `json:"ts"`
+	Count        int    `json:"count"`
+}
+
 func (s *server) devices(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
 	r := s.d.Redis
-	m, err := r.Do(ctx, r.B().Hgetall().Key(keys.DeviceRegistry).Build()).AsStrMap()
+	res := r.DoMulti(ctx,
+		r.B().Hgetall().Key(keys.DeviceRegistry).Build(),
+		r.B().Smembers().Key(keys.Templates).Build(),
+		r.B().Xrevrange().Key(keys.ConnectionEvents).End("+").Start("-").Count(RefusedScan).Build(),
+		r.B().Smembers().Key(keys.Channels).Build(),
+	)
+	m, err := res[0].AsStrMap()
 	if err != nil {
 		return s.redisError("devices", err)
+	}
+	templates, err := res[1].AsStrSlice()
+	if err != nil {
+		return s.redisError("templates", err)
+	}
+	events, err := res[2].AsXRange()
+	if err != nil {
+		return s.redisError("events", err)
+	}
+	channels, err := res[3].AsStrSlice()
+	if err != nil {
+		return s.redisError("channels", err)
 	}
 	out := make([]Device, 0, len(m))
 	for id, t := range m {
 		out = append(out, Device{ID: id, Template: t})
 	}
 	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
-	return c.JSON(fiber.Map{"devices": out})
+	slices.Sort(templates)
+	served := make(map[string]bool, len(channels))
+	for _, ch := range channels {
+		served[ch] = true
+	}
+	return c.JSON(fiber.Map{"devices": out, "templates": nonNil(templates), "refused": refusedDevices(events, m, served)})
+}
+
+// refusedDevices gathers the registration ids of the refused events
+// (newest first), leaving out registered and served ids; at most MaxRefused.
+func refusedDevices(events []rueidis.XRangeEntry, registered map[string]string, served map[string]bool) []Refused {
+	out := []Refused{}
+	at := map[string]int{}
+	for _, e := range events {
+		f := e.FieldValues
+		id := f["registration"]
+		if f["event"] != "refused" || id == "" || served[id] {
+			continue
+		}
+		if _, ok := registered[id]; ok {
+			continue
+		}
+		if i, ok := at[id]; ok {
+			out[i].Count++
+			continue
+		}
+		if len(out) >= MaxRefused {
+			continue
+		}
+		ts, _ := strconv.ParseInt(f["ts"], 10, 64)
+		at[id] = len(out)
+		out = append(out, Refused{Registration: id, Remote: f["remote"], Reason: f["reason"], TS: ts, Count: 1})
+	}
+	return out
 }
 
 func (s *server) deleteDevice(c *fiber.Ctx) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/redisconn"
+	"github.com/voltedge/voltedge/modsrv/links"
 	"github.com/voltedge/voltedge/scripts"
 )
 
@@ -31,11 +32,18 @@ const (
 	QualityStale = "stale"
 )
 
-// Point is one value with its sample time (Unix ms, 0 if unknown) and quality.
+// Point is one value with its sample time (Unix ms, 0 if unknown) and
+// quality, and what is known of its channel point: type and unit (model
+// points), name and the model point it is mapped to (channel points).
 type Point struct {
-	Value   string `json:"value"`
-	TS      int64  `json:"ts"`
-	Quality string `json:"quality"`
+	Value      string `json:"value"`
+	TS         int64  `json:"ts"`
+	Quality    string `json:"quality"`
+	Name       string `json:"name,omitempty"`
+	Type       string `json:"type,omitempty"`
+	Unit       string `json:"unit,omitempty"`
+	Model      string `json:"model,omitempty"`
+	ModelPoint string `json:"model_point,omitempty"`
 }
 
 // service is one entry of the health answer's services.
@@ -259,5 +267,23 @@ func (s *server) modelValues(c *fiber.Ctx) error {
 	if len(m[0]) == 0 {
 		return Errorf(http.StatusNotFound, "model %q has no values", id)
 	}
-	return c.JSON(fiber.Map{"model": id, "values": points(m[0], m[1], m[2])})
+	values := points(m[0], m[1], m[2])
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	metas, err := s.metas(ctx, snap.ModelChannels(id))
+	if err != nil {
+		return err
+	}
+	for name, p := range values {
+		ref, ok := snap.Points[id][name]
+		meta := metas[ref.Channel][ref.Point]
+		if !ok {
+			meta = links.Meta{}
+		}
+		p.Type, p.Unit = meta.Type, snap.Unit(id, name, meta)
+		values[name] = p
+	}
+	return c.JSON(fiber.Map{"model": id, "values": values})
 }

@@ -252,6 +252,7 @@ func (h *Hub) handle(c *client, data []byte) {
 func (h *Hub) subscribe(c *client, r *request) {
 	models, unknown := known(r.Models, h.known.model, nil)
 	channels, unknown := known(r.Channels, h.known.channel, unknown)
+	meta := h.modelMeta(models)
 	h.mu.Lock()
 	nm, nc := countNew(c.models, models), countNew(c.channels, channels)
 	switch {
@@ -284,6 +285,7 @@ func (h *Hub) subscribe(c *client, r *request) {
 	msg := c.subscription()
 	h.mu.Unlock()
 	msg.Unknown = unknown
+	msg.Meta = meta
 	c.send(msg)
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/lualib"
+	"github.com/voltedge/voltedge/modsrv/links"
 )
 
 // Defaults of Options.
@@ -115,6 +116,9 @@ type Options struct {
 	// Results hands commands their outcomes; nil means the hub makes its
 	// own and runs it in Run. Share one per process.
 	Results *contract.Results
+	// Links is the link index whose point metadata (unit, type) the
+	// subscribed answer carries; nil: none.
+	Links *links.Index
 	// MaxInFlight bounds the commands one client waits for at a time (default 8).
 	MaxInFlight int
 	// WriteTimeout bounds one write to a client (default 10s).
@@ -329,8 +333,16 @@ func (h *Hub) admit(c *fiber.Ctx) error {
 		user, ok = h.opt.Authorize(c)
 	}
 	if !ok && h.opt.RequireAuth {
+		// A bad token answers 401 here even while its address is over the
+		// limit of failed attempts (where REST answers 429): the upgrade is
+		// refused either way, and the client learns its credentials failed.
 		h.refused.Add(1)
-		return sendError(c, fiber.StatusUnauthorized, "unauthorized", "a bearer token or a login is required")
+		msg := "a bearer token or a login is required"
+		if c.Get(fiber.HeaderAuthorization) != "" {
+			msg = "invalid or expired credentials"
+		}
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="voltedge"`)
+		return sendError(c, fiber.StatusUnauthorized, "unauthorized", msg)
 	}
 	s, status, why := h.reserve(c.IP(), ok)
 	if s == nil {

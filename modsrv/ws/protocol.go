@@ -72,6 +72,9 @@ type subscribedMessage struct {
 	// Unknown lists the ids of the request that name no known model or
 	// channel; they are not subscribed.
 	Unknown []string `json:"unknown,omitempty"`
+	// Meta gives, for the models of a subscribe request that have mapped
+	// points, the unit and type of each point: model → point → meta.
+	Meta map[string]map[string]PointMeta `json:"meta,omitempty"`
 }
 
 // ackMessage answers a command: accepted with its id, or refused with a reason.
@@ -98,6 +101,7 @@ type responseMessage struct {
 type channelMessage struct {
 	Type    string         `json:"type"`
 	Channel string         `json:"channel"`
+	Name    string         `json:"name"`   // the channel's name ("" if it has none)
 	Status  map[string]any `json:"status"` // typed as REST types it (contract.ChannelTyped)
 }
 

@@ -181,7 +181,7 @@ func (h *Hub) sendStatus(ctx context.Context, ids []string) {
 			}
 			continue
 		}
-		msg := channelMessage{Type: TypeChannel, Channel: ids[i], Status: contract.ChannelTyped(status)}
+		msg := channelMessage{Type: TypeChannel, Channel: ids[i], Name: status[contract.ChannelName], Status: contract.ChannelTyped(status)}
 		b, err := marshal(msg)
 		if err != nil {
 			continue

@@ -645,7 +645,7 @@ func TestAlarmsAndChannels(t *testing.T) {
 	}
 
 	// Channels: the status hash, periodically, for subscribed channels only.
-	do(t, e.c, "HSET", keys.ChannelStatus("1001"), "online", "1", "registration", "<img src=x>")
+	do(t, e.c, "HSET", keys.ChannelStatus("1001"), "online", "1", "registration", "<img src=x>", "name", "Meter 1")
 	do(t, e.c, "HSET", keys.ChannelStatus("1002"), "online", "0")
 	e.makeKnown(t, nil, []string{"1001", "1002"})
 	write(t, conn, map[string]any{"type": TypeUnsubscribe, "alarms": true})
@@ -656,7 +656,7 @@ func TestAlarmsAndChannels(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		m := read(t, conn)
 		st, _ := m["status"].(map[string]any)
-		if m.str("type") != TypeChannel || m.str("channel") != "1001" || st["online"] != true || st["registration"] != "<img src=x>" {
+		if m.str("type") != TypeChannel || m.str("channel") != "1001" || m.str("name") != "Meter 1" || st["online"] != true || st["registration"] != "<img src=x>" {
 			t.Fatalf("channel message = %v", m)
 		}
 	}
