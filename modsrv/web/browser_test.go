@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/redis/rueidis"
@@ -33,6 +34,7 @@ import (
 	"github.com/voltedge/voltedge/modsrv/api"
 	"github.com/voltedge/voltedge/modsrv/auth"
 	"github.com/voltedge/voltedge/modsrv/config"
+	"github.com/voltedge/voltedge/modsrv/links"
 	"github.com/voltedge/voltedge/modsrv/web"
 	"github.com/voltedge/voltedge/modsrv/ws"
 	"github.com/voltedge/voltedge/scripts"
@@ -125,18 +127,20 @@ func server(t *testing.T, rc rueidis.Client, comsrv rueidis.Client, extra string
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	results := contract.NewResults(rc, log)
-	app, err := api.New(api.Deps{Redis: rc, Auth: a, Log: log, Config: cfg, Results: results})
+	index := links.New(rc, time.Second, log)
+	app, err := api.New(api.Deps{Redis: rc, Auth: a, Log: log, Config: cfg, Results: results, Links: index})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := ws.New(rc, ws.Options{Authorize: a.Check, RequireAuth: !cfg.ReadOpen, Results: results}, log)
+	hub := ws.New(rc, ws.Options{Authorize: a.Check, RequireAuth: !cfg.ReadOpen, Results: results, Links: index}, log)
 	hub.Mount(app)
 	web.Mount(app)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); hub.Run(ctx) }()
+	go func() { defer wg.Done(); index.Run(ctx) }()
 	go func() { defer wg.Done(); results.Run(ctx) }()
 	contracttest.Respond(t, comsrv, contracttest.Always(contract.Outcome{Status: contract.OK}), "1001")
 
@@ -220,7 +224,7 @@ func seed(t *testing.T, rc rueidis.Client) {
 func TestConsoleInBrowser(t *testing.T) {
 	bin, rc, base := consoleServer(t, "")
 
-	js, waitFor, dialogs, screenshot, resize := openConsole(t, bin, base)
+	js, waitFor, dialogs, _, resize := openConsole(t, bin, base)
 	cell := func(model, point string) string {
 		return `(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === ` + jsString(model) +
 			`); const r = c && [...c.querySelectorAll('tr')].find(r => r.dataset.point === ` + jsString(point) +
@@ -307,21 +311,6 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitFor("nothing off-screen at 800 px", offScreen, "")
 	resize(1440, 1000)
 
-	// Settle (the value highlight fades), then keep a screenshot.
-	waitFor("the highlight to fade", `String(document.querySelectorAll('td.val.changed').length)`, "0")
-	png, err := screenshot()
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	out := screenshotPath(t)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(out, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("console screenshot: %s (%d bytes)", out, len(png))
-
 	if d := dialogs(); len(d) > 0 {
 		t.Fatalf("the page ran device markup as script: dialogs %q", d)
 	}
@@ -396,12 +385,22 @@ func TestConsoleLoginReloads(t *testing.T) {
 // openConsole opens base in headless Chromium until the test ends and
 // returns: js, which evaluates an expression to a string; waitFor, which
 // waits until an expression gives want; dialogs, the JavaScript dialogs the
-// page opened (there must be none); and screenshot, of the whole page.
+// page opened (there must be none); screenshot, of the whole page as PNG;
+// and resize, which sets the viewport.
 func openConsole(t *testing.T, bin, base string) (js func(string) string, waitFor func(what, expr, want string), dialogs func() []string, screenshot func() ([]byte, error), resize func(w, h int64)) {
+	t.Helper()
+	return openConsoleIn(t, bin, base, "en-US")
+}
+
+// openConsoleIn is openConsole with the browser's language lang (a BCP 47
+// tag: its --lang flag and Accept-Language).
+func openConsoleIn(t *testing.T, bin, base, lang string) (js func(string) string, waitFor func(what, expr, want string), dialogs func() []string, screenshot func() ([]byte, error), resize func(w, h int64)) {
 	t.Helper()
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1440, 1000))
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("lang", lang),
+		chromedp.Env("LANGUAGE="+strings.ReplaceAll(lang, "-", "_"), "LANG="+strings.ReplaceAll(lang, "-", "_")+".UTF-8"),
+		chromedp.WindowSize(1440, 1000))
 	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	t.Cleanup(cancel)
@@ -421,6 +420,15 @@ func openConsole(t *testing.T, bin, base string) (js func(string) string, waitFo
 		}
 	}()
 
+	// The browser's language as pages see it (navigator.languages) and as
+	// servers do (Accept-Language).
+	ua, err := chromedp.Run(ctx, chromedp.Evaluate[string](`navigator.userAgent`))
+	if err != nil {
+		t.Fatalf("user agent: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: ua, AcceptLanguage: lang}); err != nil {
+		t.Fatalf("language %s: %v", lang, err)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatalf("open the console: %v", err)
 	}

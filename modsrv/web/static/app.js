@@ -400,7 +400,7 @@
     state.channel = id;
     for (const tr of $('channels').tBodies[0].rows) tr.classList.toggle('sel', tr.dataset.channel === id);
     const c = channelById(id);
-    $('frames-channel').textContent = t('frames.channel', { id }) + (c && c.name && c.name !== id ? ' · ' + c.name : '');
+    $('frames-channel').textContent = id + (c && c.name && c.name !== id ? ' · ' + c.name : '');
     refreshFrames();
   }
 
@@ -414,7 +414,7 @@
         api('GET', '/channels/' + enc(id) + '/frames?limit=20'),
         api('GET', '/channels/' + enc(id) + '/points').catch(() => null)]);
     } catch (e) {
-      $('frames-channel').textContent = t('frames.channel', { id }) + ' (' + e.message + ')';
+      $('frames-channel').textContent = id + ' (' + e.message + ')';
       return;
     }
     if (id !== state.channel) return;
@@ -825,7 +825,7 @@
         el('td', 'name', c.control),
         point,
         el('td', 'type', c.type),
-        el('td', null, fmtRange(c)),
+        el('td', null, isBool(c) ? '' : fmtRange(c)),
         form,
         last);
       tr.dataset.model = String(c.model);
@@ -939,7 +939,7 @@
         f.addEventListener('submit', (ev) => { ev.preventDefault(); addDevice(String(r.registration), s.value); });
         act.appendChild(f);
       }
-      const tr = el('tr', null, el('td', 'wrap', r.registration), el('td', null, r.remote), el('td', 'wrap', r.reason),
+      const tr = el('tr', null, el('td', 'wrap', el('div', null, r.registration), el('div', 'sub', r.remote)), el('td', 'wrap', r.reason),
         el('td', null, fmtWhen(r.ts)), el('td', 'num', fmtCount(r.count)), act);
       tr.dataset.registration = String(r.registration);
       rbody.appendChild(tr);
@@ -985,7 +985,7 @@
       }
       body.appendChild(el('tr', 'alarm-' + (a.kind === 'low' ? 'low' : 'high'),
         el('td', null, ref), el('td', null, alarmKind(a.kind)), el('td', null, a.value), el('td', null, a.limit),
-        el('td', null, fmtTime(a.ts)), ack));
+        el('td', null, fmtWhen(a.ts)), ack));
     }
     if (active.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('alarms.none'))));
     const ul = $('alarm-events');
@@ -1135,6 +1135,15 @@
         case 'update':
         case 'snapshot':
           if (state.models.has(m.model) && m.values && typeof m.values === 'object') onUpdate(m);
+          break;
+        case 'subscribed':
+          // The models' point units and types (model → point → {unit, type}).
+          if (m.meta && typeof m.meta === 'object') {
+            for (const id of Object.keys(m.meta)) {
+              const pts = m.meta[id];
+              if (state.models.has(id) && pts && typeof pts === 'object') for (const name of Object.keys(pts)) setMeta(id, name, pts[name]);
+            }
+          }
           break;
         case 'quality':
           if (state.models.has(m.model) && m.quality) setQuality(m.model, m.quality);
