@@ -224,11 +224,12 @@ flush_interval = "1s"
 
 	// Removing asks first (the test's dialog handler accepts), then the
 	// registry no longer lists it and comsrv closes its link.
-	js(`document.querySelector('#devices tbody tr[data-device="DTU77"] button').click(), ''`)
+	js(`document.querySelector('#devices tbody tr[data-device="DTU77"] button.remove').click(), ''`)
 	waitFor("DTU77 removed", `String(!!document.querySelector('#devices tbody tr[data-device="DTU77"]'))`, "false")
 	if d := dialogs(); len(d) != 1 || !strings.Contains(d[0], "DTU77") {
 		t.Errorf("dialogs %q, want one confirmation naming DTU77", d)
 	}
+	waitFor("DTU77's link closed", channelState("DTU77"), "")
 }
 
 // seedShowcase writes what a small plant looks like in Redis: three

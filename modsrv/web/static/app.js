@@ -914,7 +914,7 @@
       const st = c ? stateCell(c.online) : el('td', 'muted', t('state.unknown'));
       const act = el('td');
       if (state.user) {
-        const b = el('button', null, t('devices.remove'));
+        const b = el('button', 'remove', t('devices.remove'));
         b.type = 'button';
         b.addEventListener('click', () => removeDevice(String(dev.id)));
         act.appendChild(b);
