@@ -41,7 +41,7 @@ func channelState(id string) string {
 // goes back to English, and the choice is remembered.
 func TestConsoleChinese(t *testing.T) {
 	bin, _, base := consoleServer(t, "")
-	js, waitFor, _, _, _ := openConsoleIn(t, bin, base, "zh-CN")
+	js, waitFor, _, screenshot, resize := openConsoleIn(t, bin, base, "zh-CN")
 	waitFor("the language", `document.documentElement.lang`, "zh-CN")
 	waitFor("the channels", `String(document.querySelectorAll('#channels tbody tr').length)`, "2")
 	waitFor("the WebSocket", `document.getElementById('live').textContent`, "实时")
@@ -73,6 +73,19 @@ func TestConsoleChinese(t *testing.T) {
 		return out.join(', ');
 	})()`
 	waitFor("no English left", leaks, "")
+	login(js, waitFor)
+	waitFor("the control forms in Chinese", `(() => { const b = document.querySelector('#controls tbody form button'); return b ? b.textContent : ''; })()`, "下发")
+	waitFor("no English left after the login", leaks, "")
+	resize(1280, 800)
+	waitFor("nothing off-screen at 1280 px", offScreen, "")
+	resize(800, 1000)
+	waitFor("nothing off-screen at 800 px", offScreen, "")
+	if p := os.Getenv("VOLTEDGE_SCREENSHOT_ZH"); p != "" {
+		if png, err := screenshot(); err == nil {
+			_ = os.WriteFile(p, png, 0o644)
+		}
+	}
+	resize(1280, 800)
 
 	// The switch goes back to English, and stays after a reload.
 	js(`document.getElementById('lang-en').click(), ''`)
@@ -366,7 +379,8 @@ func TestConsoleScreenshot(t *testing.T) {
 	waitFor("the highlight to fade", `String(document.querySelectorAll('.flash, td.val.changed').length)`, "0")
 	js(`window.scrollTo(0, 0), document.getElementById('msg').hidden = true, ''`)
 	js(`[...document.querySelectorAll('#models .model')].find(c => c.dataset.model === 'main_incomer').querySelector('tr[data-point="power"]').click(), ''`)
-	for _, v := range []string{"31.9", "33.4", "34.1", "32.8", "33.2"} {
+	for _, v := range []string{"31.9", "33.4", "34.1", "32.8", "33.2", "33.9", "32.7"} {
+		time.Sleep(250 * time.Millisecond) // a curve over time, not a spike
 		redistest.Do(t, rc, "FCALL", scripts.FnSyncMeasurement, "0", "1001", "30005", v)
 		waitFor("the live power "+v, `[...document.querySelectorAll('#models .model')].find(c => c.dataset.model === 'main_incomer').querySelector('tr[data-point="power"] .val').textContent`, v)
 	}
