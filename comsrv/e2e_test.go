@@ -193,6 +193,24 @@ func TestEndToEnd(t *testing.T) {
 	if res := send("setpoint", "1e9"); res["status"] != "invalid" {
 		t.Fatalf("out-of-range outcome %v", res)
 	}
+	// The demo setpoint allows 0..500 (template min/max).
+	if res := send("setpoint", "600"); res["status"] != "invalid" || !strings.Contains(res["message"], "outside the allowed 0..500") {
+		t.Fatalf("outcome above max %v", res)
+	}
+	var last struct{ Status, Value string }
+	if err := json.Unmarshal([]byte(hget(keys.ControlLast, "power_meter:setpoint")), &last); err != nil || last.Status != "invalid" || last.Value != "600" {
+		t.Fatalf("control:last power_meter:setpoint = %+v, %v", last, err)
+	}
+
+	// Point metadata and the channel name, from the demo configuration.
+	var meta struct{ Name, Unit, Area string }
+	if err := json.Unmarshal([]byte(hget(keys.ChannelMeta("1001"), "10001")), &meta); err != nil ||
+		meta.Name != "voltage" || meta.Unit != "V" || meta.Area != "holding" {
+		t.Fatalf("comsrv:1001:meta 10001 = %+v, %v", meta, err)
+	}
+	if n := hget(keys.ChannelStatus("1001"), contract.ChannelName); n != "Main incomer" {
+		t.Fatalf("status name %q", n)
+	}
 
 	// /metrics on comsrv's own port.
 	resp, err := http.Get("http://" + cfg.MetricsListen + "/metrics")

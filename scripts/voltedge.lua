@@ -1,6 +1,6 @@
 #!lua name=voltedge
 -- VoltEdge data library: Redis Functions (Redis 7.0 or later, standalone).
-local VERSION = 8
+local VERSION = 9
 
 --[[
 Load:   redis-cli -x FUNCTION LOAD REPLACE < scripts/voltedge.lua   (or: edgectl lua load)
@@ -185,6 +185,11 @@ FCALL control_result 0 <id> <status> <code> <message> <channel> <point> <value> 
     XADD cmd:results MAXLEN ~ <maxlen> * id ID status S code C message M
                          channel CH point P value V model MO control CO ts T [nonce N]
     HDEL cmd:inflight <id>; HDEL cmd:sent <id>
+    HSET control:last <model>:<control> (or <channel>:<point> when the command
+                         had no model and control; nothing when neither is known)
+                         {"id":"ID","status":S,"code":C,"message":M,"value":V,"ts":T}
+                         (JSON: id and value as strings, value "" when not known;
+                         code and ts as numbers)
   id      the command number: 1..20 decimal digits
   status  ok, exception, timeout, offline, expired, invalid, failed or unknown
   code    0..255: the Modbus exception code for "exception", else 0
@@ -263,6 +268,7 @@ local KEY_COMMAND_PENDING = 'cmd:pending'
 local KEY_COMMAND_RESULTS = 'cmd:results'
 local KEY_COMMAND_INFLIGHT = 'cmd:inflight'
 local KEY_COMMAND_SENT = 'cmd:sent'
+local KEY_CONTROL_LAST = 'control:last'
 
 local function key_channel_values(ch) return 'comsrv:' .. ch .. ':m' end
 local function key_channel_timestamps(ch) return 'comsrv:' .. ch .. ':t' end
@@ -1242,6 +1248,17 @@ local function record_result(f, ttl, maxlen)
   call('XADD', KEY_COMMAND_RESULTS, 'MAXLEN', '~', maxlen, '*', 'id', id, unpack(fields))
   call('HDEL', KEY_COMMAND_INFLIGHT, id)
   call('HDEL', KEY_COMMAND_SENT, id)
+  local last
+  if f[8] ~= '' and f[9] ~= '' then
+    last = f[8] .. ':' .. f[9]
+  elseif f[6] ~= '' then
+    last = f[5] .. ':' .. f[6]
+  end
+  if last then
+    call('HSET', KEY_CONTROL_LAST, last, '{"id":' .. json_string(id) .. ',"status":' .. json_string(f[2])
+      .. ',"code":' .. f[3] .. ',"message":' .. json_string(f[4]) .. ',"value":' .. json_string(f[7])
+      .. ',"ts":' .. ts .. '}')
+  end
 end
 
 local function control_result(_, args)

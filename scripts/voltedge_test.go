@@ -201,7 +201,7 @@ func TestSourceHeader(t *testing.T) {
 	}
 	for _, k := range []string{keys.Mapping, keys.MappingReverse, keys.AlarmThreshold, keys.AlarmLow,
 		keys.AlarmHysteresis, keys.AlarmActive, keys.AlarmEvents, keys.CommandSeq, keys.CommandPending,
-		keys.CommandResults, keys.CommandInflight, keys.CommandSent} {
+		keys.CommandResults, keys.CommandInflight, keys.CommandSent, keys.ControlLast} {
 		if !strings.Contains(src, "'"+k+"'") {
 			t.Errorf("key %q is not spelled in the source", k)
 		}
@@ -1266,6 +1266,60 @@ func TestControlResult(t *testing.T) {
 	}
 	for _, st := range []string{"ok", "exception", "timeout", "offline", "expired", "invalid", "failed", "unknown"} {
 		mustOK(t, c, scripts.FnControlResult, "7", st, "0", "", "1001", "", "", "", "", "1000", "1000")
+	}
+}
+
+// lastOutcome is the JSON of a control:last field.
+type lastOutcome struct {
+	ID      string `json:"id"`
+	Status  string `json:"status"`
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Value   string `json:"value"`
+	TS      int64  `json:"ts"`
+}
+
+// TestControlLast: every outcome replaces the control's field in
+// control:last, "{model}:{control}", or "{channel}:{point}" for a command
+// without a model.
+func TestControlLast(t *testing.T) {
+	_, c := setup(t)
+	before := time.Now().UnixMilli()
+	last := func(field string) lastOutcome {
+		t.Helper()
+		s, err := redistest.Do(t, c, "HGET", keys.ControlLast, field).ToString()
+		if err != nil {
+			t.Fatalf("control:last %s: %v", field, err)
+		}
+		var o lastOutcome
+		if err := json.Unmarshal([]byte(s), &o); err != nil {
+			t.Fatalf("control:last %s = %q: %v", field, s, err)
+		}
+		if o.TS < before-1000 || o.TS > time.Now().UnixMilli()+1000 {
+			t.Errorf("control:last %s ts = %d", field, o.TS)
+		}
+		o.TS = 0
+		return o
+	}
+	mustOK(t, c, scripts.FnControlResult, resultArgs()...)
+	want := lastOutcome{ID: "42", Status: "exception", Code: 2, Message: "illegal data address", Value: "-2.5"}
+	if got := last("power_meter:setpoint"); got != want {
+		t.Errorf("after 42: %+v, want %+v", got, want)
+	}
+	mustOK(t, c, scripts.FnControlResult, "43", "ok", "0", `quote " and \ and `+"\n", "1001", "40001", "12345678901234567", "power_meter", "setpoint", "60000", "1000")
+	want = lastOutcome{ID: "43", Status: "ok", Message: `quote " and \ and ` + "\n", Value: "12345678901234567"}
+	if got := last("power_meter:setpoint"); got != want {
+		t.Errorf("after 43: %+v, want %+v", got, want)
+	}
+	// Sent to a channel point directly: keyed by channel and point.
+	mustOK(t, c, scripts.FnControlResult, "44", "timeout", "0", "", "1001", "30001", "1", "", "", "60000", "1000")
+	if got, want := last("1001:30001"), (lastOutcome{ID: "44", Status: "timeout", Value: "1"}); got != want {
+		t.Errorf("channel point: %+v, want %+v", got, want)
+	}
+	// Neither known: nothing to key it by.
+	mustOK(t, c, scripts.FnControlResult, "45", "invalid", "0", "", "1001", "", "", "", "", "60000", "1000")
+	if n, _ := redistest.Do(t, c, "HLEN", keys.ControlLast).AsInt64(); n != 2 {
+		t.Errorf("control:last has %d fields, want 2: %v", n, hgetall(t, c, keys.ControlLast))
 	}
 }
 

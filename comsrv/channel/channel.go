@@ -54,6 +54,10 @@ type Identity struct {
 	Registration string // DTU registration id ("" for Modbus channels)
 	Remote       string // the device's address, or the Modbus URL
 	Template     string
+	// Name is the channel's configured name. The status field is left out
+	// (and deleted) when it is "" or the channel id, which the configuration
+	// gives a channel without a name.
+	Name string
 }
 
 // Counters are one channel's counters, written to its status hash. They
@@ -93,6 +97,9 @@ type Core struct {
 	nextStatus  time.Time
 	lastReason  string // why the channel is offline
 	epoch       uint64 // the sink's epoch when this core last wrote its whole state
+	// nameCleared: the status field name was deleted for a channel without
+	// a name (since the last Up).
+	nameCleared bool
 }
 
 // New makes the core of channel id polled with plan. st may carry counters
@@ -144,6 +151,7 @@ func (c *Core) Start() { c.markAllStale() }
 // interval.
 func (c *Core) Up(now time.Time, ident Identity, beats bool) {
 	c.ident = ident
+	c.nameCleared = false
 	c.online = true
 	c.connectedAt, c.lastHB = now, now
 	c.lastReason = ""
@@ -392,6 +400,12 @@ func (c *Core) writeStatus(now time.Time) {
 		contract.ChannelMessagesDropped, u(st.MessagesDropped),
 		contract.ChannelForwarded, u(st.Forwarded),
 		contract.ChannelUpdatedAt, ms(now),
+	}
+	if c.ident.Name != "" && c.ident.Name != c.id {
+		f = append(f, contract.ChannelName, c.ident.Name)
+	} else if !c.nameCleared {
+		c.sink.ClearStatusFields(c.id, contract.ChannelName) // a name removed by a reload
+		c.nameCleared = true
 	}
 	if !c.online {
 		f = append(f, contract.ChannelDisconnectedAt, ms(now), contract.ChannelDisconnectReason, c.lastReason)

@@ -316,6 +316,10 @@ func SameChannel(a, b *Channel) bool {
 	return sameTemplate(a.T, b.T)
 }
 
+// SameTemplate reports whether two templates have the same content,
+// wherever their files are.
+func SameTemplate(a, b *Template) bool { return sameTemplate(a, b) }
+
 func sameTemplate(a, b *Template) bool {
 	if a == nil || b == nil {
 		return a == b

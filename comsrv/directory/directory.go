@@ -1,6 +1,7 @@
 // Package directory is comsrv's channel directory: where a DTU's
 // registration id is looked up, and the one writer of the channel set
-// (keys.Channels) that the other services list.
+// (keys.Channels) that the other services list and of each served
+// channel's point metadata (keys.ChannelMeta, from its template).
 //
 // A channel comes from one of three places, looked up in this order:
 //
@@ -68,6 +69,9 @@ type catalog struct {
 	byID  map[string]*config.Channel
 	plans map[*config.Channel]*poll.Plan
 	ids   []string // every channel id of the set, DTU or not
+	// tmpl is the template of every channel of the set, DTU or not, by id
+	// (files only; nil for a channel without one).
+	tmpl map[string]*config.Template
 	// others are the ids of the channels that are not DTUs (Modbus TCP and serial).
 	others map[string]bool
 	// ignored are the registry entries skipped for an invalid id or an
@@ -95,6 +99,10 @@ func New(cfg *config.Config, sk *sink.Sink, log *slog.Logger) (*Directory, error
 	}
 	d.cat.Store(cat)
 	sk.AddChannels(cat.ids...)
+	meta := metaCache{}
+	for _, ch := range cfg.ChannelList {
+		sk.SetMeta(ch.ID, meta.of(ch.T))
+	}
 	return d, nil
 }
 
@@ -107,10 +115,12 @@ func newCatalog(list []*config.Channel, old *catalog) (*catalog, error) {
 		byID:  make(map[string]*config.Channel, len(list)),
 		plans: make(map[*config.Channel]*poll.Plan, len(list)),
 		ids:   make([]string, 0, len(list)),
+		tmpl:  make(map[string]*config.Template, len(list)),
 	}
 	cache := poll.NewCache()
 	for _, ch := range list {
 		c.ids = append(c.ids, ch.ID)
+		c.tmpl[ch.ID] = ch.T
 		if ch.URL != "" {
 			if c.others == nil {
 				c.others = map[string]bool{}
@@ -199,6 +209,7 @@ func (d *Directory) Provision(id, template string) (*config.Channel, *poll.Plan)
 	}
 	d.provisioned[id] = ch
 	d.sink.AddChannels(id)
+	d.sink.SetMeta(id, metaFields(t))
 	return ch, d.provPlans[ch]
 }
 
@@ -261,6 +272,15 @@ func (d *Directory) Reload(list []*config.Channel, templates map[string]*config.
 	}
 	d.sink.AddChannels(cat.ids...)
 	d.sink.RemoveChannels(gone...)
+	meta := metaCache{}
+	for _, ch := range list {
+		if prev, ok := old.tmpl[ch.ID]; !ok || !config.SameTemplate(prev, ch.T) {
+			d.sink.SetMeta(ch.ID, meta.of(ch.T))
+		}
+	}
+	for _, id := range gone {
+		d.sink.SetMeta(id, nil)
+	}
 	return added, changed, removed, closing, nil
 }
 
@@ -333,6 +353,12 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 	}
 	if len(added) > 0 {
 		d.sink.AddChannels(added...)
+		meta := metaCache{}
+		for _, id := range added {
+			if ch := next.byReg[id]; ch != nil { // nil: its plan did not compile
+				d.sink.SetMeta(id, meta.of(ch.T))
+			}
+		}
 		d.log.Info("device registry: devices added", "count", len(added))
 	}
 	if old == nil {
@@ -357,12 +383,18 @@ func (d *Directory) ReadRegistry(ctx context.Context, client rueidis.Client) ([]
 		}
 	}
 	d.sink.RemoveChannels(gone...)
+	for _, id := range gone {
+		if _, configured := files.tmpl[id]; !configured { // a channel of the files keeps its metadata
+			d.sink.SetMeta(id, nil)
+		}
+	}
 	return closing, nil
 }
 
 // Republish adds every channel id served (files, registry, provisioned)
 // to the channel set again, and publishes the template set, for a Redis
-// that restarted without them.
+// that restarted without them. The channels' point metadata is written
+// again by the sink's Resync.
 func (d *Directory) Republish() {
 	ids := slices.Clone(d.cat.Load().ids)
 	if r := d.reg.Load(); r != nil {

@@ -102,7 +102,7 @@ const messagesPerSec = 50
 
 // identity is what the status hash and events say of the link.
 func (l *link) identity() channel.Identity {
-	return channel.Identity{Listener: l.lst.cfg.Name, Profile: l.lst.cfg.Profile, Registration: l.regID, Remote: l.remote, Template: l.ch.Template}
+	return channel.Identity{Listener: l.lst.cfg.Name, Profile: l.lst.cfg.Profile, Registration: l.regID, Remote: l.remote, Template: l.ch.Template, Name: l.ch.Name}
 }
 
 // run polls until the connection ends and returns why it ended.

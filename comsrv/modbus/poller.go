@@ -248,7 +248,7 @@ func (p *Poller) connect() error {
 
 // identity is what the status hash and events say of the channel.
 func (p *Poller) identity() channel.Identity {
-	return channel.Identity{Listener: Listener, Profile: Listener, Remote: p.ch.URL, Template: p.ch.Template}
+	return channel.Identity{Listener: Listener, Profile: Listener, Remote: p.ch.URL, Template: p.ch.Template, Name: p.ch.Name}
 }
 
 // connectFailed records a failed connection attempt: one log line and one

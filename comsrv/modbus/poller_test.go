@@ -149,7 +149,7 @@ func TestPollValuesAndControls(t *testing.T) {
 	startServer(t, addr, dev)
 
 	url := "tcp://" + addr
-	cfg := loadConfig(t, testComsrv, meterTemplate, channelFile("m1", url))
+	cfg := loadConfig(t, testComsrv, meterTemplate, channelFile("m1", url)+"name = \"Pump house meter\"\n")
 	set := startSet(t, e, cfg)
 
 	values := keys.ChannelValues("m1")
@@ -165,7 +165,8 @@ func TestPollValuesAndControls(t *testing.T) {
 	status := keys.ChannelStatus("m1")
 	wait.For(t, 5*time.Second, "status online", func() error {
 		st := e.hgetall(t, status)
-		return wait.Check(st["online"] == "1" && st["remote"] == url && st["template"] == "meter" && st["polls_ok"] != "0",
+		return wait.Check(st["online"] == "1" && st["remote"] == url && st["template"] == "meter" && st["polls_ok"] != "0" &&
+			st["name"] == "Pump house meter",
 			"status %v", st)
 	})
 	if set.Count() != 1 || set.Online() != 1 {
@@ -239,11 +240,20 @@ func TestReconnectAfterServerStops(t *testing.T) {
 	dev.setHolding(1, 10, 5)
 	srv := startServer(t, addr, dev)
 	cfg := loadConfig(t, testComsrv, meterTemplate, channelFile("r1", "tcp://"+addr))
+	status := keys.ChannelStatus("r1")
+	// A name an earlier configuration gave the channel: this one has none.
+	if err := e.rc.Do(context.Background(), e.rc.B().Hset().Key(status).FieldValue().FieldValue(contract.ChannelName, "old name").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
 	startSet(t, e, cfg)
 
-	status := keys.ChannelStatus("r1")
 	values := keys.ChannelValues("r1")
 	wait.For(t, 10*time.Second, "first value", func() error { return wait.Equal(e.hget(t, values, "102"), "5") })
+	wait.For(t, 5*time.Second, "status without a name", func() error {
+		st := e.hgetall(t, status)
+		_, named := st[contract.ChannelName]
+		return wait.Check(st["online"] == "1" && !named, "status %v", st)
+	})
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)

@@ -294,8 +294,12 @@ func (s *Sink) Stats() Stats {
 func (s *Sink) Epoch() uint64 { return s.epoch.Load() }
 
 // Resync makes every channel core write its state again, as after a Redis
-// restart; Run calls it itself when Redis's run_id changes.
-func (s *Sink) Resync() { s.epoch.Add(1) }
+// restart, and queues every channel's point metadata (SetMeta) again; Run
+// calls it itself when Redis's run_id changes.
+func (s *Sink) Resync() {
+	s.epoch.Add(1)
+	s.state.requeueMeta()
+}
 
 // checkRestart compares Redis's run_id with the last one seen and calls
 // Resync when it changed.

@@ -221,3 +221,49 @@ func TestStateOutlivesARedisOutage(t *testing.T) {
 		return wait.Equal(strings.Join(set, ","), "c0,c1")
 	})
 }
+
+// TestMetaAndStatusClears: a metadata hash is replaced as a whole, deleted
+// by empty fields, and written again after Redis restarted empty (Resync);
+// a cleared status field goes.
+func TestMetaAndStatusClears(t *testing.T) {
+	rs, rc, sk, run := startSink(t, Options{FlushInterval: 50 * time.Millisecond})
+	run()
+	ctx := context.Background()
+	hash := func(key string) func() (map[string]string, error) {
+		return func() (map[string]string, error) {
+			return rc.Do(ctx, rc.B().Hgetall().Key(key).Build()).AsStrMap()
+		}
+	}
+	is := func(what string, get func() (map[string]string, error), want map[string]string) {
+		t.Helper()
+		wait.For(t, 10*time.Second, what, func() error {
+			m, err := get()
+			if err != nil {
+				return err
+			}
+			return wait.Equal(fmt.Sprint(m), fmt.Sprint(want))
+		})
+	}
+	sk.SetMeta("c1", []string{"1", `{"name":"a"}`, "2", `{"name":"b"}`})
+	sk.SetMeta("c2", []string{"1", `{"name":"x"}`})
+	is("c1 meta", hash(keys.ChannelMeta("c1")), map[string]string{"1": `{"name":"a"}`, "2": `{"name":"b"}`})
+	sk.SetMeta("c1", []string{"3", `{"name":"c"}`})
+	sk.SetMeta("c2", nil)
+	is("c1 meta replaced", hash(keys.ChannelMeta("c1")), map[string]string{"3": `{"name":"c"}`})
+	is("c2 meta deleted", hash(keys.ChannelMeta("c2")), map[string]string{})
+
+	sk.Status("c1", []string{"online", "1", "name", "Pump"})
+	is("status", hash(keys.ChannelStatus("c1")), map[string]string{"name": "Pump", "online": "1"})
+	sk.ClearStatusFields("c1", "name")
+	sk.Status("c1", []string{"online", "0"})
+	is("name cleared", hash(keys.ChannelStatus("c1")), map[string]string{"online": "0"})
+
+	// The sink reads Redis's run_id with its stats: wait for them before the restart.
+	is("stats", func() (map[string]string, error) {
+		n, err := rc.Do(ctx, rc.B().Exists().Key(keys.ComsrvStats).Build()).AsInt64()
+		return map[string]string{"exists": strconv.FormatInt(n, 10)}, err
+	}, map[string]string{"exists": "1"})
+	rs.Restart(t)
+	is("c1 meta after the restart", hash(keys.ChannelMeta("c1")), map[string]string{"3": `{"name":"c"}`})
+	is("c2 meta stays deleted", hash(keys.ChannelMeta("c2")), map[string]string{})
+}

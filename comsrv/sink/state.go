@@ -32,11 +32,19 @@ type state struct {
 	wake   chan struct{}
 	status map[string][]string // channel → fields of its latest status, not yet written
 	order  []string            // channels of status, in the order they first waited
+	// clear are status fields to delete: channel → field names.
+	clear  map[string][]string
 	events []Event
 	set    map[string]bool // channel id → true to add to keys.Channels, false to remove
 	// templates replaces keys.Templates when templatesSet.
 	templates    []string
 	templatesSet bool
+	// meta are the point metadata hashes (keys.ChannelMeta) to replace:
+	// channel → fields (id, JSON, …); empty means delete the hash.
+	meta map[string][]string
+	// metaAll is every channel's current metadata, written again after a
+	// Redis restart (Resync). Channels share the slices of one template.
+	metaAll map[string][]string
 
 	eventsDropped uint64
 }
@@ -45,6 +53,9 @@ func (st *state) init() {
 	st.wake = make(chan struct{}, 1)
 	st.status = map[string][]string{}
 	st.set = map[string]bool{}
+	st.meta = map[string][]string{}
+	st.metaAll = map[string][]string{}
+	st.clear = map[string][]string{}
 }
 
 func (st *state) signal() {
@@ -102,6 +113,21 @@ func (s *Sink) Status(channel string, fields []string) {
 	st.signal()
 }
 
+// ClearStatusFields queues deleting fields of the channel's status hash,
+// for optional fields a status no longer has (an earlier status, maybe of
+// an earlier process, may have written them). It is written before the
+// statuses pending at the same time.
+func (s *Sink) ClearStatusFields(channel string, fields ...string) {
+	if len(fields) == 0 {
+		return
+	}
+	st := &s.state
+	st.mu.Lock()
+	st.clear[channel] = append(st.clear[channel], fields...)
+	st.mu.Unlock()
+	st.signal()
+}
+
 // AddChannels queues adding ids to the channel set (keys.Channels).
 func (s *Sink) AddChannels(ids ...string) { s.setChannels(true, ids) }
 
@@ -119,6 +145,88 @@ func (s *Sink) setChannels(add bool, ids []string) {
 	}
 	st.mu.Unlock()
 	st.signal()
+}
+
+// SetMeta queues replacing the channel's point metadata hash
+// (keys.ChannelMeta) with fields (point id, JSON, …), or deleting it when
+// fields is empty; the latest call per channel wins. The hash is replaced
+// in one transaction, so readers never see half of it. The sink keeps
+// fields (without copying: callers must not change them) and writes them
+// again after a Redis restart.
+func (s *Sink) SetMeta(channel string, fields []string) {
+	st := &s.state
+	st.mu.Lock()
+	if len(fields) == 0 {
+		fields = nil
+		delete(st.metaAll, channel)
+	} else {
+		st.metaAll[channel] = fields
+	}
+	st.meta[channel] = fields
+	st.mu.Unlock()
+	st.signal()
+}
+
+// requeueMeta queues every channel's current metadata again.
+func (st *state) requeueMeta() {
+	st.mu.Lock()
+	for ch, f := range st.metaAll {
+		st.meta[ch] = f
+	}
+	st.mu.Unlock()
+	st.signal()
+}
+
+// clearStatus deletes the status fields of clears (channel → fields).
+func (s *Sink) clearStatus(ctx context.Context, clears map[string][]string) error {
+	cmds := make(rueidis.Commands, 0, len(clears))
+	for ch, f := range clears {
+		cmds = append(cmds, s.client.B().Hdel().Key(keys.ChannelStatus(ch)).Field(f...).Build())
+	}
+	for i := 0; i < len(cmds); i += stateBatch {
+		for _, r := range s.client.DoMulti(ctx, cmds[i:min(i+stateBatch, len(cmds))]...) {
+			if err := r.Error(); err != nil {
+				return fmt.Errorf("clear status fields: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// metaBatch bounds the channels of one pipelined metadata write.
+const metaBatch = 128
+
+// writeMeta replaces the metadata hashes of meta, each in a MULTI; it
+// returns the channels not known to be written.
+func (s *Sink) writeMeta(ctx context.Context, meta map[string][]string) (left []string, err error) {
+	chans := make([]string, 0, len(meta))
+	for ch := range meta {
+		chans = append(chans, ch)
+	}
+	b := s.client.B()
+	for i := 0; i < len(chans); i += metaBatch {
+		part := chans[i:min(i+metaBatch, len(chans))]
+		cmds := make(rueidis.Commands, 0, 4*len(part))
+		for _, ch := range part {
+			key := keys.ChannelMeta(ch)
+			f := meta[ch]
+			if len(f) == 0 {
+				cmds = append(cmds, b.Del().Key(key).Build())
+				continue
+			}
+			h := b.Hset().Key(key).FieldValue()
+			for j := 0; j+1 < len(f); j += 2 {
+				h = h.FieldValue(f[j], f[j+1])
+			}
+			cmds = append(cmds, b.Multi().Build(), b.Del().Key(key).Build(), h.Build(), b.Exec().Build())
+		}
+		for _, r := range s.client.DoMulti(ctx, cmds...) {
+			if e := r.Error(); e != nil {
+				return chans[i:], fmt.Errorf("write point metadata: %w", e)
+			}
+		}
+	}
+	return nil, nil
 }
 
 // SetTemplates queues replacing the template set (keys.Templates) with
@@ -188,7 +296,49 @@ func (s *Sink) flushState() (failed bool) {
 	st.order, st.status, st.events, st.set = nil, map[string][]string{}, nil, map[string]bool{}
 	templates, templatesSet := st.templates, st.templatesSet
 	st.templates, st.templatesSet = nil, false
+	meta := st.meta
+	if len(meta) > 0 {
+		st.meta = map[string][]string{}
+	}
+	clears := st.clear
+	if len(clears) > 0 {
+		st.clear = map[string][]string{}
+	}
 	st.mu.Unlock()
+
+	if len(clears) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := s.clearStatus(ctx, clears)
+		cancel()
+		if err != nil {
+			s.failures.Add(1)
+			s.logFailure("state write failed; retrying", err)
+			st.mu.Lock()
+			for ch, f := range clears {
+				st.clear[ch] = append(st.clear[ch], f...)
+			}
+			st.mu.Unlock()
+			failed = true
+		}
+	}
+
+	if len(meta) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		left, err := s.writeMeta(ctx, meta)
+		cancel()
+		if err != nil {
+			s.failures.Add(1)
+			s.logFailure("state write failed; retrying", err)
+			st.mu.Lock()
+			for _, ch := range left {
+				if _, newer := st.meta[ch]; !newer {
+					st.meta[ch] = meta[ch]
+				}
+			}
+			st.mu.Unlock()
+			failed = true
+		}
+	}
 
 	if templatesSet {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

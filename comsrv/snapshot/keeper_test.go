@@ -56,6 +56,8 @@ var config = [][]string{
 	{"HSET", keys.AlarmThreshold, "pm:voltage", "250"},
 	{"HSET", keys.AlarmLow, "pm:voltage", "180"},
 	{"HSET", keys.AlarmHysteresis, "pm:voltage", "2"},
+	{"HSET", keys.MappingUnit, "pm:voltage", "V"},
+	{"HSET", keys.MappingDescription, "pm:voltage", "Line voltage"},
 	{"HSET", keys.DeviceRegistry, "DTU2001", "power_meter"},
 }
 

@@ -100,7 +100,8 @@ func RestoreStaging(key string) string { return ConfigRestore + ":staging:" + ke
 
 // ChannelMeta is the hash of a channel's point metadata, written by comsrv
 // from the channel's template while it serves the channel: point id → JSON
-// {name, type, unit, description, area, writable}.
+// {name, type, unit, description, area, writable, min, max}; unit,
+// description, min and max are left out when the template has none.
 func ChannelMeta(channel string) string { return "comsrv:" + channel + ":meta" }
 
 // ChannelValues is the hash of a channel's latest values: point id → decimal string.
@@ -234,7 +235,7 @@ func Table() []Entry {
 		{ChannelTimestamps("{channel}"), "hash", "Lua (from comsrv)", "point id → sample time, Unix ms"},
 		{ChannelStatus("{channel}"), "hash", "comsrv, Lua", "online, registration id, remote address, connected_at, last_heartbeat, counters"},
 		{ChannelQuality("{channel}"), "hash", "Lua (from comsrv)", "point id → \"stale\" while its slave or link is unreachable; absent = good"},
-		{ChannelMeta("{channel}"), "hash", "comsrv", "point id → JSON {name, type, unit, description, area, writable} from the channel's template"},
+		{ChannelMeta("{channel}"), "hash", "comsrv", "point id → JSON {name, type, unit, description, area, writable, min, max} from the channel's template"},
 		{ChannelFrames("{channel}"), "list", "comsrv", "last raw frames, newest first: JSON {ts, dir, kind, hex}"},
 		{ChannelData("{channel}"), "pub/sub", "comsrv", "a device's own lines (line profile) and data frames (tlv)"},
 		{ConnectionEvents, "stream", "comsrv", "link events: event, channel, listener, registration, remote, reason, ts"},

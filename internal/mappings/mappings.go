@@ -9,6 +9,10 @@
 //	channel = "1001"
 //	model = "power_meter"
 //	points = { "10001" = "voltage", "10002" = "current" }
+//	# optional, by model point name of this entry ("mapping:unit",
+//	# "mapping:description"): override the channel point's unit and description
+//	units = { "voltage" = "V" }
+//	descriptions = { "voltage" = "Line voltage" }
 //
 //	# many channels at once: {n} is each number from first to last,
 //	# {n:0W} pads it with zeros to W digits (in every text field)
@@ -36,7 +40,9 @@
 // Channel, point and model ids, point names and control names must satisfy
 // keys.ValidID. A channel point is mapped at most once and a model control
 // at most once; a low limit must not be above the high limit of the same
-// point.
+// point. Units are at most 32 bytes, descriptions at most 256, neither with
+// control characters; a model point's unit (or description) set twice must
+// be the same.
 package mappings
 
 import (
@@ -46,6 +52,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/redis/rueidis"
 
@@ -66,7 +75,17 @@ type Set struct {
 	Thresholds map[string]float64 // "{model}:{name}" → high limit
 	Low        map[string]float64 // "{model}:{name}" → low limit
 	Hysteresis map[string]float64 // "{model}:{name}" → hysteresis
+	// Units and Descriptions override the unit and description of the
+	// channel point a model point is mapped from.
+	Units        map[string]string // "{model}:{name}" → unit
+	Descriptions map[string]string // "{model}:{name}" → description
 }
+
+// Bounds of a unit and a description, in bytes.
+const (
+	MaxUnitLen        = 32
+	MaxDescriptionLen = 256
+)
 
 type file struct {
 	Map          []mapEntry         `toml:"map"`
@@ -79,17 +98,26 @@ type file struct {
 }
 
 type mapEntry struct {
-	Channel string            `toml:"channel"`
-	Model   string            `toml:"model"`
-	Points  map[string]string `toml:"points"`
+	Channel      string            `toml:"channel"`
+	Model        string            `toml:"model"`
+	Points       map[string]string `toml:"points"`
+	Units        map[string]string `toml:"units"`        // model point name → unit
+	Descriptions map[string]string `toml:"descriptions"` // model point name → description
 }
 
 type mapRange struct {
-	First   int               `toml:"first"`
-	Last    int               `toml:"last"`
-	Channel string            `toml:"channel"`
-	Model   string            `toml:"model"`
-	Points  map[string]string `toml:"points"`
+	First        int               `toml:"first"`
+	Last         int               `toml:"last"`
+	Channel      string            `toml:"channel"`
+	Model        string            `toml:"model"`
+	Points       map[string]string `toml:"points"`
+	Units        map[string]string `toml:"units"`
+	Descriptions map[string]string `toml:"descriptions"`
+}
+
+// pointText is the optional per-point text of a map entry.
+type pointText struct {
+	units, descriptions map[string]string
 }
 
 type controlEntry struct {
@@ -135,6 +163,8 @@ type builder struct {
 	set  *Set
 	fwd  map[string]string // forward key → where it was defined
 	rev  map[string]string
+	// text is where each unit and description was set: hash → ref → where.
+	text map[string]map[string]string
 	n    int
 }
 
@@ -142,24 +172,27 @@ func build(pos *conf.Positions, f *file) (*Set, error) {
 	b := &builder{
 		pos: pos,
 		set: &Set{
-			Forward:    make(map[string]string),
-			Reverse:    make(map[string]string),
-			Thresholds: make(map[string]float64),
-			Low:        make(map[string]float64),
-			Hysteresis: make(map[string]float64),
+			Forward:      make(map[string]string),
+			Reverse:      make(map[string]string),
+			Thresholds:   make(map[string]float64),
+			Low:          make(map[string]float64),
+			Hysteresis:   make(map[string]float64),
+			Units:        make(map[string]string),
+			Descriptions: make(map[string]string),
 		},
-		fwd: make(map[string]string),
-		rev: make(map[string]string),
+		fwd:  make(map[string]string),
+		rev:  make(map[string]string),
+		text: map[string]map[string]string{"units": {}, "descriptions": {}},
 	}
 	for i := range f.Map {
 		m := &f.Map[i]
-		b.mapRange(fmt.Sprintf("map[%d]", i), false, 0, 0, m.Channel, m.Model, m.Points)
+		b.mapRange(fmt.Sprintf("map[%d]", i), false, 0, 0, m.Channel, m.Model, m.Points, pointText{m.Units, m.Descriptions})
 	}
 	for i := range f.MapRange {
 		m := &f.MapRange[i]
 		k := fmt.Sprintf("map_range[%d]", i)
 		if b.bounds(k, m.First, m.Last) {
-			b.mapRange(k, true, m.First, m.Last, m.Channel, m.Model, m.Points)
+			b.mapRange(k, true, m.First, m.Last, m.Channel, m.Model, m.Points, pointText{m.Units, m.Descriptions})
 		}
 	}
 	for i := range f.Control {
@@ -264,7 +297,7 @@ func (b *builder) room(key string) bool {
 
 // mapRange adds the forward mappings of a [[map]] (first = last = 0) or of a
 // [[map_range]].
-func (b *builder) mapRange(k string, ranged bool, first, last int, channel, model string, points map[string]string) {
+func (b *builder) mapRange(k string, ranged bool, first, last int, channel, model string, points map[string]string, txt pointText) {
 	many := last > first
 	chF, ok1 := b.pattern(k+".channel", channel, ranged, many)
 	modF, ok2 := b.pattern(k+".model", model, ranged, false)
@@ -277,6 +310,7 @@ func (b *builder) mapRange(k string, ranged bool, first, last int, channel, mode
 	}
 	type pointF struct{ pt, name field }
 	pts := make([]pointF, 0, len(points))
+	names := make(map[string]field, len(points)) // model point name as written → its pattern
 	for _, pt := range slices.Sorted(maps.Keys(points)) {
 		key := conf.Child(k+".points", pt)
 		pp, np := conf.LiteralPattern(pt), conf.LiteralPattern(points[pt])
@@ -294,6 +328,33 @@ func (b *builder) mapRange(k string, ranged bool, first, last int, channel, mode
 			return
 		}
 		pts = append(pts, pointF{field{key, pp}, field{key, np}})
+		names[points[pt]] = field{key, np}
+	}
+	type textF struct {
+		table, key, text string
+		name             field
+		out              map[string]string
+	}
+	var texts []textF
+	for _, t := range []struct {
+		table string
+		in    map[string]string
+		max   int
+		out   map[string]string
+	}{{"units", txt.units, MaxUnitLen, b.set.Units}, {"descriptions", txt.descriptions, MaxDescriptionLen, b.set.Descriptions}} {
+		for _, name := range slices.Sorted(maps.Keys(t.in)) {
+			key := conf.Child(k+"."+t.table, name)
+			nf, ok := names[name]
+			if !ok {
+				b.errs.Add(b.pos.KeyErrorf(key, "%q is not a model point name of this entry's points", name))
+				continue
+			}
+			if err := CheckText(t.in[name], t.max); err != nil {
+				b.errs.Addf(b.pos, key, "%v", err)
+				continue
+			}
+			texts = append(texts, textF{t.table, key, t.in[name], nf, t.out})
+		}
 	}
 	where := b.pos.Where(k)
 	for n := first; n <= last; n++ {
@@ -319,7 +380,38 @@ func (b *builder) mapRange(k string, ranged bool, first, last int, channel, mode
 			b.fwd[src] = where
 			b.set.Forward[src] = keys.PointRef(mod, name)
 		}
+		for _, t := range texts {
+			ref := keys.PointRef(mod, t.name.p.Expand(n))
+			seen := b.text[t.table]
+			if prev, dup := seen[ref]; dup {
+				if t.out[ref] != t.text {
+					b.errs.Add(b.pos.KeyErrorf(t.key, "%s of %q is already set to %q at %s", strings.TrimSuffix(t.table, "s"), ref, t.out[ref], prev))
+					return
+				}
+				continue
+			}
+			if !b.room(t.key) {
+				return
+			}
+			seen[ref] = where
+			t.out[ref] = t.text
+		}
 	}
+}
+
+// CheckText reports why v is not acceptable as a unit or description of at
+// most max bytes: too long, invalid UTF-8, or a control character.
+func CheckText(v string, max int) error {
+	if len(v) > max {
+		return fmt.Errorf("%d bytes is too long (at most %d)", len(v), max)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%q is not valid UTF-8", v)
+	}
+	if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+		return fmt.Errorf("%q contains a control character at byte %d", v, i)
+	}
+	return nil
 }
 
 // controlRange adds the reverse mappings of a [[control]] (first = last = 0)
@@ -407,26 +499,29 @@ func (s *Set) ManyToOne() []Shared {
 
 // Applied counts the fields written to each hash.
 type Applied struct {
-	Forward, Reverse, Thresholds, Low, Hysteresis int
+	Forward, Reverse, Thresholds, Low, Hysteresis, Units, Descriptions int
 }
 
 // Apply writes the set to the hashes keys.Mapping, keys.MappingReverse,
-// keys.AlarmThreshold, keys.AlarmLow and keys.AlarmHysteresis with
+// keys.AlarmThreshold, keys.AlarmLow, keys.AlarmHysteresis,
+// keys.MappingUnit and keys.MappingDescription with
 // multi-field HSETs of at most 1000 fields, pipelined. Numbers are written
 // as plain decimals ("250", "0.5"). Applying the same set again changes
 // nothing.
 //
-// With replace, the five hashes are deleted and rewritten inside one
+// With replace, the seven hashes are deleted and rewritten inside one
 // MULTI/EXEC on a dedicated connection, so that readers see either the old
 // or the new mappings and fields not in the set are gone. Without it,
 // fields of the hashes that the set does not name are left alone.
 func (s *Set) Apply(ctx context.Context, c rueidis.Client, replace bool) (Applied, error) {
 	a := Applied{
-		Forward:    len(s.Forward),
-		Reverse:    len(s.Reverse),
-		Thresholds: len(s.Thresholds),
-		Low:        len(s.Low),
-		Hysteresis: len(s.Hysteresis),
+		Forward:      len(s.Forward),
+		Reverse:      len(s.Reverse),
+		Thresholds:   len(s.Thresholds),
+		Low:          len(s.Low),
+		Hysteresis:   len(s.Hysteresis),
+		Units:        len(s.Units),
+		Descriptions: len(s.Descriptions),
 	}
 	if !replace {
 		cmds := s.commands(c.B(), nil)
@@ -443,7 +538,8 @@ func (s *Set) Apply(ctx context.Context, c rueidis.Client, replace bool) (Applie
 	err := c.Dedicated(func(d rueidis.DedicatedClient) error {
 		cmds := rueidis.Commands{
 			d.B().Multi().Build(),
-			d.B().Del().Key(keys.Mapping, keys.MappingReverse, keys.AlarmThreshold, keys.AlarmLow, keys.AlarmHysteresis).Build(),
+			d.B().Del().Key(keys.Mapping, keys.MappingReverse, keys.AlarmThreshold, keys.AlarmLow, keys.AlarmHysteresis,
+				keys.MappingUnit, keys.MappingDescription).Build(),
 		}
 		cmds = s.commands(d.B(), cmds)
 		cmds = append(cmds, d.B().Exec().Build())
@@ -477,6 +573,8 @@ func (s *Set) commands(b rueidis.Builder, cmds rueidis.Commands) rueidis.Command
 	cmds = hsets(b, cmds, keys.AlarmThreshold, s.Thresholds, formatNumber)
 	cmds = hsets(b, cmds, keys.AlarmLow, s.Low, formatNumber)
 	cmds = hsets(b, cmds, keys.AlarmHysteresis, s.Hysteresis, formatNumber)
+	cmds = hsets(b, cmds, keys.MappingUnit, s.Units, func(v string) string { return v })
+	cmds = hsets(b, cmds, keys.MappingDescription, s.Descriptions, func(v string) string { return v })
 	return cmds
 }
 

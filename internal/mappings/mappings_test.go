@@ -39,6 +39,47 @@ func TestLoadDemo(t *testing.T) {
 		s.Low["power_meter:voltage"] != 200 || s.Hysteresis["power_meter:voltage"] != 2 {
 		t.Errorf("limits %v %v %v", s.Thresholds, s.Low, s.Hysteresis)
 	}
+	if !maps.Equal(s.Units, map[string]string{"power_meter:switch": "on/off", "power_meter_3:energy": "MWh"}) {
+		t.Errorf("units %v", s.Units)
+	}
+	if len(s.Descriptions) != 2 || s.Descriptions["power_meter_3:energy"] != "Feeder to hall 3, active energy imported" {
+		t.Errorf("descriptions %v", s.Descriptions)
+	}
+}
+
+// Units and descriptions of a [[map_range]] apply to each model of the
+// range, also to a point name with {n}; the same text set twice is fine.
+func TestRangeUnits(t *testing.T) {
+	s, err := Parse("r.toml", []byte(`
+[[map_range]]
+first = 1
+last = 3
+channel = "{n}"
+model = "meter{n}"
+points = { "10001" = "voltage", "10002" = "aux{n}" }
+units = { "voltage" = "V", "aux{n}" = "°C" }
+descriptions = { "aux{n}" = "Auxiliary sensor" }
+
+[[map]]
+channel = "9"
+model = "meter1"
+points = { "10001" = "voltage" }
+units = { "voltage" = "V" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, n := range []string{"1", "2", "3"} {
+		want["meter"+n+":voltage"] = "V"
+		want["meter"+n+":aux"+n] = "°C"
+	}
+	if !maps.Equal(s.Units, want) {
+		t.Errorf("units %v, want %v", s.Units, want)
+	}
+	if len(s.Descriptions) != 3 || s.Descriptions["meter2:aux2"] != "Auxiliary sensor" {
+		t.Errorf("descriptions %v", s.Descriptions)
+	}
 }
 
 func TestRanges(t *testing.T) {
@@ -113,6 +154,16 @@ func TestErrors(t *testing.T) {
 			`e.toml:4:9: key "low.\"m:v\"": low limit 5 is above the high limit 3`},
 		{"negative hysteresis", "[hysteresis]\n\"m:v\" = -1\n",
 			`e.toml:2:9: key "hysteresis.\"m:v\"": must not be negative`},
+		{"unit of another point", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\npoints = { a = \"v\" }\nunits = { w = \"V\" }\n",
+			`e.toml:5:11: key "map[0].units.w": "w" is not a model point name of this entry's points`},
+		{"unit too long", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\npoints = { a = \"v\" }\nunits = { v = \"" + strings.Repeat("x", 33) + "\" }\n",
+			`e.toml:5:15: key "map[0].units.v": 33 bytes is too long (at most 32)`},
+		{"description control", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\npoints = { a = \"v\" }\ndescriptions = { v = \"a\\u0007b\" }\n",
+			`e.toml:5:22: key "map[0].descriptions.v": "a\ab" contains a control character at byte 1`},
+		{"description too long", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\npoints = { a = \"v\" }\ndescriptions = { v = \"" + strings.Repeat("x", 257) + "\" }\n",
+			`e.toml:5:22: key "map[0].descriptions.v": 257 bytes is too long (at most 256)`},
+		{"unit conflict", "[[map]]\nchannel = \"1\"\nmodel = \"m\"\npoints = { a = \"v\" }\nunits = { v = \"V\" }\n[[map]]\nchannel = \"2\"\nmodel = \"m\"\npoints = { a = \"v\" }\nunits = { v = \"kV\" }\n",
+			`e.toml:10:11: key "map[1].units.v": unit of "m:v" is already set to "V" at e.toml:1:3`},
 		{"syntax", "[[map]\n",
 			`e.toml:2:6: expected end of table array name delimiter`},
 	}
@@ -158,7 +209,8 @@ func TestApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Forward != len(s.Forward) || a.Reverse != 2 || a.Thresholds != 2 || a.Low != 1 || a.Hysteresis != 1 {
+	redistest.Do(t, c, "HSET", keys.MappingUnit, "other:x", "bar")
+	if a.Forward != len(s.Forward) || a.Reverse != 2 || a.Thresholds != 2 || a.Low != 1 || a.Hysteresis != 1 || a.Units != 2 || a.Descriptions != 2 {
 		t.Fatalf("applied %+v", a)
 	}
 	check := func(stale bool) {
@@ -193,6 +245,16 @@ func TestApply(t *testing.T) {
 		}
 		if h := hgetall(t, c, keys.AlarmHysteresis); !maps.Equal(h, map[string]string{"power_meter:voltage": "2"}) {
 			t.Fatalf("hysteresis %v", h)
+		}
+		units := map[string]string{"power_meter:switch": "on/off", "power_meter_3:energy": "MWh"}
+		if stale {
+			units["other:x"] = "bar"
+		}
+		if u := hgetall(t, c, keys.MappingUnit); !maps.Equal(u, units) {
+			t.Fatalf("units %v, want %v", u, units)
+		}
+		if d := hgetall(t, c, keys.MappingDescription); !maps.Equal(d, s.Descriptions) {
+			t.Fatalf("descriptions %v", d)
 		}
 	}
 	check(true)

@@ -203,15 +203,8 @@ func (s *server) model(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if !snap.Known(id) {
-		r := s.d.Redis
-		n, err := r.Do(ctx, r.B().Exists().Key(keys.ModelValues(id)).Build()).AsInt64()
-		if err != nil {
-			return s.redisError("model", err)
-		}
-		if n == 0 {
-			return Errorf(http.StatusNotFound, "model %q has neither values nor a mapping", id)
-		}
+	if err := s.modelExists(ctx, snap, id); err != nil {
+		return err
 	}
 	channels := snap.ModelChannels(id)
 	metas, err := s.metas(ctx, channels)
@@ -234,6 +227,22 @@ func (s *server) model(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"model": id, "channels": channels, "points": points, "controls": controls})
 }
 
+// modelExists answers 404 for a model with neither a mapping nor values.
+func (s *server) modelExists(ctx context.Context, snap *links.Snapshot, id string) error {
+	if snap.Known(id) {
+		return nil
+	}
+	r := s.d.Redis
+	n, err := r.Do(ctx, r.B().Exists().Key(keys.ModelValues(id)).Build()).AsInt64()
+	if err != nil {
+		return s.redisError("model", err)
+	}
+	if n == 0 {
+		return Errorf(http.StatusNotFound, "model %q has neither values nor a mapping", id)
+	}
+	return nil
+}
+
 func (s *server) controlList(c *fiber.Ctx) error {
 	var models []string
 	if m := c.Query("model"); m != "" {
@@ -252,6 +261,8 @@ func (s *server) controlList(c *fiber.Ctx) error {
 		for m := range snap.Controls {
 			models = append(models, m)
 		}
+	} else if err := s.modelExists(ctx, snap, models[0]); err != nil {
+		return err
 	}
 	out, truncated, err := s.controlsOf(ctx, snap, models, MaxControls)
 	if err != nil {

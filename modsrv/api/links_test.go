@@ -2,6 +2,8 @@ package api
 
 import (
 	"encoding/json"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -132,8 +134,10 @@ func TestControls(t *testing.T) {
 	if l := r.list(t, "controls"); len(l) != 1 || l[0].(map[string]any)["control"] != "raw" {
 		t.Fatalf("filtered: %s", r.raw)
 	}
-	if l := e.do(t, "GET", "/controls?model=nope", "").ok(t, 200).list(t, "controls"); len(l) != 0 {
-		t.Fatalf("unknown model: %v", l)
+	e.do(t, "GET", "/controls?model=nope", "").fails(t, 404, "not_found", `model "nope" has neither values nor a mapping`)
+	e.redis(t, "HSET", keys.ModelValues("bare"), "x", "1")
+	if l := e.do(t, "GET", "/controls?model=bare", "").ok(t, 200).list(t, "controls"); len(l) != 0 {
+		t.Fatalf("model without controls: %v", l)
 	}
 	e.do(t, "GET", "/controls?model=a:b", "").fails(t, 400, "bad_request", "invalid model id")
 	e.do(t, "GET", "/controls?model="+strings.Repeat("m", 200), "").fails(t, 400, "bad_request", "invalid model id")
@@ -236,5 +240,35 @@ func TestDevicesRefused(t *testing.T) {
 	}
 	if l := e.do(t, "GET", "/devices", "").ok(t, 200).list(t, "refused"); len(l) != MaxRefused {
 		t.Fatalf("%d refused", len(l))
+	}
+}
+
+// TestREADMEListsRoutes: the README's API table names every route with its method.
+func TestREADMEListsRoutes(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "| GET") || strings.HasPrefix(line, "| POST") || strings.HasPrefix(line, "| DELETE") {
+			rows = append(rows, line)
+		}
+	}
+	param := regexp.MustCompile(`\\\{[^}]+\\\}`)
+	for _, r := range (&server{}).routes() {
+		p := regexp.QuoteMeta(openAPIPath(r.path))
+		// A parameter may be written as {a}:{b} in the README ({ref} of an alarm).
+		re := regexp.MustCompile("`" + param.ReplaceAllString(p, `\{[^}]+\}(:\{[^}]+\})?`) + "`")
+		found := false
+		for _, row := range rows {
+			cells := strings.SplitN(row, "|", 4)
+			if len(cells) > 2 && strings.Contains(cells[1], r.method) && re.MatchString(cells[2]) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("README's API table lacks %s %s", r.method, openAPIPath(r.path))
+		}
 	}
 }

@@ -266,6 +266,9 @@ func (x *Index) readLocked(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return x.cur, err
 	}
+	for hash, n := range s.Truncated {
+		x.log.Warn("links: mapping hash over the bound; entries left out", "hash", hash, "kept", x.max, "left_out", n)
+	}
 	x.cur = s
 	return s, nil
 }

@@ -58,8 +58,10 @@ func runMappingsLoad(ctx context.Context, a *app, args []string) error {
 		{keys.AlarmThreshold, applied.Thresholds},
 		{keys.AlarmLow, applied.Low},
 		{keys.AlarmHysteresis, applied.Hysteresis},
+		{keys.MappingUnit, applied.Units},
+		{keys.MappingDescription, applied.Descriptions},
 	} {
-		fmt.Fprintf(a.stdout, "  %-18s %7d\n", r.key, r.n)
+		fmt.Fprintf(a.stdout, "  %-19s %7d\n", r.key, r.n)
 	}
 	return nil
 }

@@ -46,11 +46,13 @@ func TestMappingsLoad(t *testing.T) {
 
 	out := mustCLI(t, srv.URL(), "mappings", "load", file)
 	want := file + ": merged into the hashes in Redis (fields written):\n" +
-		"  mapping                  2\n" +
-		"  mapping:reverse          1\n" +
-		"  alarm:threshold          1\n" +
-		"  alarm:low                1\n" +
-		"  alarm:hysteresis         0\n"
+		"  mapping                   2\n" +
+		"  mapping:reverse           1\n" +
+		"  alarm:threshold           1\n" +
+		"  alarm:low                 1\n" +
+		"  alarm:hysteresis          0\n" +
+		"  mapping:unit              0\n" +
+		"  mapping:description       0\n"
 	if out != want {
 		t.Errorf("load:\n%s\nwant:\n%s", out, want)
 	}
@@ -108,7 +110,7 @@ model = "power_meter"
 points = { "10001" = "voltage", "10009" = "energy" }
 `)
 	out, errOut, code := cli(t, srv.URL(), "mappings", "load", file)
-	if code != 0 || !strings.Contains(out, "mapping                  4") {
+	if code != 0 || !strings.Contains(out, "mapping                   4") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	want := "edgectl mappings load: warning: model point power_meter:voltage is mapped from 2 channel points " +
