@@ -188,6 +188,8 @@
     channel: null,         // channel whose frames are shown
     channels: [],          // the channel list last read
     controls: null,        // the /controls answer last read
+    controlsShape: '',     // what the control rows were made from
+    sending: new Set(),    // "model\u0000control" of the controls being sent
     devices: null,         // the /devices answer last read
     alarms: null,          // the /alarms answer last read
     events: [],            // connection events shown
@@ -779,6 +781,8 @@
       if (isBool(c)) value = input.checked;
       else if (isNumber(c)) value = Number(input.value);
       else value = input.value.trim();
+      const key = c.model + '\u0000' + c.control;
+      state.sending.add(key);
       b.disabled = true;
       clear(lastTd);
       lastTd.appendChild(el('span', 'muted', t('controls.sending')));
@@ -793,24 +797,36 @@
         say(t('controls.failed', { model: c.model, control: c.control, message: e.message }));
         if (e.status === 401) setUser(null);
       } finally {
+        state.sending.delete(key);
         b.disabled = false;
       }
     });
     return f;
   }
 
+  // renderControls shows the list. When only the outcomes changed, it
+  // updates those cells and leaves the forms (and what is typed in them).
   function renderControls() {
     const body = $('controls').tBodies[0];
-    clear(body);
     const d = state.controls;
     const count = $('controls-count');
+    const list = d && Array.isArray(d.controls) ? d.controls : [];
+    const shape = JSON.stringify([lang, state.user, d && d.error, list.map((c) => [c.model, c.control, c.channel, c.point, c.type, c.unit, c.min, c.max, c.writable, c.description])]);
+    if (d && !d.error && shape === state.controlsShape && body.rows.length === Math.max(list.length, 1)) {
+      list.forEach((c, i) => {
+        const td = body.rows[i].querySelector('td.last');
+        if (td && !state.sending.has(c.model + '\u0000' + c.control)) fillLast(td, c.last);
+      });
+      return;
+    }
+    state.controlsShape = shape;
+    clear(body);
     count.textContent = '';
     if (!d) return;
     if (d.error) {
       count.textContent = '(' + d.error + ')';
       return;
     }
-    const list = Array.isArray(d.controls) ? d.controls : [];
     count.textContent = String(list.length) + (d.truncated ? ' · ' + t('controls.truncated') : '');
     for (const c of list) {
       const last = el('td', 'last');
@@ -894,7 +910,7 @@
     const body = $('devices').tBodies[0];
     const rbody = $('refused').tBodies[0];
     clear(body);
-    clear(rbody);
+    if (!rbody.contains(document.activeElement)) clear(rbody);
     $('devices-count').textContent = '';
     if (!d) return;
     if (d.error) {
@@ -926,6 +942,7 @@
     }
     if (list.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('devices.none'))));
     const refused = Array.isArray(d.refused) ? d.refused : [];
+    if (rbody.contains(document.activeElement)) return; // a template is being chosen there
     for (const r of refused) {
       const act = el('td');
       if (state.user && templates.length > 0) {
