@@ -362,6 +362,9 @@ func TestConsoleScreenshot(t *testing.T) {
 	waitFor("the WebSocket", `document.getElementById('live').textContent`, "live")
 	waitFor("the channels", `String(document.querySelectorAll('#channels tbody tr').length)`, "4")
 	waitFor("the units", `String(document.querySelectorAll('#models td.unit').length > 6 && [...document.querySelectorAll('#models td.unit')].some(td => td.textContent === 'kWh'))`, "true")
+	waitFor("a description as the tooltip", `(() => { const c = [...document.querySelectorAll('#models .model')].find(c => c.dataset.model === 'main_incomer');
+		const r = c && c.querySelector('tr[data-point="energy"]'); return r ? r.title + ' | ' + r.querySelector('.type').textContent + ' | ' + r.querySelector('.unit').textContent : ''; })()`,
+		"Imported energy | uint32 | kWh")
 	waitFor("the names", `String(document.querySelector('#channels tbody').textContent.includes('Pump station 2'))`, "true")
 	waitFor("the model links", `String(document.querySelectorAll('#models .model .links button').length)`, "3")
 	waitFor("the controls", `String(document.querySelectorAll('#controls tbody form').length)`, "2")

@@ -39,6 +39,8 @@ func TestServesConsole(t *testing.T) {
 		{"/", "text/html; charset=utf-8", `<script src="assets/app.js" defer></script>`},
 		{"/assets/app.js", "text/javascript; charset=utf-8", "createTextNode"},
 		{"/assets/app.css", "text/css; charset=utf-8", "font-variant-numeric"},
+		{"/assets/i18n-en.js", "text/javascript; charset=utf-8", "'channels.title': 'Channels'"},
+		{"/assets/i18n-zh-CN.js", "text/javascript; charset=utf-8", "'channels.title': '通道'"},
 	} {
 		resp, body := get(t, a, http.MethodGet, c.path, nil)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != c.ctype || !strings.Contains(body, c.contains) {
