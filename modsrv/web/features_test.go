@@ -212,6 +212,11 @@ flush_interval = "1s"
 	login(js, waitFor)
 	waitFor("the templates", `String([...document.getElementById('device-template').options].some(o => o.value === 'power_meter'))`, "true")
 
+	// The API's refusal is shown: a configured channel's id cannot be a device.
+	js(`(() => { document.getElementById('device-id').value = '1001'; document.getElementById('device-template').value = 'power_meter';
+		document.getElementById('device-add').requestSubmit(); return ''; })()`)
+	waitFor("the API's message", `String(!document.getElementById('msg').hidden && document.getElementById('msg').textContent.includes('is a channel comsrv serves'))`, "true")
+
 	// Register DTU77 from the form, then connect it.
 	js(`(() => { document.getElementById('device-id').value = 'DTU77'; document.getElementById('device-template').value = 'power_meter';
 		document.getElementById('device-add').requestSubmit(); return ''; })()`)
