@@ -95,7 +95,7 @@
   'alarms.value': '数值',
   'alarms.limit': '限值',
   'alarms.since': '发生时间',
-  'alarms.acked': '确认',
+  'alarms.acked': '已确认',
   'alarms.ack': '确认',
   'alarms.no': '未确认',
   'alarms.none': '无活动告警',
@@ -137,7 +137,7 @@
   'event.online': '上线',
   'event.offline': '下线',
   'event.replaced': '被替换',
-  'event.refused': '拒绝',
+  'event.refused': '被拒绝',
   'dir.rx': '收',
   'dir.tx': '发',
 };
