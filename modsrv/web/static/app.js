@@ -17,6 +17,9 @@
   const RECENT_ALARMS = 50;
   const CONTROLS_EVERY = 10000;
   const DEVICES_EVERY = 5000;
+  const RULES_EVERY = 15000;
+  const WEBHOOKS_EVERY = 5000;  // targets' counters and the first page of dead letters
+  const DEAD_PAGE = 20;
 
   const $ = (id) => document.getElementById(id);
 
@@ -192,6 +195,13 @@
     sending: new Set(),    // "model\u0000control" of the controls being sent
     devices: null,         // the /devices answer last read
     alarms: null,          // the /alarms answer last read
+    rules: null,           // the /rules answer last read
+    editing: null,         // the rule in the form: {id, testOnly}, null for a new one
+    runsRule: null,        // the rule whose run log is shown
+    webhooks: null,        // the /webhooks/targets answer last read
+    dead: null,            // dead letters shown: {list, total}
+    deadNext: '',
+    deadPaged: false,      // more pages of dead letters are shown: no refresh
     events: [],            // connection events shown
     eventsNext: '',
     live: ['live.connecting', false],
@@ -220,6 +230,9 @@
     renderAlarms();
     renderControls();
     renderDevices();
+    renderRules();
+    renderWebhooks();
+    renderDead();
   }
 
   $('login').addEventListener('submit', async (ev) => {
@@ -251,6 +264,9 @@
     refreshAlarms();
     refreshControls();
     refreshDevices();
+    refreshRules();
+    refreshWebhooks();
+    refreshDead(false);
     if (!state.eventsPaged) loadEvents(false);
     clearTimeout(state.wsTimer);
     const old = state.ws;
@@ -276,6 +292,10 @@
     renderAlarms();
     renderControls();
     renderDevices();
+    renderRules();
+    renderWebhooks();
+    renderDead();
+    if (state.runsRule) showRuns(state.runsRule);
     renderEvents();
     selectPoint(state.chartKey);
   }
@@ -985,7 +1005,17 @@
     const d = state.alarms || {};
     const active = Array.isArray(d.active) ? d.active : [];
     const body = $('alarms').tBodies[0];
+    if (body.contains(document.activeElement) && document.activeElement.tagName === 'SELECT') return; // a duration is being chosen
     clear(body);
+    const levels = $('alarm-levels');
+    clear(levels);
+    const by = d.by_level || {};
+    for (const l of ['critical', 'warning', 'info']) {
+      const n = Number(by[l] || 0);
+      const b = el('span', 'badge level-' + l + (n ? '' : ' zero'), levelName(l) + ' ' + n);
+      b.dataset.level = l;
+      levels.appendChild(b);
+    }
     for (const a of active) {
       const ref = String(a.ref !== undefined ? a.ref : a.model + ':' + a.point);
       const ack = el('td');
@@ -1000,14 +1030,84 @@
       } else {
         ack.appendChild(text(t('alarms.no')));
       }
-      body.appendChild(el('tr', 'alarm-' + (a.kind === 'low' ? 'low' : 'high'),
-        el('td', null, ref), el('td', null, alarmKind(a.kind)), el('td', null, a.value), el('td', null, a.limit),
-        el('td', null, fmtWhen(a.ts)), ack));
+      const level = LEVELS.includes(a.level) ? a.level : 'warning';
+      const tr = el('tr', 'alarm-' + (a.kind === 'low' ? 'low' : 'high') + ' level-' + level,
+        el('td', null, ref), el('td', 'level', el('span', 'badge level-' + level, levelName(level))),
+        el('td', null, alarmKind(a.kind)), el('td', null, a.value), el('td', null, a.limit),
+        el('td', null, fmtWhen(a.ts)), ack, shelfCell(ref, a.shelved));
+      tr.dataset.ref = ref;
+      if (a.shelved) tr.classList.add('shelved');
+      body.appendChild(tr);
     }
     if (active.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('alarms.none'))));
     const ul = $('alarm-events');
     clear(ul);
     for (const ev of Array.isArray(d.recent) ? d.recent : []) ul.appendChild(alarmLine(ev));
+  }
+
+  const LEVELS = ['info', 'warning', 'critical'];
+  const LEVEL_KEYS = { info: 'level.info', warning: 'level.warning', critical: 'level.critical' };
+  const levelName = (l) => (LEVEL_KEYS[l] ? t(LEVEL_KEYS[l]) : String(l));
+  // Shelving durations: the API's "until" and the label's key.
+  const SHELVE_FOR = [['1h', 'shelve.hour'], ['2h', 'shelve.hours2'], ['8h', 'shelve.hours8'], ['24h', 'shelve.day'], ['168h', 'shelve.week']];
+
+  // shelfCell shows who shelved an alarm until when, with Unshelve; or,
+  // for a logged-in user, a duration and Shelve.
+  function shelfCell(ref, sh) {
+    const td = el('td', 'shelf');
+    if (sh) {
+      td.appendChild(el('span', 'shelved-by', t('alarms.shelvedUntil', { until: fmtWhen(sh.until), user: sh.user })));
+      if (state.user) {
+        const b = el('button', 'unshelve', t('alarms.unshelve'));
+        b.type = 'button';
+        b.addEventListener('click', () => unshelveAlarm(ref));
+        td.appendChild(b);
+      }
+      return td;
+    }
+    if (!state.user) {
+      td.appendChild(text(t('alarms.no')));
+      return td;
+    }
+    const f = el('form', 'inline shelve');
+    const sel = el('select');
+    sel.setAttribute('aria-label', t('alarms.shelveFor'));
+    for (const [d, key] of SHELVE_FOR) {
+      const o = el('option', null, t(key));
+      o.value = d;
+      sel.appendChild(o);
+    }
+    sel.value = '2h';
+    const b = el('button', null, t('alarms.shelve'));
+    b.type = 'submit';
+    f.appendChild(sel);
+    f.appendChild(b);
+    f.addEventListener('submit', (ev) => { ev.preventDefault(); shelveAlarm(ref, sel.value); });
+    td.appendChild(f);
+    return td;
+  }
+
+  async function shelveAlarm(ref, until) {
+    try {
+      await api('POST', '/alarms/' + enc(ref) + '/shelve', { until });
+      say(t('alarms.shelvedDone', { ref }), true);
+    } catch (e) {
+      say(t('alarms.shelveFailed', { message: e.message }));
+      if (e.status === 401) setUser(null);
+    }
+    if (document.activeElement) document.activeElement.blur();
+    refreshAlarms();
+  }
+
+  async function unshelveAlarm(ref) {
+    try {
+      await api('DELETE', '/alarms/' + enc(ref) + '/shelve');
+      say(t('alarms.unshelvedDone', { ref }), true);
+    } catch (e) {
+      say(t('alarms.shelveFailed', { message: e.message }));
+      if (e.status === 401) setUser(null);
+    }
+    refreshAlarms();
   }
 
   function alarmKind(k) {
@@ -1040,6 +1140,394 @@
     renderAlarms();
     refreshAlarms();
   }
+
+  // ---- alarm rules ------------------------------------------------------------------------
+
+  async function refreshRules() {
+    try {
+      state.rules = await api('GET', '/rules');
+    } catch (e) {
+      state.rules = { error: e.message };
+    }
+    renderRules();
+  }
+
+  // ruleMatch summarises where a rule applies.
+  function ruleMatch(r) {
+    const parts = [];
+    if (r.channel) parts.push(t('rules.channelIs', { p: r.channel }));
+    if (r.model) parts.push(t('rules.modelIs', { p: r.model }));
+    if (r.point) parts.push(t('rules.pointIs', { p: r.point }));
+    if (r.min_level) parts.push(t('rules.minLevel', { level: levelName(r.min_level) }));
+    return parts.length ? parts.join(', ') : t('rules.any');
+  }
+
+  function ruleCondition(r) {
+    const c = r.condition;
+    if (!c) return '';
+    let s = c.op === 'changed' ? t('rules.changed') : c.op + ' ' + c.value;
+    if (c.on_delay && c.on_delay !== '0s') s += ' ' + t('rules.onDelay', { d: c.on_delay });
+    if (c.off_delay && c.off_delay !== '0s') s += ' ' + t('rules.offDelay', { d: c.off_delay });
+    return s;
+  }
+
+  // ruleBody is a rule as PUT /rules/{id} takes it (origin left out).
+  function ruleBody(r) {
+    const b = Object.assign({}, r);
+    delete b.origin;
+    return b;
+  }
+
+  function renderRules() {
+    const d = state.rules;
+    const body = $('rules').tBodies[0];
+    clear(body);
+    $('rules-count').textContent = '';
+    $('rule-new').hidden = !state.user;
+    $('rules-login').hidden = !!state.user;
+    if (!state.user) $('rule-form').hidden = true;
+    if (!d) return;
+    if (d.error) {
+      $('rules-count').textContent = '(' + d.error + ')';
+      return;
+    }
+    const list = Array.isArray(d.rules) ? d.rules : [];
+    const invalid = d.invalid && typeof d.invalid === 'object' ? Object.keys(d.invalid) : [];
+    $('rules-count').textContent = String(list.length) + (invalid.length ? ' · ' + t('rules.invalid', { n: invalid.length }) : '');
+    for (const r of list) {
+      const id = String(r.id);
+      const api_ = r.origin !== 'file';
+      const en = el('td');
+      if (state.user && api_) {
+        const cb = el('input');
+        cb.type = 'checkbox';
+        cb.checked = !!r.enabled;
+        cb.setAttribute('aria-label', t('rules.enabled'));
+        cb.addEventListener('change', () => toggleRule(r, cb.checked));
+        en.appendChild(cb);
+      } else {
+        en.appendChild(text(r.enabled ? t('rules.yes') : t('rules.no')));
+      }
+      const act = el('td', 'actions');
+      const runs = el('button', 'runs', t('rules.runs'));
+      runs.type = 'button';
+      runs.addEventListener('click', () => showRuns(id));
+      act.appendChild(runs);
+      if (state.user) {
+        const test = el('button', 'test', api_ ? t('rules.edit') : t('rules.test'));
+        test.type = 'button';
+        test.addEventListener('click', () => editRule(r, !api_));
+        act.appendChild(test);
+        if (api_) {
+          const del = el('button', 'remove', t('rules.delete'));
+          del.type = 'button';
+          del.addEventListener('click', () => deleteRule(id));
+          act.appendChild(del);
+        }
+      }
+      const name = el('td', 'wrap', el('div', 'id', id));
+      if (r.name) name.appendChild(el('div', 'sub', r.name));
+      const tr = el('tr', r.enabled ? null : 'disabled', name,
+        el('td', 'wrap', (Array.isArray(r.events) ? r.events : []).join(', ')),
+        el('td', 'wrap', ruleMatch(r)), el('td', 'wrap', ruleCondition(r)),
+        el('td', null, r.level ? el('span', 'badge level-' + r.level, levelName(r.level)) : ''),
+        el('td', 'wrap', (Array.isArray(r.targets) ? r.targets : []).join(', ')),
+        el('td', null, r.origin === 'file' ? t('rules.file') : t('rules.api')), en, act);
+      tr.dataset.rule = id;
+      body.appendChild(tr);
+    }
+    for (const id of invalid) {
+      const tr = el('tr', 'invalid', el('td', 'wrap', id), el('td', 'wrap', t('rules.invalidRule', { message: d.invalid[id] })));
+      tr.lastChild.colSpan = 8;
+      body.appendChild(tr);
+    }
+    if (list.length === 0 && invalid.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('rules.none'))));
+  }
+
+  async function toggleRule(r, enabled) {
+    const b = ruleBody(r);
+    b.enabled = enabled;
+    try {
+      await api('PUT', '/rules/' + enc(r.id), b);
+      say(t(enabled ? 'rules.enabledDone' : 'rules.disabledDone', { id: r.id }), true);
+    } catch (e) {
+      say(t('rules.failed', { id: r.id, message: e.message }));
+      if (e.status === 401) setUser(null);
+    }
+    refreshRules();
+  }
+
+  async function deleteRule(id) {
+    if (!window.confirm(t('rules.confirmDelete', { id }))) return;
+    try {
+      await api('DELETE', '/rules/' + enc(id));
+      say(t('rules.deleted', { id }), true);
+    } catch (e) {
+      say(t('rules.failed', { id, message: e.message }));
+      if (e.status === 401) setUser(null);
+    }
+    refreshRules();
+  }
+
+  const NEW_RULE = { id: 'new_rule', name: '', enabled: true, events: ['alarm_raised'], model: '', point: '', level: 'warning', targets: [] };
+  const SAMPLE_EVENT = { type: 'alarm_raised', model: 'pcs1', point: 'temp', value: '85', level: 'warning' };
+
+  // editRule opens the form: a new rule, an API rule to change, or a file
+  // rule to test only.
+  function editRule(r, testOnly) {
+    state.editing = r ? { id: String(r.id), testOnly: !!testOnly } : null;
+    $('rule-json').value = JSON.stringify(r ? ruleBody(r) : NEW_RULE, null, 2);
+    if (!$('rule-event').value) $('rule-event').value = JSON.stringify(SAMPLE_EVENT, null, 2);
+    $('rule-form-title').textContent = !r ? t('rules.creating') : testOnly ? t('rules.testing', { id: r.id }) : t('rules.editing', { id: r.id });
+    $('rule-save').hidden = !!testOnly;
+    $('rule-result').hidden = true;
+    $('rule-form').hidden = false;
+    $('rule-json').focus();
+  }
+
+  function parseJSON(id, what) {
+    try {
+      return JSON.parse($(id).value);
+    } catch (e) {
+      throw new Error(t('rules.badJSON', { what: t(what), message: e.message }));
+    }
+  }
+
+  function showResult(id, s, bad) {
+    const out = $(id);
+    out.textContent = s;
+    out.className = bad ? 'out bad' : 'out';
+    out.hidden = false;
+  }
+
+  $('rule-new').addEventListener('click', () => editRule(null, false));
+  $('rule-cancel').addEventListener('click', () => { $('rule-form').hidden = true; state.editing = null; });
+
+  $('rule-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const ed = state.editing;
+    try {
+      const rule = parseJSON('rule-json', 'rules.json');
+      const r = ed ? await api('PUT', '/rules/' + enc(ed.id), rule) : await api('POST', '/rules', rule);
+      say(t('rules.saved', { id: r.id }), true);
+      $('rule-form').hidden = true;
+      state.editing = null;
+    } catch (e) {
+      showResult('rule-result', e.message, true);
+      if (e.status === 401) setUser(null);
+    }
+    refreshRules();
+  });
+
+  $('rule-test').addEventListener('click', async () => {
+    try {
+      const rule = parseJSON('rule-json', 'rules.json');
+      const event = parseJSON('rule-event', 'rules.sample');
+      const r = await api('POST', '/rules/test', { rule, event });
+      const lines = [r.fires ? t('rules.fires') : r.matched ? t('rules.matchesOnly') : t('rules.noMatch'), r.reason];
+      if (r.fires) lines.push(t('rules.wouldSend', { level: r.level || '', targets: (r.targets || []).join(', ') || t('rules.noTargets') }));
+      showResult('rule-result', lines.join('\n'), !r.fires);
+    } catch (e) {
+      showResult('rule-result', e.message, true);
+    }
+  });
+
+  async function showRuns(id) {
+    state.runsRule = id;
+    $('runs-rule').textContent = id;
+    $('runs-box').hidden = false;
+    const body = $('runs').tBodies[0];
+    let d;
+    try {
+      d = await api('GET', '/rules/' + enc(id) + '/runs?limit=50');
+    } catch (e) {
+      clear(body);
+      body.appendChild(el('tr', null, el('td', 'muted', e.message)));
+      return;
+    }
+    clear(body);
+    const runs = Array.isArray(d.runs) ? d.runs : [];
+    for (const r of runs) {
+      const ev = r.event || {};
+      const where = [ev.channel, ev.model && ev.point ? ev.model + ':' + ev.point : ev.model || ev.point].filter(Boolean).join(' ');
+      const acts = (Array.isArray(r.actions) ? r.actions : []).map((a) => a.target).join(', ');
+      body.appendChild(el('tr', r.suppressed ? 'muted' : null, el('td', null, fmtWhen(r.ts)), el('td', null, r.kind),
+        el('td', 'wrap', ev.type + (where ? ' ' + where : '') + (ev.value ? ' = ' + ev.value : '')),
+        el('td', 'wrap', acts), el('td', null, r.suppressed || '')));
+    }
+    if (runs.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('runs.none'))));
+  }
+
+  // ---- webhook targets --------------------------------------------------------------------
+
+  async function refreshWebhooks() {
+    try {
+      state.webhooks = await api('GET', '/webhooks/targets');
+    } catch (e) {
+      state.webhooks = { error: e.message };
+    }
+    renderWebhooks();
+  }
+
+  function renderWebhooks() {
+    const d = state.webhooks;
+    const body = $('webhooks').tBodies[0];
+    clear(body);
+    $('webhooks-count').textContent = '';
+    if (!d) return;
+    if (d.error) {
+      $('webhooks-count').textContent = '(' + d.error + ')';
+      return;
+    }
+    const list = Array.isArray(d.targets) ? d.targets : [];
+    $('webhooks-count').textContent = String(list.length);
+    for (const w of list) {
+      const id = String(w.id);
+      const c = w.counters || {};
+      const h = w.health || {};
+      const tg = w.target || null;
+      const health = el('td', 'wrap');
+      if (w.invalid) {
+        health.appendChild(el('span', 'off', t('webhooks.invalid', { message: w.invalid })));
+      } else if (!h.enabled) {
+        health.appendChild(el('span', 'off', t('webhooks.disabled')));
+        if (h.disabled_reason) health.appendChild(el('div', 'sub', h.disabled_reason));
+      } else if (h.failing_since) {
+        health.appendChild(el('span', 'warn', t('webhooks.failingSince', { since: fmtWhen(h.failing_since) })));
+      } else {
+        health.appendChild(el('span', 'on', t('webhooks.ok')));
+      }
+      const last = c.last_status ? 'HTTP ' + c.last_status : c.last_error ? '' : '—';
+      const lastCell = el('td', 'wrap', last);
+      if (c.last_error) lastCell.appendChild(el('div', 'sub', c.last_error));
+      const act = el('td', 'actions');
+      if (state.user && tg) {
+        const test = el('button', 'test', t('webhooks.test'));
+        test.type = 'button';
+        test.addEventListener('click', () => testWebhook(id, test));
+        act.appendChild(test);
+        const tog = el('button', 'toggle', h.enabled ? t('webhooks.disable') : t('webhooks.enable'));
+        tog.type = 'button';
+        tog.addEventListener('click', () => toggleTarget(tg, !h.enabled));
+        act.appendChild(tog);
+      }
+      const name = el('td', 'wrap', el('div', 'id', id));
+      if (tg && tg.url) name.appendChild(el('div', 'sub url', (tg.method || 'POST') + ' ' + tg.url));
+      const n = (v) => el('td', 'num', fmtCount(v || 0));
+      const tr = el('tr', null, name, health, n(c.matched), n(c.delivered), n(c.failed), n(c.in_flight), n(c.queued),
+        el('td', 'num' + (c.dead ? ' off' : ''), fmtCount(c.dead || 0)), n(c.dropped), lastCell, act);
+      tr.dataset.target = id;
+      body.appendChild(tr);
+    }
+    if (list.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('webhooks.none'))));
+  }
+
+  async function testWebhook(id, button) {
+    button.disabled = true;
+    showResult('webhook-result', t('webhooks.testing', { id }), false);
+    try {
+      const r = await api('POST', '/webhooks/test', { target: id });
+      const lines = [t('webhooks.answer', { id, status: r.status, ms: r.duration_ms })];
+      const hdr = r.headers || {};
+      for (const k of Object.keys(hdr).sort()) lines.push(k + ': ' + [].concat(hdr[k]).join(', '));
+      lines.push('', r.body || '');
+      showResult('webhook-result', lines.join('\n'), !r.ok);
+    } catch (e) {
+      showResult('webhook-result', t('webhooks.testFailed', { id, message: e.message }), true);
+      if (e.status === 401) setUser(null);
+    }
+    button.disabled = false;
+  }
+
+  async function toggleTarget(tg, enabled) {
+    const b = Object.assign({}, tg, { enabled });
+    try {
+      await api('PUT', '/webhooks/targets/' + enc(tg.id), b);
+      say(t(enabled ? 'webhooks.enabledDone' : 'webhooks.disabledDone', { id: tg.id }), true);
+    } catch (e) {
+      say(t('webhooks.changeFailed', { id: tg.id, message: e.message }));
+      if (e.status === 401) setUser(null);
+    }
+    refreshWebhooks();
+  }
+
+  // ---- dead letters -------------------------------------------------------------------------
+
+  async function refreshDead(more) {
+    let d;
+    const q = '/webhooks/dead?count=' + DEAD_PAGE + (more && state.deadNext ? '&from=' + enc(state.deadNext) : '');
+    try {
+      d = await api('GET', q);
+    } catch (e) {
+      state.dead = { error: e.message, list: [] };
+      renderDead();
+      return;
+    }
+    const list = Array.isArray(d.dead) ? d.dead : [];
+    state.dead = { list: more && state.dead && state.dead.list ? state.dead.list.concat(list) : list, total: d.total };
+    state.deadNext = d.next || '';
+    renderDead();
+  }
+
+  function renderDead() {
+    const d = state.dead;
+    const body = $('dead').tBodies[0];
+    clear(body);
+    $('dead-count').textContent = '';
+    $('dead-more').hidden = !state.deadNext;
+    $('dead-retry-all').hidden = !state.user || !d || !d.list || d.list.length === 0;
+    if (!d) return;
+    if (d.error) {
+      $('dead-count').textContent = '(' + d.error + ')';
+      return;
+    }
+    $('dead-count').textContent = String(d.total !== undefined ? d.total : d.list.length);
+    for (const x of d.list) {
+      const act = el('td');
+      if (state.user) {
+        const b = el('button', 'resend', t('dead.retry'));
+        b.type = 'button';
+        b.addEventListener('click', () => retryDead(String(x.entry)));
+        act.appendChild(b);
+      }
+      const last = el('td', 'wrap', x.last_status ? 'HTTP ' + x.last_status : '');
+      if (x.last_error) last.appendChild(el('div', 'sub', x.last_error));
+      const body_ = String(x.body || '');
+      const tr = el('tr', null, el('td', null, fmtWhen(x.dead_at)), el('td', 'wrap', el('div', null, x.target), el('div', 'sub', x.id)),
+        el('td', 'num', x.attempts), last, el('td', 'text body', body_.length > 300 ? body_.slice(0, 300) + ' …' : body_), act);
+      tr.dataset.entry = String(x.entry);
+      body.appendChild(tr);
+    }
+    if (d.list.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('dead.none'))));
+  }
+
+  async function retryDead(entry) {
+    try {
+      await api('POST', '/webhooks/dead/' + enc(entry) + '/retry');
+      say(t('dead.retried', { entry }), true);
+    } catch (e) {
+      say(t('dead.failed', { message: e.message }));
+      if (e.status === 401) setUser(null);
+    }
+    state.deadPaged = false;
+    refreshDead(false);
+    refreshWebhooks();
+  }
+
+  $('dead-more').addEventListener('click', () => { state.deadPaged = true; refreshDead(true); });
+  $('dead-retry-all').addEventListener('click', async () => {
+    if (!window.confirm(t('dead.confirmAll'))) return;
+    try {
+      const r = await api('POST', '/webhooks/dead/retry');
+      say(t('dead.retriedAll', { n: r.retried }), true);
+    } catch (e) {
+      say(t('dead.failed', { message: e.message }));
+      if (e.status === 401) setUser(null);
+    }
+    state.deadPaged = false;
+    refreshDead(false);
+    refreshWebhooks();
+  });
 
   // ---- connection history ------------------------------------------------------------------
 
@@ -1206,6 +1694,8 @@
   every(ALARMS_EVERY, refreshAlarms);
   every(CONTROLS_EVERY, refreshControls);
   every(DEVICES_EVERY, refreshDevices);
+  every(RULES_EVERY, refreshRules);
+  every(WEBHOOKS_EVERY, () => { refreshWebhooks(); if (!state.deadPaged) refreshDead(false); });
   every(EVENTS_EVERY, () => { if (!state.eventsPaged) loadEvents(false); });
   connect();
 })();
