@@ -203,17 +203,30 @@ func (w *worker) read(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		for _, it := range items {
+		for len(items) > 0 {
+			// Hand over as many as there is room for; wait when there is none.
+			n := 0
 			select {
 			case w.slots <- struct{}{}:
+				n++
 			case <-ctx.Done():
 				return
+			}
+		more:
+			for n < len(items) {
+				select {
+				case w.slots <- struct{}{}:
+					n++
+				default:
+					break more
+				}
 			}
 			select {
-			case w.incoming <- []*item{it}:
+			case w.incoming <- items[:n]:
 			case <-ctx.Done():
 				return
 			}
+			items = items[n:]
 		}
 	}
 }
@@ -285,6 +298,9 @@ func (w *worker) dispatch(ctx context.Context) {
 			t := w.target.Load()
 			clear(blocked)
 			for _, it := range window {
+				if running >= t.Concurrency {
+					break // an outcome comes before anything can start
+				}
 				if it.q.Key != "" {
 					if blocked[it.q.Key] {
 						continue
@@ -302,9 +318,6 @@ func (w *worker) dispatch(ctx context.Context) {
 					if wake.IsZero() || due.Before(wake) {
 						wake = due
 					}
-					continue
-				}
-				if running >= t.Concurrency {
 					continue
 				}
 				it.inflight = true
@@ -377,8 +390,20 @@ func (w *worker) attempt(ctx context.Context, t alerting.Target, it *item) {
 	o := outcome{it: it}
 	defer func() { w.results <- o }()
 	c := w.e.c
-	started, err := beginScript.Exec(ctx, c, w.keys[:3], []string{it.entry}).AsInt64()
-	if err != nil {
+	// The attempt is counted in flight while the request is made: the
+	// request need not wait for Redis's answer, only its outcome does. An
+	// entry found gone (dropped, or finished by an engine before a
+	// restart) is then not counted: its request was one more repeat
+	// of an at-least-once delivery.
+	begun := make(chan error, 1)
+	var started int64
+	go func() {
+		var err error
+		started, err = beginScript.Exec(ctx, c, w.keys[:3], []string{it.entry}).AsInt64()
+		begun <- err
+	}()
+	res := alerting.Send(ctx, w.e.opt.HTTP, t, alerting.Message{ID: it.q.ID, TS: time.Now(), Body: it.q.Body})
+	if err := <-begun; err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("webhook: starting an attempt failed", "err", err)
 			o.pause = time.Second
@@ -389,7 +414,6 @@ func (w *worker) attempt(ctx context.Context, t alerting.Target, it *item) {
 		o.final = true
 		return
 	}
-	res := alerting.Send(ctx, w.e.opt.HTTP, t, alerting.Message{ID: it.q.ID, TS: time.Now(), Body: it.q.Body})
 	now := time.Now()
 	if ctx.Err() != nil && !res.OK() {
 		w.record(ctx, abortScript, w.keys[:3], []string{it.entry})
