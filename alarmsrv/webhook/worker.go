@@ -58,8 +58,10 @@ type worker struct {
 	e      *Engine
 	id     string
 	target atomic.Pointer[alerting.Target]
-	log    *slog.Logger
-	keys   []string // queue, retry, counters, dead letters
+	// redisDown: the last attempt could not be counted.
+	redisDown atomic.Bool
+	log       *slog.Logger
+	keys      []string // queue, retry, counters, dead letters
 
 	cancel   context.CancelFunc
 	started  chan struct{}
@@ -394,25 +396,33 @@ func (w *worker) attempt(ctx context.Context, t alerting.Target, it *item) {
 	// request need not wait for Redis's answer, only its outcome does. An
 	// entry found gone (dropped, or finished by an engine before a
 	// restart) is then not counted: its request was one more repeat
-	// of an at-least-once delivery.
+	// of an at-least-once delivery. After a failure to count, requests wait
+	// for their count, so that a Redis outage does not make the same
+	// request every second.
 	begun := make(chan error, 1)
 	var started int64
-	go func() {
+	begin := func() {
 		var err error
 		started, err = beginScript.Exec(ctx, c, w.keys[:3], []string{it.entry}).AsInt64()
+		w.redisDown.Store(err != nil)
 		begun <- err
-	}()
-	res := alerting.Send(ctx, w.e.opt.HTTP, t, alerting.Message{ID: it.q.ID, TS: time.Now(), Body: it.q.Body})
-	if err := <-begun; err != nil {
-		if ctx.Err() == nil {
-			w.log.Warn("webhook: starting an attempt failed", "err", err)
-			o.pause = time.Second
-		}
-		return
 	}
-	if started == 0 {
-		o.final = true
-		return
+	sequential := w.redisDown.Load()
+	if sequential {
+		begin()
+		if err := <-begun; err != nil || started == 0 {
+			w.notBegun(ctx, &o, err)
+			return
+		}
+	} else {
+		go begin()
+	}
+	res := alerting.Send(ctx, w.e.opt.HTTP, t, alerting.Message{ID: it.q.ID, TS: time.Now(), Body: it.q.Body})
+	if !sequential {
+		if err := <-begun; err != nil || started == 0 {
+			w.notBegun(ctx, &o, err)
+			return
+		}
 	}
 	now := time.Now()
 	if ctx.Err() != nil && !res.OK() {
@@ -459,6 +469,19 @@ func (w *worker) attempt(ctx context.Context, t alerting.Target, it *item) {
 		if err := w.e.disable(context.WithoutCancel(ctx), w.id, o.disable); err != nil {
 			w.log.Error("webhook: disabling the target failed", "err", err)
 		}
+	}
+}
+
+// notBegun ends an attempt that was not counted: Redis failed (err), or
+// the entry is gone.
+func (w *worker) notBegun(ctx context.Context, o *outcome, err error) {
+	if err == nil {
+		o.final = true
+		return
+	}
+	if ctx.Err() == nil {
+		w.log.Warn("webhook: starting an attempt failed", "err", err)
+		o.pause = time.Second
 	}
 }
 
