@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -181,6 +182,7 @@ func throughput(ctx context.Context, c rueidis.Client, log *slog.Logger, rate in
 
 	const producers = 8
 	total := int(float64(rate) * duration.Seconds())
+	cpu0 := cpuTime()
 	start := time.Now()
 	var wg sync.WaitGroup
 	var errs atomic.Int64
@@ -209,6 +211,7 @@ func throughput(ctx context.Context, c rueidis.Client, log *slog.Logger, rate in
 		time.Sleep(10 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	mu.Lock()
 	slices.Sort(lat)
 	mu.Unlock()
@@ -221,6 +224,8 @@ func throughput(ctx context.Context, c rueidis.Client, log *slog.Logger, rate in
 	fmt.Printf("queued %d in %v (enqueue errors %d); delivered %d in %v: %.0f events/s\n",
 		total, queued.Round(time.Millisecond), errs.Load(), got.Load(), elapsed.Round(time.Millisecond), float64(got.Load())/elapsed.Seconds())
 	fmt.Printf("latency enqueue→receiver: p50 %v p99 %v p99.9 %v max %v\n", q(0.50).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), q(0.999).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
+	fmt.Printf("process CPU %v (%.0f %% of one core): %v per event, producers and receiver included\n",
+		cpu.Round(time.Millisecond), 100*cpu.Seconds()/elapsed.Seconds(), (cpu / time.Duration(max(got.Load(), 1))).Round(time.Microsecond))
 	for _, t := range targets {
 		s, err := alerting.ReadStats(ctx, c, t)
 		if err != nil {
@@ -230,6 +235,15 @@ func throughput(ctx context.Context, c rueidis.Client, log *slog.Logger, rate in
 	}
 	fmt.Println(rss())
 	return nil
+}
+
+// cpuTime is the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func fill(ctx context.Context, c rueidis.Client, n, size int) error {
