@@ -58,10 +58,8 @@ type worker struct {
 	e      *Engine
 	id     string
 	target atomic.Pointer[alerting.Target]
-	// redisDown: the last attempt could not be counted.
-	redisDown atomic.Bool
-	log       *slog.Logger
-	keys      []string // queue, retry, counters, dead letters
+	log    *slog.Logger
+	keys   []string // queue, retry, counters, dead letters
 
 	cancel   context.CancelFunc
 	started  chan struct{}
@@ -121,16 +119,6 @@ func (w *worker) run(parent context.Context) {
 	w.cancel = cancel
 	close(w.started)
 	defer cancel()
-	for {
-		err := recountScript.Exec(ctx, w.e.c, w.keys[:3], nil).Error()
-		if err == nil {
-			break
-		}
-		w.log.Warn("webhook: resetting the in-flight count failed", "err", err)
-		if !sleep(ctx, time.Second) {
-			return
-		}
-	}
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
@@ -148,6 +136,7 @@ func (w *worker) read(ctx context.Context) {
 	queue := w.keys[0]
 	created := false
 	cursor := "0"
+	held := 0 // window slots taken for the next read
 	for ctx.Err() == nil {
 		if !created {
 			err := c.Do(ctx, c.B().XgroupCreate().Key(queue).Group(alerting.QueueGroup).Id("0").Mkstream().Build()).Error()
@@ -161,11 +150,22 @@ func (w *worker) read(ctx context.Context) {
 			}
 			created = true
 		}
+		// Read no more than the window has room for: what is read is
+		// counted in flight.
+		if held == 0 {
+			select {
+			case w.slots <- struct{}{}:
+				held = 1
+			case <-ctx.Done():
+				return
+			}
+		}
+		count := min(readCount, held+cap(w.slots)-len(w.slots))
 		id := cursor
 		if id == "" {
 			id = ">"
 		}
-		res, err := c.Do(ctx, c.B().Xreadgroup().Group(alerting.QueueGroup, w.e.opt.Consumer).Count(readCount).
+		res, err := c.Do(ctx, c.B().Xreadgroup().Group(alerting.QueueGroup, w.e.opt.Consumer).Count(int64(count)).
 			Streams().Key(queue).Id(id).Build()).AsXRead()
 		if rueidis.IsRedisNil(err) {
 			// Nothing new: wait for Enqueue's nudge, or poll for entries
@@ -205,30 +205,24 @@ func (w *worker) read(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		for len(items) > 0 {
-			// Hand over as many as there is room for; wait when there is none.
-			n := 0
+		for ; held < len(items); held++ {
 			select {
-			case w.slots <- struct{}{}:
-				n++
+			case w.slots <- struct{}{}: // there is room: only the dispatcher frees slots
 			case <-ctx.Done():
 				return
 			}
-		more:
-			for n < len(items) {
-				select {
-				case w.slots <- struct{}{}:
-					n++
-				default:
-					break more
-				}
-			}
-			select {
-			case w.incoming <- items[:n]:
-			case <-ctx.Done():
-				return
-			}
-			items = items[n:]
+		}
+		if len(items) == 0 {
+			continue
+		}
+		for ; held > len(items); held-- {
+			<-w.slots
+		}
+		select {
+		case w.incoming <- items:
+			held = 0
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -391,43 +385,10 @@ func removeItem(window []*item, it *item) []*item {
 func (w *worker) attempt(ctx context.Context, t alerting.Target, it *item) {
 	o := outcome{it: it}
 	defer func() { w.results <- o }()
-	c := w.e.c
-	// The attempt is counted in flight while the request is made: the
-	// request need not wait for Redis's answer, only its outcome does. An
-	// entry found gone (dropped, or finished by an engine before a
-	// restart) is then not counted: its request was one more repeat
-	// of an at-least-once delivery. After a failure to count, requests wait
-	// for their count, so that a Redis outage does not make the same
-	// request every second.
-	begun := make(chan error, 1)
-	var started int64
-	begin := func() {
-		var err error
-		started, err = beginScript.Exec(ctx, c, w.keys[:3], []string{it.entry}).AsInt64()
-		w.redisDown.Store(err != nil)
-		begun <- err
-	}
-	sequential := w.redisDown.Load()
-	if sequential {
-		begin()
-		if err := <-begun; err != nil || started == 0 {
-			w.notBegun(ctx, &o, err)
-			return
-		}
-	} else {
-		go begin()
-	}
 	res := alerting.Send(ctx, w.e.opt.HTTP, t, alerting.Message{ID: it.q.ID, TS: time.Now(), Body: it.q.Body})
-	if !sequential {
-		if err := <-begun; err != nil || started == 0 {
-			w.notBegun(ctx, &o, err)
-			return
-		}
-	}
 	now := time.Now()
 	if ctx.Err() != nil && !res.OK() {
-		w.record(ctx, abortScript, w.keys[:3], []string{it.entry})
-		return
+		return // stopping: the attempt is made again at the next start
 	}
 	it.attempt++
 	group := alerting.QueueGroup
@@ -469,19 +430,6 @@ func (w *worker) attempt(ctx context.Context, t alerting.Target, it *item) {
 		if err := w.e.disable(context.WithoutCancel(ctx), w.id, o.disable); err != nil {
 			w.log.Error("webhook: disabling the target failed", "err", err)
 		}
-	}
-}
-
-// notBegun ends an attempt that was not counted: Redis failed (err), or
-// the entry is gone.
-func (w *worker) notBegun(ctx context.Context, o *outcome, err error) {
-	if err == nil {
-		o.final = true
-		return
-	}
-	if ctx.Err() == nil {
-		w.log.Warn("webhook: starting an attempt failed", "err", err)
-		o.pause = time.Second
 	}
 }
 
