@@ -29,13 +29,18 @@ func TestEngineRestartKeepsSchedule(t *testing.T) {
 	for _, id := range all {
 		e.enqueue(t, "a", id, "", "{}")
 	}
-	waitFor(t, 5*time.Second, "two attempts each", func() bool {
-		for _, n := range rc.times() {
-			if n < 2 {
+	waitFor(t, 5*time.Second, "two attempts of each recorded", func() bool {
+		states, err := redistest.Do(t, c, "HVALS", keys.WebhookRetry("a")).AsStrSlice()
+		if err != nil || len(states) != 10 {
+			return false
+		}
+		for _, js := range states {
+			var rs retryState
+			if json.Unmarshal([]byte(js), &rs) != nil || rs.Attempt < 2 {
 				return false
 			}
 		}
-		return len(rc.times()) == 10
+		return true
 	})
 	e.stop()
 	states, err := redistest.Do(t, c, "HGETALL", keys.WebhookRetry("a")).AsStrMap()
@@ -241,5 +246,35 @@ func TestDisableAfter(t *testing.T) {
 	}
 	if n := rc.times()["d"]; n < 3 || n > 5 {
 		t.Fatalf("%d attempts before it was disabled", n)
+	}
+}
+
+// TestBacklogBounded: with thousands of deliveries waiting for a target
+// that refuses connections, the engine reads no more than its window:
+// the others stay in Redis, counted queued.
+func TestBacklogBounded(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	putTarget(t, c, target("a", "http://127.0.0.1:1/hook", 0, time.Hour))
+	ctx := context.Background()
+	for _, id := range ids("d", 3000) {
+		if _, err := alerting.Enqueue(ctx, c, "a", alerting.QueueEntry{ID: id, Body: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	watchReconcile(t, c, "a")
+	startEngine(t, c, Options{Window: 32})
+	waitFor(t, 5*time.Second, "first attempts", func() bool { return stats(t, c, "a").Failed == 32 })
+	time.Sleep(300 * ms)
+	pending, err := redistest.Do(t, c, "XPENDING", keys.WebhookQueue("a"), alerting.QueueGroup).ToArray()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := pending[0].AsInt64()
+	if n > 32 {
+		t.Fatalf("%d entries read from the queue, window 32", n)
+	}
+	if st := stats(t, c, "a"); st.Failed != 32 || st.Queued != 3000-32 || st.Attempts != 32 {
+		t.Fatalf("stats %+v", st)
 	}
 }

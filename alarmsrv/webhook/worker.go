@@ -119,16 +119,6 @@ func (w *worker) run(parent context.Context) {
 	w.cancel = cancel
 	close(w.started)
 	defer cancel()
-	for {
-		err := recountScript.Exec(ctx, w.e.c, w.keys[:3], nil).Error()
-		if err == nil {
-			break
-		}
-		w.log.Warn("webhook: resetting the in-flight count failed", "err", err)
-		if !sleep(ctx, time.Second) {
-			return
-		}
-	}
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
@@ -146,6 +136,7 @@ func (w *worker) read(ctx context.Context) {
 	queue := w.keys[0]
 	created := false
 	cursor := "0"
+	held := 0 // window slots taken for the next read
 	for ctx.Err() == nil {
 		if !created {
 			err := c.Do(ctx, c.B().XgroupCreate().Key(queue).Group(alerting.QueueGroup).Id("0").Mkstream().Build()).Error()
@@ -159,11 +150,22 @@ func (w *worker) read(ctx context.Context) {
 			}
 			created = true
 		}
+		// Read no more than the window has room for: what is read is
+		// counted in flight.
+		if held == 0 {
+			select {
+			case w.slots <- struct{}{}:
+				held = 1
+			case <-ctx.Done():
+				return
+			}
+		}
+		count := min(readCount, held+cap(w.slots)-len(w.slots))
 		id := cursor
 		if id == "" {
 			id = ">"
 		}
-		res, err := c.Do(ctx, c.B().Xreadgroup().Group(alerting.QueueGroup, w.e.opt.Consumer).Count(readCount).
+		res, err := c.Do(ctx, c.B().Xreadgroup().Group(alerting.QueueGroup, w.e.opt.Consumer).Count(int64(count)).
 			Streams().Key(queue).Id(id).Build()).AsXRead()
 		if rueidis.IsRedisNil(err) {
 			// Nothing new: wait for Enqueue's nudge, or poll for entries
@@ -203,17 +205,24 @@ func (w *worker) read(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		for _, it := range items {
+		for ; held < len(items); held++ {
 			select {
-			case w.slots <- struct{}{}:
+			case w.slots <- struct{}{}: // there is room: only the dispatcher frees slots
 			case <-ctx.Done():
 				return
 			}
-			select {
-			case w.incoming <- []*item{it}:
-			case <-ctx.Done():
-				return
-			}
+		}
+		if len(items) == 0 {
+			continue
+		}
+		for ; held > len(items); held-- {
+			<-w.slots
+		}
+		select {
+		case w.incoming <- items:
+			held = 0
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -285,6 +294,9 @@ func (w *worker) dispatch(ctx context.Context) {
 			t := w.target.Load()
 			clear(blocked)
 			for _, it := range window {
+				if running >= t.Concurrency {
+					break // an outcome comes before anything can start
+				}
 				if it.q.Key != "" {
 					if blocked[it.q.Key] {
 						continue
@@ -302,9 +314,6 @@ func (w *worker) dispatch(ctx context.Context) {
 					if wake.IsZero() || due.Before(wake) {
 						wake = due
 					}
-					continue
-				}
-				if running >= t.Concurrency {
 					continue
 				}
 				it.inflight = true
@@ -376,24 +385,10 @@ func removeItem(window []*item, it *item) []*item {
 func (w *worker) attempt(ctx context.Context, t alerting.Target, it *item) {
 	o := outcome{it: it}
 	defer func() { w.results <- o }()
-	c := w.e.c
-	started, err := beginScript.Exec(ctx, c, w.keys[:3], []string{it.entry}).AsInt64()
-	if err != nil {
-		if ctx.Err() == nil {
-			w.log.Warn("webhook: starting an attempt failed", "err", err)
-			o.pause = time.Second
-		}
-		return
-	}
-	if started == 0 {
-		o.final = true
-		return
-	}
 	res := alerting.Send(ctx, w.e.opt.HTTP, t, alerting.Message{ID: it.q.ID, TS: time.Now(), Body: it.q.Body})
 	now := time.Now()
 	if ctx.Err() != nil && !res.OK() {
-		w.record(ctx, abortScript, w.keys[:3], []string{it.entry})
-		return
+		return // stopping: the attempt is made again at the next start
 	}
 	it.attempt++
 	group := alerting.QueueGroup

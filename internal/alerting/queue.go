@@ -33,14 +33,14 @@ const (
 
 // Fields of a target's counters (keys.WebhookStats). Matched, delivered,
 // dead and dropped only grow (dead falls when a dead letter is sent
-// again); failed and inflight are the deliveries waiting for a retry and
-// those being sent; the queued ones are the rest of the queue. At every
-// moment matched = delivered + failed + inflight + queued + dead + dropped.
+// again). ReadStats adds what the queue holds: failed (waiting for a
+// retry: an entry in keys.WebhookRetry), inflight (read by alarmsrv, not
+// failed yet: waiting for a free connection or being sent) and queued
+// (not read yet). At every moment matched = delivered + failed + inflight
+// + queued + dead + dropped.
 const (
 	StatMatched      = "matched"
 	StatDelivered    = "delivered"
-	StatFailed       = "failed"
-	StatInFlight     = "inflight"
 	StatDead         = "dead"
 	StatDropped      = "dropped"
 	StatAttempts     = "attempts"      // requests made
@@ -87,8 +87,10 @@ func Enqueue(ctx context.Context, c rueidis.Client, target string, e QueueEntry)
 	return id, nil
 }
 
-// TargetStats are a target's counters; Queued is derived from the queue's
-// length, read in the same step.
+// TargetStats are a target's counters. Failed, InFlight and Queued are
+// read from the queue in the same step: Failed is the number of retry
+// states, InFlight the group's pending entries that have none, Queued
+// the entries not read yet.
 type TargetStats struct {
 	Target       string `json:"target"`
 	Matched      int64  `json:"matched"`
@@ -114,24 +116,35 @@ func (s TargetStats) Reconciles() bool {
 
 var statsScript = rueidis.NewLuaScript(`
 local h = redis.call('HGETALL', KEYS[1])
+local pending = 0
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local p = redis.pcall('XPENDING', KEYS[2], ARGV[1])
+  if type(p) == 'table' and p.err == nil then pending = p[1] end
+end
 table.insert(h, 'xlen')
 table.insert(h, tostring(redis.call('XLEN', KEYS[2])))
+table.insert(h, 'pending')
+table.insert(h, tostring(pending))
+table.insert(h, 'retrying')
+table.insert(h, tostring(redis.call('HLEN', KEYS[3])))
 return h`)
 
 // ReadStats reads target's counters in one step.
 func ReadStats(ctx context.Context, c rueidis.Client, target string) (TargetStats, error) {
-	m, err := statsScript.Exec(ctx, c, []string{keys.WebhookStats(target), keys.WebhookQueue(target)}, nil).AsStrMap()
+	m, err := statsScript.Exec(ctx, c, []string{keys.WebhookStats(target), keys.WebhookQueue(target), keys.WebhookRetry(target)},
+		[]string{QueueGroup}).AsStrMap()
 	if err != nil {
 		return TargetStats{}, fmt.Errorf("counters of %s: %w", target, err)
 	}
 	n := func(f string) int64 { v, _ := strconv.ParseInt(m[f], 10, 64); return v }
 	s := TargetStats{
-		Target: target, Matched: n(StatMatched), Delivered: n(StatDelivered), Failed: n(StatFailed),
-		InFlight: n(StatInFlight), Dead: n(StatDead), Dropped: n(StatDropped), Attempts: n(StatAttempts),
+		Target: target, Matched: n(StatMatched), Delivered: n(StatDelivered), Failed: n("retrying"),
+		Dead: n(StatDead), Dropped: n(StatDropped), Attempts: n(StatAttempts),
 		FailingSince: n(StatFailingSince), LastSuccess: n(StatLastSuccess), LastStatus: n(StatLastStatus),
 		LastError: m[StatLastError],
 	}
-	s.Queued = n("xlen") - s.Failed - s.InFlight
+	s.InFlight = n("pending") - s.Failed
+	s.Queued = n("xlen") - n("pending")
 	return s, nil
 }
 

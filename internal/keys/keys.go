@@ -134,10 +134,10 @@ func AlarmRuleRuns(rule string) string { return "alarm:rule:" + rule + ":runs" }
 // WebhookQueue is a target's delivery queue (a stream, oldest first).
 func WebhookQueue(target string) string { return "webhook:queue:" + target }
 
-// WebhookRetry is a target's retry state: delivery id → JSON {attempt, next_at, last_status, last_error}.
+// WebhookRetry is a target's retry state: queue entry id → JSON {attempt, next_at, last_status, last_error}.
 func WebhookRetry(target string) string { return "webhook:retry:" + target }
 
-// WebhookStats is a target's counters: matched, delivered, failed, dead, dropped.
+// WebhookStats is a target's counters (internal/alerting.TargetStats): matched, delivered, dead, dropped, attempts, failing_since, last_success, last_status, last_error.
 func WebhookStats(target string) string { return "webhook:stats:" + target }
 
 // ChannelMeta is the hash of a channel's point metadata, written by comsrv
@@ -290,9 +290,9 @@ func Table() []Entry {
 		{CustomEvents, "stream", "any service, redis-cli", "custom events: type and any fields, matched by alarmsrv rules"},
 		{WebhookTargets, "hash", "alarmsrv, modsrv", "target id → JSON target (url, method, headers, secrets, timeout, concurrency, enabled)"},
 		{WebhookQueue("{target}"), "stream", "alarmsrv", "deliveries waiting for the target, oldest first"},
-		{WebhookRetry("{target}"), "hash", "alarmsrv", "delivery id → JSON {attempt, next_at, last_status, last_error}"},
-		{WebhookStats("{target}"), "hash", "alarmsrv", "counters: matched, delivered, failed, dead, dropped"},
-		{WebhookDead, "stream", "alarmsrv", "dead letters: target, delivery, event, attempts, last status and error"},
+		{WebhookRetry("{target}"), "hash", "alarmsrv", "queue entry id → JSON {attempt, next_at, last_status, last_error}"},
+		{WebhookStats("{target}"), "hash", "alarmsrv", "counters: matched, delivered, dead, dropped, attempts, failing_since, last_success, last_status, last_error (with the queue: matched = delivered + failed + inflight + queued + dead + dropped)"},
+		{WebhookDead, "stream", "alarmsrv", "dead letters: target, id, key, body, ts, attempts, last_status, last_error, dead_at"},
 		{NetsrvStatus, "hash", "netsrv", "upload state every 5 s: site, mysql, spool_bytes, spool_pending, spool_oldest_age_s, spool_dropped, backlog_{stream}, updated_at"},
 		{Channels, "set", "comsrv", "channel ids comsrv serves"},
 		{Templates, "set", "comsrv", "template ids comsrv knows, replaced at its start and on reload; modsrv's POST /devices checks against it"},
