@@ -263,7 +263,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// An alarm raised while the page is open arrives over the WebSocket.
 	fcall(scripts.FnSyncMeasurement, "1001", "10001", "262.5")
 	waitFor("the live voltage 262.5", cell("power_meter", "voltage"), "262.5")
-	waitFor("the active alarm", `(() => { const r = document.querySelector('#alarms tbody tr'); return r && r.cells.length > 2 ? r.cells[0].textContent + ' ' + r.cells[2].textContent : ''; })()`,
+	waitFor("the active alarm", `(() => { const r = document.querySelector('#alarms tbody tr'); return r && r.cells.length > 3 ? r.cells[0].textContent + ' ' + r.cells[3].textContent : ''; })()`,
 		"power_meter:voltage 262.5")
 	waitFor("the alarm event", `String(document.getElementById('alarm-events').textContent.includes('raise power_meter:voltage high value 262.5 limit 250'))`, "true")
 
@@ -300,7 +300,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitFor("the login", `document.getElementById('whoami-name').textContent`, "op")
 	waitFor("the ack button", `String(!!document.querySelector('#alarms tbody button'))`, "true")
 	js(`document.querySelector('#alarms tbody button').click(), ''`)
-	waitFor("the acknowledgement", `(() => { const r = document.querySelector('#alarms tbody tr'); return String(!!r && r.cells.length > 5 && r.cells[5].textContent.startsWith('✓ op')); })()`, "true")
+	waitFor("the acknowledgement", `(() => { const r = document.querySelector('#alarms tbody tr'); return String(!!r && r.cells.length > 6 && r.cells[6].textContent.startsWith('✓ op')); })()`, "true")
 	sendControl(t, base, js, waitFor, rc)
 
 	// At 1280 × 800 nothing is off-screen: every element's box ends inside

@@ -52,7 +52,7 @@ func TestConsoleChinese(t *testing.T) {
 		`document.querySelector('#channels thead th:nth-child(11)').textContent`: "最后心跳",
 		`document.querySelector('#login button').textContent`:                    "登录",
 		`document.getElementById('login-user').placeholder`:                      "用户名",
-		`document.querySelector('#sec-alarms h2').textContent`:                   "告警",
+		`document.querySelector('#sec-alarms h2 span').textContent`:              "告警",
 		`document.querySelector('#sec-devices h2 span').textContent`:             "设备",
 		`document.querySelector('#sec-control h2 span').textContent`:             "遥控",
 		`document.title`: "VoltEdge 控制台",
