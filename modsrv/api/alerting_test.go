@@ -345,18 +345,28 @@ func TestWebhookTargets(t *testing.T) {
 	e.do(t, "POST", "/webhooks/targets", `{"id":"x","url":"ftp://a"}`, "auth", token).fails(t, 400, "bad_request", "only http and https")
 	e.do(t, "POST", "/webhooks/targets", `{"id":"x","url":"http://a","secret":"s"}`, "auth", token).fails(t, 400, "bad_request", "secret: unknown field")
 
-	// Counters as alarmsrv keeps them.
+	// Counters and the queue as alarmsrv keeps them: of 3 queued
+	// deliveries its group has read 2, one of which waits for a retry.
 	now := time.Now().UnixMilli()
-	e.redis(t, "HSET", keys.WebhookStats("ops"), "matched", "10", "delivered", "5", "failed", "1", "inflight", "1", "dead", "1", "dropped", "0",
-		"attempts", "9", "failing_since", strconv.FormatInt(now-60_000, 10), "last_status", "500", "last_error", "HTTP 500")
-	for i := 0; i < 3; i++ { // 1 failed + 1 in flight + 1 queued
-		e.redis(t, "XADD", keys.WebhookQueue("ops"), "*", "id", "d"+strconv.Itoa(i), "key", "", "body", "{}", "ts", "1")
+	e.redis(t, "HSET", keys.WebhookStats("ops"), alerting.StatMatched, "10", alerting.StatDelivered, "5", alerting.StatDead, "1",
+		alerting.StatDropped, "1", alerting.StatAttempts, "9", alerting.StatFailingSince, strconv.FormatInt(now-60_000, 10),
+		alerting.StatLastStatus, "500", alerting.StatLastError, "HTTP 500")
+	e.redis(t, "XGROUP", "CREATE", keys.WebhookQueue("ops"), alerting.QueueGroup, "0", "MKSTREAM")
+	var first string
+	for i := 0; i < 3; i++ {
+		id, _ := e.redis(t, "XADD", keys.WebhookQueue("ops"), "*", "id", "d"+strconv.Itoa(i), "key", "", "body", "{}", "ts", "1").ToString()
+		if i == 0 {
+			first = id
+		}
 	}
+	e.redis(t, "XREADGROUP", "GROUP", alerting.QueueGroup, "alarmsrv-1", "COUNT", "2", "STREAMS", keys.WebhookQueue("ops"), ">")
+	e.redis(t, "HSET", keys.WebhookRetry("ops"), first, `{"attempt":1,"next_at":0,"last_status":500,"last_error":"HTTP 500"}`)
 	r = e.do(t, "GET", "/webhooks/targets", "").ok(t, 200)
 	ts := r.list(t, "targets")[0].(map[string]any)
 	c, h := ts["counters"].(map[string]any), ts["health"].(map[string]any)
 	tg := ts["target"].(map[string]any)
-	if c["matched"] != float64(10) || c["delivered"] != float64(5) || c["in_flight"] != float64(1) || c["queued"] != float64(1) ||
+	if c["matched"] != float64(10) || c["delivered"] != float64(5) || c["failed"] != float64(1) || c["in_flight"] != float64(1) ||
+		c["queued"] != float64(1) || c["dropped"] != float64(1) ||
 		c["dead"] != float64(1) || c["last_status"] != float64(500) || h["enabled"] != true || h["failing_since"] != float64(now-60_000) ||
 		tg["secrets"].([]any)[0] != alerting.RedactedSecret || tg["headers"].(map[string]any)["Authorization"] != "****" ||
 		tg["headers"].(map[string]any)["X-Site"] != "north" {
