@@ -1,6 +1,7 @@
 // Package api is modsrv's REST API over the VoltEdge keys in Redis: health,
 // models and their values, controls, channels with their points, frames
-// and events, alarms with acknowledgement, the device registry, and the
+// and events, alarms with acknowledgement and shelving, alarmsrv's rules,
+// webhook targets and dead letters, the device registry, and the
 // OpenAPI document and metrics that describe and measure it.
 //
 // New builds the fiber application with the API's error handler and
