@@ -202,3 +202,33 @@ func TestConsoleAlerting(t *testing.T) {
 		t.Fatalf("dialogs %q", d)
 	}
 }
+
+// seedShowcaseAlerting adds to the showcase plant what alarmsrv would
+// hold: a file rule making pump pressure alarms critical, an API rule, a
+// webhook target with its counters, and a dead letter.
+func seedShowcaseAlerting(t *testing.T, rc rueidis.Client) {
+	t.Helper()
+	do := func(args ...string) rueidis.RedisResult { return redistest.Do(t, rc, args...) }
+	now := time.Now().UnixMilli()
+	for _, r := range []alerting.Rule{
+		{ID: "pump_pressure", Name: "Pump pressure high", Enabled: true, Events: []string{"alarm_raised", "alarm_cleared"},
+			Model: "pump_station_*", Point: "pressure", Level: "critical", Targets: []string{"ops_desk"}, Origin: alerting.OriginFile},
+		{ID: "incomer_power", Name: "Incomer above 40 kW for 1 min", Enabled: true, Events: []string{"data"}, Model: "main_incomer",
+			Point: "power", Condition: &alerting.Condition{Op: ">", Value: 40}, Level: "warning", Targets: []string{"ops_desk"}, Origin: alerting.OriginAPI},
+	} {
+		if r.Condition != nil {
+			r.Condition.OnDelay.Duration = time.Minute
+		}
+		b, _ := json.Marshal(r)
+		do("HSET", keys.AlarmRules, r.ID, string(b))
+	}
+	tg, _ := json.Marshal(alerting.Target{ID: "ops_desk", URL: "https://ops.example.com/hooks/voltedge", Enabled: true,
+		Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}})
+	do("HSET", keys.WebhookTargets, "ops_desk", string(tg))
+	do("HSET", keys.WebhookStats("ops_desk"), alerting.StatMatched, "42", alerting.StatDelivered, "41", alerting.StatDead, "1",
+		alerting.StatAttempts, "49", alerting.StatLastStatus, "200", alerting.StatLastSuccess, strconv.FormatInt(now-90_000, 10))
+	do("XADD", keys.WebhookDead, "*", alerting.FieldTarget, "ops_desk", alerting.FieldID, "9f2c61d0a4b7e3c5",
+		alerting.FieldKey, "pump_station_2:pressure", alerting.FieldBody, `{"type":"alarm_raised","model":"pump_station_2","point":"pressure","value":"4.2"}`,
+		alerting.FieldTS, strconv.FormatInt(now-28*3600_000, 10), alerting.FieldAttempts, "8", alerting.FieldLastStatus, "503",
+		alerting.FieldLastError, "HTTP 503", alerting.FieldDeadAt, strconv.FormatInt(now-3600_000, 10))
+}

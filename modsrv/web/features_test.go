@@ -360,6 +360,7 @@ func TestConsoleScreenshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	seedShowcase(t, rc)
+	seedShowcaseAlerting(t, rc)
 	base := server(t, rc, srv.Client(t), "")
 	js, waitFor, _, screenshot, resize := openConsole(t, bin, base)
 	resize(1280, 800)
@@ -375,6 +376,8 @@ func TestConsoleScreenshot(t *testing.T) {
 	waitFor("the controls", `String(document.querySelectorAll('#controls tbody form').length)`, "2")
 	waitFor("the devices", `String(!!document.querySelector('#devices tbody tr[data-device="DTU2001"]'))`, "true")
 	waitFor("the refused id", `(() => { const r = document.querySelector('#refused tbody tr[data-registration="DTU9999"]'); return r ? r.cells[3].textContent : ''; })()`, "2")
+	waitFor("the webhook target", `String(!!document.querySelector('#webhooks tbody tr[data-target="ops_desk"]'))`, "true")
+	waitFor("the rules", `String(document.querySelectorAll('#rules tbody tr[data-rule]').length)`, "2")
 	waitFor("nothing off-screen at 1280 px", offScreen, "")
 
 	// A model's channel link selects the channel; a channel's model link

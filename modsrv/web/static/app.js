@@ -1399,7 +1399,7 @@
       }
       const last = c.last_status ? 'HTTP ' + c.last_status : c.last_error ? '' : '—';
       const lastCell = el('td', 'wrap', last);
-      if (c.last_error) lastCell.appendChild(el('div', 'sub', c.last_error));
+      if (c.last_error && c.last_error !== last) lastCell.appendChild(el('div', 'sub', c.last_error));
       const act = el('td', 'actions');
       if (state.user && tg) {
         const test = el('button', 'test', t('webhooks.test'));
@@ -1490,8 +1490,9 @@
         b.addEventListener('click', () => retryDead(String(x.entry)));
         act.appendChild(b);
       }
-      const last = el('td', 'wrap', x.last_status ? 'HTTP ' + x.last_status : '');
-      if (x.last_error) last.appendChild(el('div', 'sub', x.last_error));
+      const status = x.last_status ? 'HTTP ' + x.last_status : '';
+      const last = el('td', 'wrap', status);
+      if (x.last_error && x.last_error !== status) last.appendChild(el('div', 'sub', x.last_error));
       const body_ = String(x.body || '');
       const tr = el('tr', null, el('td', null, fmtWhen(x.dead_at)), el('td', 'wrap', el('div', null, x.target), el('div', 'sub', x.id)),
         el('td', 'num', x.attempts), last, el('td', 'text body', body_.length > 300 ? body_.slice(0, 300) + ' …' : body_), act);
