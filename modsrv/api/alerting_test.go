@@ -82,10 +82,13 @@ func TestRulesCRUD(t *testing.T) {
 	fileRule(t, e, `{"id":"hot","events":["alarm_raised"],"model":"pcs*","level":"critical","targets":["ops"]}`)
 	changed := subscribeRules(t, e)
 
+	e.redis(t, "HSET", keys.AlarmRules, "broken", `{"id":"broken","events":[]}`)
 	r := e.do(t, "GET", "/rules", "").ok(t, 200)
-	if l := r.list(t, "rules"); len(l) != 1 || l[0].(map[string]any)["origin"] != "file" {
+	if l := r.list(t, "rules"); len(l) != 1 || l[0].(map[string]any)["origin"] != "file" ||
+		!strings.Contains(fmt.Sprint(r.obj(t, "invalid")["broken"]), "events") {
 		t.Fatalf("rules: %s", r.raw)
 	}
+	e.redis(t, "HDEL", keys.AlarmRules, "broken")
 	e.do(t, "GET", "/rules/hot", "").ok(t, 200)
 	e.do(t, "GET", "/rules/nope", "").fails(t, 404, "not_found", `no rule "nope"`)
 	e.do(t, "GET", "/rules/a%20b", "").fails(t, 400, "bad_request", "invalid rule id")

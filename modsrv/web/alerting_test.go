@@ -163,6 +163,16 @@ func TestConsoleAlerting(t *testing.T) {
 		t.Fatalf("%d signed requests received", got.Load())
 	}
 
+	// Disable the target from the console: its secret stays as it was.
+	js(`document.querySelector('#webhooks tr[data-target="ops"] button.toggle').click(), ''`)
+	wait.For(t, patience, "the target disabled in Redis", func() error {
+		js, err := rc.Do(t.Context(), rc.B().Hget().Key(keys.WebhookTargets).Field("ops").Build()).ToString()
+		var tg alerting.Target
+		_ = json.Unmarshal([]byte(js), &tg)
+		return wait.Check(err == nil && !tg.Enabled && len(tg.Secrets) == 1 && tg.Secrets[0] == secret, "%v", err)
+	})
+	waitFor("shown disabled", `document.querySelector('#webhooks tr[data-target="ops"]').cells[1].textContent`, "disabled")
+
 	// Send the dead letter again: it leaves webhook:dead for the target's queue.
 	js(`document.querySelector('#dead tr[data-entry="` + dead + `"] button.resend').click(), ''`)
 	wait.For(t, patience, "the dead letter queued again", func() error {
