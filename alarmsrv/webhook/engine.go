@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,6 +116,34 @@ func (e *Engine) Enqueue(ctx context.Context, d Delivery) error {
 	w := e.workers[d.Target]
 	e.mu.Unlock()
 	if w != nil {
+		w.nudge()
+	}
+	return nil
+}
+
+// EnqueueBatch queues deliveries in one step (one Redis call): all of
+// them, or none when a target is unknown (alerting.ErrUnknownTarget).
+func (e *Engine) EnqueueBatch(ctx context.Context, ds []Delivery) error {
+	now := time.Now().UnixMilli()
+	entries := make([]alerting.TargetEntry, len(ds))
+	for i, d := range ds {
+		if d.TS == 0 {
+			d.TS = now
+		}
+		entries[i] = alerting.TargetEntry{Target: d.Target, QueueEntry: alerting.QueueEntry{ID: d.ID, Key: d.Key, Body: d.Body, TS: d.TS}}
+	}
+	if _, err := alerting.EnqueueMany(ctx, e.c, entries); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	var ws []*worker
+	for _, d := range ds {
+		if w := e.workers[d.Target]; w != nil && !slices.Contains(ws, w) {
+			ws = append(ws, w)
+		}
+	}
+	e.mu.Unlock()
+	for _, w := range ws {
 		w.nudge()
 	}
 	return nil
