@@ -8,7 +8,6 @@ package webhook
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -335,6 +334,3 @@ func (e *Engine) disable(ctx context.Context, id, reason string) error {
 	e.Reload()
 	return nil
 }
-
-// errGone marks an entry deleted before its attempt.
-var errGone = errors.New("delivery no longer queued")

@@ -46,11 +46,10 @@ type item struct {
 
 // outcome is what an attempt came to.
 type outcome struct {
-	it         *item
-	final      bool          // delivered, dead or gone: leaves the window
-	disable    string        // the target is to be disabled, for this reason
-	pause      time.Duration // no attempt to the target before now + pause
-	retryAfter time.Duration
+	it      *item
+	final   bool          // delivered, dead or gone: leaves the window
+	disable string        // the target is to be disabled, for this reason
+	pause   time.Duration // no attempt to the target before now + pause
 }
 
 // worker sends one target's queue.
@@ -420,6 +419,9 @@ func (w *worker) attempt(ctx context.Context, t alerting.Target, it *item) {
 		}
 		it.nextAt = now.Add(wait)
 		fs = w.retry(ctx, it, res, errText)
+		// The script answers nothing when the entry is no longer queued
+		// (read again after a restart of Redis, and finished meanwhile).
+		o.final = fs == "" && ctx.Err() == nil
 	}
 	if o.disable == "" && t.DisableAfter.Duration > 0 {
 		if since, err := strconv.ParseInt(fs, 10, 64); err == nil && since > 0 && now.Sub(time.UnixMilli(since)) >= t.DisableAfter.Duration {
