@@ -78,6 +78,7 @@ type Engine struct {
 	mu      sync.Mutex
 	workers map[string]*worker
 	known   map[string]bool // targets seen in keys.WebhookTargets or with a queue
+	missing map[string]int  // known targets absent from the last readings
 }
 
 // New returns an engine on c; Run starts it.
@@ -98,7 +99,7 @@ func New(c rueidis.Client, opt Options) *Engine {
 		opt.Log = slog.Default()
 	}
 	return &Engine{c: c, opt: opt, log: opt.Log.With("part", "webhook"), reload: make(chan struct{}, 1),
-		workers: map[string]*worker{}, known: map[string]bool{}}
+		workers: map[string]*worker{}, known: map[string]bool{}, missing: map[string]int{}}
 }
 
 // Enqueue queues d for its target. When it returns nil the delivery is in
@@ -262,8 +263,15 @@ func (e *Engine) reconcile(ctx context.Context) error {
 	}
 	for id := range e.known {
 		if _, ok := raw[id]; ok {
+			delete(e.missing, id)
 			continue
 		}
+		// Dropped when missing from two readings in a row: a writer that
+		// replaces the hash (DEL, then HSET) must not cost a queue.
+		if e.missing[id]++; e.missing[id] < 2 {
+			continue
+		}
+		delete(e.missing, id)
 		if w := e.workers[id]; w != nil {
 			w.stop() // before the drop, which must not meet an attempt under way
 			delete(e.workers, id)
