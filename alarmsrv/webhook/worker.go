@@ -450,17 +450,8 @@ func (w *worker) retry(ctx context.Context, it *item, res alerting.Result, errTe
 func (w *worker) record(ctx context.Context, s *rueidis.Lua, keys, args []string) string {
 	stopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	go func() {
-		select {
-		case <-ctx.Done():
-			select {
-			case <-time.After(5 * time.Second):
-				cancel()
-			case <-stopCtx.Done():
-			}
-		case <-stopCtx.Done():
-		}
-	}()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(5*time.Second, cancel) })
+	defer stop()
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		r := s.Exec(stopCtx, w.e.c, keys, args)
 		err := r.Error()
