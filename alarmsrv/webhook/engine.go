@@ -8,10 +8,10 @@ package webhook
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +78,7 @@ type Engine struct {
 	mu      sync.Mutex
 	workers map[string]*worker
 	known   map[string]bool // targets seen in keys.WebhookTargets or with a queue
+	missing map[string]int  // known targets absent from the last readings
 }
 
 // New returns an engine on c; Run starts it.
@@ -98,7 +99,7 @@ func New(c rueidis.Client, opt Options) *Engine {
 		opt.Log = slog.Default()
 	}
 	return &Engine{c: c, opt: opt, log: opt.Log.With("part", "webhook"), reload: make(chan struct{}, 1),
-		workers: map[string]*worker{}, known: map[string]bool{}}
+		workers: map[string]*worker{}, known: map[string]bool{}, missing: map[string]int{}}
 }
 
 // Enqueue queues d for its target. When it returns nil the delivery is in
@@ -115,6 +116,34 @@ func (e *Engine) Enqueue(ctx context.Context, d Delivery) error {
 	w := e.workers[d.Target]
 	e.mu.Unlock()
 	if w != nil {
+		w.nudge()
+	}
+	return nil
+}
+
+// EnqueueBatch queues deliveries in one step (one Redis call): all of
+// them, or none when a target is unknown (alerting.ErrUnknownTarget).
+func (e *Engine) EnqueueBatch(ctx context.Context, ds []Delivery) error {
+	now := time.Now().UnixMilli()
+	entries := make([]alerting.TargetEntry, len(ds))
+	for i, d := range ds {
+		if d.TS == 0 {
+			d.TS = now
+		}
+		entries[i] = alerting.TargetEntry{Target: d.Target, QueueEntry: alerting.QueueEntry{ID: d.ID, Key: d.Key, Body: d.Body, TS: d.TS}}
+	}
+	if _, err := alerting.EnqueueMany(ctx, e.c, entries); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	var ws []*worker
+	for _, d := range ds {
+		if w := e.workers[d.Target]; w != nil && !slices.Contains(ws, w) {
+			ws = append(ws, w)
+		}
+	}
+	e.mu.Unlock()
+	for _, w := range ws {
 		w.nudge()
 	}
 	return nil
@@ -234,8 +263,15 @@ func (e *Engine) reconcile(ctx context.Context) error {
 	}
 	for id := range e.known {
 		if _, ok := raw[id]; ok {
+			delete(e.missing, id)
 			continue
 		}
+		// Dropped when missing from two readings in a row: a writer that
+		// replaces the hash (DEL, then HSET) must not cost a queue.
+		if e.missing[id]++; e.missing[id] < 2 {
+			continue
+		}
+		delete(e.missing, id)
 		if w := e.workers[id]; w != nil {
 			w.stop() // before the drop, which must not meet an attempt under way
 			delete(e.workers, id)
@@ -306,6 +342,3 @@ func (e *Engine) disable(ctx context.Context, id, reason string) error {
 	e.Reload()
 	return nil
 }
-
-// errGone marks an entry deleted before its attempt.
-var errGone = errors.New("delivery no longer queued")

@@ -297,3 +297,53 @@ func TestPerKeyOrder(t *testing.T) {
 	}
 	t.Logf("at most %d requests at once", maxInflight)
 }
+
+// TestEnqueueBatch: a batch for two targets is queued in one step; a batch
+// naming an unknown target queues nothing.
+func TestEnqueueBatch(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	ra, rb := newReceiver(t), newReceiver(t)
+	putTarget(t, c, target("a", ra.url()))
+	putTarget(t, c, target("b", rb.url()))
+	watchReconcile(t, c, "a", "b")
+	e := startEngine(t, c, Options{})
+	ctx := context.Background()
+	var batch []Delivery
+	for i := range 100 {
+		tg := "a"
+		if i%3 == 0 {
+			tg = "b"
+		}
+		batch = append(batch, Delivery{ID: fmt.Sprintf("d%d", i), Target: tg, Key: fmt.Sprintf("k%d", i%7), Body: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	bad := append(slices.Clone(batch[:3]), Delivery{ID: "x", Target: "nope", Body: []byte("{}")})
+	if err := e.EnqueueBatch(ctx, bad); !errors.Is(err, alerting.ErrUnknownTarget) || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("a batch with an unknown target: %v", err)
+	}
+	if st := stats(t, c, "a"); st.Matched != 0 {
+		t.Fatalf("a refused batch queued something: %+v", st)
+	}
+	if err := e.EnqueueBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "deliveries", func() bool {
+		return stats(t, c, "a").Delivered == 66 && stats(t, c, "b").Delivered == 34
+	})
+	if st := stats(t, c, "b"); st.Matched != 34 {
+		t.Fatalf("stats %+v", st)
+	}
+	for _, rc := range []*receiver{ra, rb} {
+		last := map[int]int{}
+		for _, r := range rc.requests() {
+			var n int
+			if _, err := fmt.Sscanf(r.Body, `{"n":%d}`, &n); err != nil {
+				t.Fatal(err)
+			}
+			if p, ok := last[n%7]; ok && p > n {
+				t.Fatalf("key k%d: %d after %d", n%7, n, p)
+			}
+			last[n%7] = n
+		}
+	}
+}

@@ -46,11 +46,10 @@ type item struct {
 
 // outcome is what an attempt came to.
 type outcome struct {
-	it         *item
-	final      bool          // delivered, dead or gone: leaves the window
-	disable    string        // the target is to be disabled, for this reason
-	pause      time.Duration // no attempt to the target before now + pause
-	retryAfter time.Duration
+	it      *item
+	final   bool          // delivered, dead or gone: leaves the window
+	disable string        // the target is to be disabled, for this reason
+	pause   time.Duration // no attempt to the target before now + pause
 }
 
 // worker sends one target's queue.
@@ -420,6 +419,9 @@ func (w *worker) attempt(ctx context.Context, t alerting.Target, it *item) {
 		}
 		it.nextAt = now.Add(wait)
 		fs = w.retry(ctx, it, res, errText)
+		// The script answers nothing when the entry is no longer queued
+		// (read again after a restart of Redis, and finished meanwhile).
+		o.final = fs == "" && ctx.Err() == nil
 	}
 	if o.disable == "" && t.DisableAfter.Duration > 0 {
 		if since, err := strconv.ParseInt(fs, 10, 64); err == nil && since > 0 && now.Sub(time.UnixMilli(since)) >= t.DisableAfter.Duration {
@@ -448,17 +450,8 @@ func (w *worker) retry(ctx context.Context, it *item, res alerting.Result, errTe
 func (w *worker) record(ctx context.Context, s *rueidis.Lua, keys, args []string) string {
 	stopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	go func() {
-		select {
-		case <-ctx.Done():
-			select {
-			case <-time.After(5 * time.Second):
-				cancel()
-			case <-stopCtx.Done():
-			}
-		case <-stopCtx.Done():
-		}
-	}()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(5*time.Second, cancel) })
+	defer stop()
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		r := s.Exec(stopCtx, w.e.c, keys, args)
 		err := r.Error()

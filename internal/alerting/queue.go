@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -85,6 +86,60 @@ func Enqueue(ctx context.Context, c rueidis.Client, target string, e QueueEntry)
 		return "", fmt.Errorf("queue delivery %s for %s: %w", e.ID, target, err)
 	}
 	return id, nil
+}
+
+// TargetEntry is a delivery for one target, for EnqueueMany.
+type TargetEntry struct {
+	Target string
+	QueueEntry
+}
+
+var enqueueManyScript = rueidis.NewLuaScript(`
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('HEXISTS', KEYS[1], ARGV[1 + i]) == 0 then return redis.error_reply('UNKNOWN ' .. ARGV[1 + i]) end
+end
+local counts = {}
+local ids = {}
+for j = n + 2, #ARGV, 5 do
+  local t = tonumber(ARGV[j])
+  ids[#ids + 1] = redis.call('XADD', KEYS[2 * t], '*', 'id', ARGV[j + 1], 'key', ARGV[j + 2], 'body', ARGV[j + 3], 'ts', ARGV[j + 4])
+  counts[t] = (counts[t] or 0) + 1
+end
+for t, c in pairs(counts) do redis.call('HINCRBY', KEYS[2 * t + 1], 'matched', c) end
+return ids`)
+
+// EnqueueMany adds entries to their targets' queues in one step: all or,
+// when a target is unknown (ErrUnknownTarget), none. It returns the queue
+// entry ids in the order of entries.
+func EnqueueMany(ctx context.Context, c rueidis.Client, entries []TargetEntry) ([]string, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	index := map[string]int{}
+	var targets []string
+	ks := []string{keys.WebhookTargets}
+	for _, e := range entries {
+		if _, ok := index[e.Target]; !ok {
+			targets = append(targets, e.Target)
+			index[e.Target] = len(targets)
+			ks = append(ks, keys.WebhookQueue(e.Target), keys.WebhookStats(e.Target))
+		}
+	}
+	args := make([]string, 0, 1+len(targets)+5*len(entries))
+	args = append(args, strconv.Itoa(len(targets)))
+	args = append(args, targets...)
+	for _, e := range entries {
+		args = append(args, strconv.Itoa(index[e.Target]), e.ID, e.Key, string(e.Body), strconv.FormatInt(e.TS, 10))
+	}
+	ids, err := enqueueManyScript.Exec(ctx, c, ks, args).AsStrSlice()
+	if err != nil {
+		if re, ok := rueidis.IsRedisErr(err); ok && strings.HasPrefix(re.Error(), "UNKNOWN ") {
+			return nil, fmt.Errorf("%w: %s", ErrUnknownTarget, strings.TrimPrefix(re.Error(), "UNKNOWN "))
+		}
+		return nil, fmt.Errorf("queue %d deliveries: %w", len(entries), err)
+	}
+	return ids, nil
 }
 
 // TargetStats are a target's counters. Failed, InFlight and Queued are
