@@ -288,8 +288,7 @@ func (s *server) listDead(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
 	r := s.d.Redis
-	res := r.DoMulti(ctx, r.B().Xlen().Key(keys.WebhookDead).Build())
-	total, err := res[0].AsInt64()
+	total, err := r.Do(ctx, r.B().Xlen().Key(keys.WebhookDead).Build()).AsInt64()
 	if err != nil {
 		return s.redisError("dead letters", err)
 	}

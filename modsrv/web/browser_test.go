@@ -443,7 +443,12 @@ func openConsoleIn(t *testing.T, bin, base, lang string) (js func(string) string
 	waitFor = func(what, expr, want string) {
 		t.Helper()
 		wait.For(t, patience, what, func() error {
-			if got := js(expr); got != want {
+			// A page being reloaded cannot be evaluated: that is a "not yet".
+			got, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+			if err != nil {
+				return fmt.Errorf("evaluate %s: %w", expr, err)
+			}
+			if got != want {
 				return fmt.Errorf("%s is %q, want %q", expr, got, want)
 			}
 			return nil
