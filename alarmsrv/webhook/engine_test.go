@@ -2,6 +2,9 @@ package webhook
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,9 +52,15 @@ func TestDeliverAndReconcile(t *testing.T) {
 			t.Fatalf("%s received %d times", id, got[id])
 		}
 	}
-	for _, r := range rc.requests()[:5] {
-		if r.Head.Get("webhook-signature") == "" || !strings.HasPrefix(r.Body, `{"n":`) {
-			t.Fatalf("request %+v", r)
+	// As a receiver checks it (Standard Webhooks): HMAC-SHA256 with the
+	// decoded secret over "id.timestamp.body".
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(sec, "whsec_"))
+	for _, r := range rc.requests() {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(r.Head.Get("webhook-id") + "." + r.Head.Get("webhook-timestamp") + "." + r.Body))
+		want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+		if r.Head.Get("webhook-signature") != want || !strings.HasPrefix(r.Body, `{"n":`) {
+			t.Fatalf("request %+v: signature %q, want %q", r, r.Head.Get("webhook-signature"), want)
 		}
 	}
 	if n := redistest.Do(t, c, "XLEN", keys.WebhookQueue("a")); n.String() == "" {
