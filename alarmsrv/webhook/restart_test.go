@@ -22,7 +22,7 @@ func TestEngineRestartKeepsSchedule(t *testing.T) {
 	c := s.Client(t)
 	rc := newReceiver(t)
 	rc.setAnswer(func(request, int) (int, map[string]string) { return 500, nil })
-	putTarget(t, c, target("a", rc.url(), 0, 100*ms, 300*ms, 100*ms))
+	putTarget(t, c, target("a", rc.url(), 0, 100*ms, time.Second, 100*ms))
 	watchReconcile(t, c, "a")
 	e := startEngine(t, c, Options{})
 	all := ids("d", 10)
@@ -244,7 +244,7 @@ func TestDisableAfter(t *testing.T) {
 	if got := getTarget(t, c, "a"); got.Enabled || got.DisabledReason == "" {
 		t.Fatalf("target %+v", got)
 	}
-	if n := rc.times()["d"]; n < 3 || n > 5 {
+	if n := rc.times()["d"]; n < 2 || n > 5 {
 		t.Fatalf("%d attempts before it was disabled", n)
 	}
 }
