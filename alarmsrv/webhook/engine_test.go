@@ -169,7 +169,6 @@ func TestSlowTargetDoesNotDelayOthers(t *testing.T) {
 	p99 := lat[len(lat)*99/100]
 	t.Logf("healthy target's latency beside a slow one: p50 %v, p99 %v", lat[len(lat)/2], p99)
 	if p99 > 500*ms { // the slow target answers after 2 s; this box is shared
-
 		t.Fatalf("p99 %v", p99)
 	}
 	if st := stats(t, c, "slow"); st.Delivered > 10 {

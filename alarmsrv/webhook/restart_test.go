@@ -278,3 +278,33 @@ func TestBacklogBounded(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestRedisRestartEmpty: Redis restarts without its data (no persistence);
+// once the target is written again, the engine goes on: the group is
+// created anew and new deliveries arrive.
+func TestRedisRestartEmpty(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	rc := newReceiver(t)
+	putTarget(t, c, target("a", rc.url(), 0, 50*ms, 50*ms))
+	e := startEngine(t, c, Options{})
+	for _, id := range ids("before", 20) {
+		e.enqueue(t, "a", id, "", "{}")
+	}
+	waitFor(t, 5*time.Second, "deliveries before", func() bool { return stats(t, c, "a").Delivered == 20 })
+	s.Restart(t)
+	waitFor(t, 5*time.Second, "Redis back", func() bool {
+		return c.Do(context.Background(), c.B().Ping().Build()).Error() == nil
+	})
+	putTarget(t, c, target("a", rc.url(), 0, 50*ms, 50*ms))
+	for _, id := range ids("after", 20) {
+		e.enqueue(t, "a", id, "", "{}")
+	}
+	waitFor(t, 10*time.Second, "deliveries after", func() bool { return stats(t, c, "a").Delivered == 20 })
+	got := rc.times()
+	for _, id := range ids("after", 20) {
+		if got[id] != 1 {
+			t.Fatalf("%s received %d times", id, got[id])
+		}
+	}
+}

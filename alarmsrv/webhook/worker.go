@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,6 +68,9 @@ type worker struct {
 	wake     chan struct{} // something was queued
 	incoming chan []*item  // from the reader
 	results  chan outcome  // from attempts
+
+	mu       sync.Mutex
+	inWindow map[string]bool // entry ids in the window
 }
 
 func newWorker(e *Engine, t alerting.Target) *worker {
@@ -78,6 +82,7 @@ func newWorker(e *Engine, t alerting.Target) *worker {
 		wake:     make(chan struct{}, 1),
 		incoming: make(chan []*item),
 		results:  make(chan outcome, alerting.MaxConcurrency),
+		inWindow: map[string]bool{},
 	}
 	w.setTarget(t)
 	return w
@@ -185,7 +190,10 @@ func (w *worker) read(ctx context.Context) {
 				created, cursor = false, "0"
 				continue
 			}
+			// The read may have been done with its answer lost: what it
+			// read is pending, so the pending entries are read again.
 			w.log.Warn("webhook: reading the queue failed", "err", err)
+			cursor = "0"
 			sleep(ctx, time.Second)
 			continue
 		}
@@ -196,6 +204,9 @@ func (w *worker) read(ctx context.Context) {
 				continue
 			}
 			cursor = entries[len(entries)-1].ID
+		}
+		if cursor != "" {
+			entries = w.notInWindow(entries) // read again: keep those the window lacks
 		}
 		items, err := w.items(ctx, entries)
 		if err != nil {
@@ -224,6 +235,19 @@ func (w *worker) read(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// notInWindow returns the entries that are not in the window.
+func (w *worker) notInWindow(entries []rueidis.XRangeEntry) []rueidis.XRangeEntry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := entries[:0:0]
+	for _, e := range entries {
+		if !w.inWindow[e.ID] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // items makes window items of queue entries, with their retry states;
@@ -343,12 +367,18 @@ func (w *worker) dispatch(ctx context.Context) {
 				}
 				index[it.entry] = it
 				window = append(window, it)
+				w.mu.Lock()
+				w.inWindow[it.entry] = true
+				w.mu.Unlock()
 			}
 		case o := <-w.results:
 			running--
 			o.it.inflight = false
 			if o.final {
 				delete(index, o.it.entry)
+				w.mu.Lock()
+				delete(w.inWindow, o.it.entry)
+				w.mu.Unlock()
 				window = removeItem(window, o.it)
 				<-w.slots
 			}
