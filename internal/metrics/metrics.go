@@ -46,6 +46,7 @@ const maxLabelValue = 256
 type Registry struct {
 	mu      sync.RWMutex
 	metrics map[string]metric
+	extra   []func(io.Writer) error // see Collect
 }
 
 // metric is one registered family.
@@ -129,6 +130,7 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 		ms[i] = r.metrics[n]
 	}
 	r.mu.RUnlock()
+	extra := slices.Clone(r.extra)
 	cw := &countWriter{w: w}
 	bw := bufio.NewWriterSize(cw, 4096)
 	for i, m := range ms {
@@ -143,11 +145,26 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 		bw.WriteByte('\n')
 		m.write(bw, names[i])
 	}
+	for _, f := range extra {
+		if err := f(bw); err != nil {
+			return cw.n, fmt.Errorf("write metrics: %w", err)
+		}
+	}
 	err := bw.Flush()
 	if err != nil {
 		err = fmt.Errorf("write metrics: %w", err)
 	}
 	return cw.n, err
+}
+
+// Collect adds f, which writes metrics in the text format itself (with
+// their HELP and TYPE lines), after the registry's own at every scrape: for
+// families read from elsewhere at scrape time, such as the webhook
+// counters kept in Redis. Its names must not clash with registered ones.
+func (r *Registry) Collect(f func(io.Writer) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.extra = append(r.extra, f)
 }
 
 // Handler serves the registry over net/http (GET and HEAD).

@@ -303,3 +303,19 @@ func TestServe(t *testing.T) {
 		t.Fatal("bad address accepted")
 	}
 }
+
+func TestCollect(t *testing.T) {
+	r := NewRegistry()
+	r.Counter("a_total", "A.").Inc()
+	r.Collect(func(w io.Writer) error {
+		_, err := io.WriteString(w, "# HELP b_total B.\n# TYPE b_total counter\nb_total{target=\"x\"} 2\n")
+		return err
+	})
+	var sb strings.Builder
+	if _, err := r.WriteTo(&sb); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(sb.String(), "a_total 1\n") || !strings.HasSuffix(sb.String(), "b_total{target=\"x\"} 2\n") {
+		t.Fatalf("%s", sb.String())
+	}
+}

@@ -345,6 +345,11 @@ func TestWebhookTargets(t *testing.T) {
 		t.Fatalf("secret in the answer: %s", r.raw)
 	}
 	e.do(t, "POST", "/webhooks/targets", body, "auth", token).fails(t, 409, "conflict", "exists")
+	// Without "enabled", a new target is enabled.
+	if r := e.do(t, "POST", "/webhooks/targets", `{"id":"plain","url":"http://127.0.0.1:1/x"}`, "auth", token).ok(t, 201); r.body["enabled"] != true {
+		t.Fatalf("a target created without enabled: %s", r.raw)
+	}
+	e.do(t, "DELETE", "/webhooks/targets/plain", "", "auth", token).ok(t, 200)
 	e.do(t, "POST", "/webhooks/targets", `{"id":"x","url":"ftp://a"}`, "auth", token).fails(t, 400, "bad_request", "only http and https")
 	e.do(t, "POST", "/webhooks/targets", `{"id":"x","url":"http://a","secret":"s"}`, "auth", token).fails(t, 400, "bad_request", "secret: unknown field")
 

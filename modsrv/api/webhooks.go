@@ -204,7 +204,8 @@ func (s *server) createTarget(c *fiber.Ctx) error {
 		return err
 	}
 	var probe struct {
-		ID string `json:"id"`
+		ID      string `json:"id"`
+		Enabled *bool  `json:"enabled"`
 	}
 	_ = json.Unmarshal(raw, &probe)
 	if !keys.ValidID(probe.ID) {
@@ -213,6 +214,9 @@ func (s *server) createTarget(c *fiber.Ctx) error {
 	t, err := parseTarget(raw, probe.ID, nil)
 	if err != nil {
 		return err
+	}
+	if probe.Enabled == nil {
+		t.Enabled = true // a new target is meant to be used unless it says otherwise
 	}
 	if _, ok, err := s.getTarget(c, t.ID); err != nil {
 		return err
