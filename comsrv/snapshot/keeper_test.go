@@ -59,6 +59,9 @@ var config = [][]string{
 	{"HSET", keys.MappingUnit, "pm:voltage", "V"},
 	{"HSET", keys.MappingDescription, "pm:voltage", "Line voltage"},
 	{"HSET", keys.DeviceRegistry, "DTU2001", "power_meter"},
+	{"HSET", keys.AlarmRules, "hv", `{"id":"hv","events":["alarm_raised"],"targets":["ops"],"origin":"api"}`},
+	{"HSET", keys.WebhookTargets, "ops", `{"id":"ops","url":"http://10.0.0.9/hook","enabled":true}`},
+	{"HSET", keys.AlarmShelved, "pm:voltage", `{"user":"op","ts":1,"until":2}`},
 }
 
 // keeper runs a Keeper on rc until the test ends; republished counts the

@@ -120,7 +120,7 @@ const (
 // restores the missing ones after Redis restarted empty. Each call returns
 // a new slice.
 func RuntimeConfig() []string {
-	return []string{Mapping, MappingReverse, MappingUnit, MappingDescription, AlarmThreshold, AlarmLow, AlarmHysteresis, DeviceRegistry}
+	return []string{Mapping, MappingReverse, MappingUnit, MappingDescription, AlarmThreshold, AlarmLow, AlarmHysteresis, DeviceRegistry, AlarmRules, WebhookTargets, AlarmShelved}
 }
 
 // RestoreStaging is the temporary key a restored hash is built in before it
