@@ -185,3 +185,20 @@ targets = ["nobody"]
 	cancel()
 	<-done
 }
+
+func TestSeedTargetsStrict(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := srv.Client(t)
+	_, err := notify.SeedTargets(context.Background(), rc, []map[string]any{{"id": "ops", "url": "http://127.0.0.1/x", "secrest": []any{"x"}}})
+	if err == nil || !strings.Contains(err.Error(), "secrest") {
+		t.Fatalf("a misspelt key: %v", err)
+	}
+	n, err := notify.SeedTargets(context.Background(), rc, []map[string]any{{"id": "ops", "url": "http://127.0.0.1/x"}})
+	if err != nil || n != 1 {
+		t.Fatal(n, err)
+	}
+	raw, _ := rc.Do(context.Background(), rc.B().Hget().Key(keys.WebhookTargets).Field("ops").Build()).ToString()
+	if !strings.Contains(raw, `"enabled":true`) {
+		t.Fatalf("stored %s", raw)
+	}
+}

@@ -7,6 +7,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,6 +59,13 @@ func SeedTargets(ctx context.Context, c rueidis.Client, raw []map[string]any) (i
 			continue
 		}
 		seen[id] = true
+		dec := json.NewDecoder(bytes.NewReader(doc))
+		dec.DisallowUnknownFields() // a misspelt key in the file is an error, not a default
+		var probe alerting.Target
+		if err := dec.Decode(&probe); err != nil {
+			errs = append(errs, fmt.Errorf("target %s: %w", id, err))
+			continue
+		}
 		t, err := alerting.ParseTarget(id, doc)
 		if err != nil {
 			errs = append(errs, err)
