@@ -8,7 +8,7 @@ CHAOS_TIMEOUT ?= 30s
 FAULTS  ?= all
 
 SERVICES := comsrv modsrv alarmsrv netsrv
-TOOLS    := edgectl dtusim benchrun chaos
+TOOLS := edgectl dtusim benchrun chaos webhookrecv
 
 .PHONY: all build test vet fmt-check lint-lua fuzz demo bench chaos clean
 
