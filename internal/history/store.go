@@ -265,3 +265,11 @@ func (s *Store) withLock(ctx context.Context, purpose string, fn func(conn *sql.
 	}()
 	return fn(conn)
 }
+
+// Ping checks that the database can be reached.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("history: connect: %w", err)
+	}
+	return nil
+}
