@@ -100,6 +100,15 @@ func (s *server) export(c *fiber.Ctx) error {
 	if err := st.Ping(pctx); err != nil {
 		return s.hist.unavailable(err)
 	}
+	name := exportName(st.Site(), model, point, from, to, format)
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+name+`"`)
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	// HEAD says whether an export can be made (the console asks before it
+	// downloads) without making one.
+	if c.Method() == fiber.MethodHead {
+		c.Set(fiber.HeaderContentType, map[string]string{"csv": csvType, "xlsx": xlsxType}[format])
+		return nil
+	}
 	select {
 	case s.hist.exports <- struct{}{}:
 	default:
@@ -108,17 +117,10 @@ func (s *server) export(c *fiber.Ctx) error {
 	release := func() { <-s.hist.exports }
 	maxRows := or(s.d.Config.History.ExportMaxRows, 1_000_000)
 	q := history.Query{Model: model, Point: point, From: from, To: to, Limit: maxRows + 1}
-	name := exportName(st.Site(), model, point, from, to, format)
-	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+name+`"`)
-	c.Set(fiber.HeaderCacheControl, "no-store")
 	if format == "xlsx" {
 		return s.exportXLSX(c, st, q, maxRows, release)
 	}
 	c.Set(fiber.HeaderContentType, csvType)
-	if c.Method() == fiber.MethodHead {
-		release()
-		return nil
-	}
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer release()
 		ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
@@ -277,9 +279,6 @@ func (s *server) exportXLSX(c *fiber.Ctx, st *history.Store, q history.Query, ma
 		return fmt.Errorf("export: sheet: %w", err)
 	}
 	c.Set(fiber.HeaderContentType, xlsxType)
-	if c.Method() == fiber.MethodHead {
-		return nil
-	}
 	ok = true
 	log := s.d.Log
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {

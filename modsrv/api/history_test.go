@@ -287,6 +287,11 @@ func TestExportCSV(t *testing.T) {
 	if cd := r.resp.Header.Get("Content-Disposition"); !strings.Contains(cd, "_pcs1_s_") {
 		t.Fatalf("disposition %q", cd)
 	}
+	// HEAD says an export can be made, without making one.
+	hd := h.do(t, "HEAD", path+"&format=xlsx", "").ok(t, 200)
+	if hd.raw != "" || hd.resp.Header.Get("Content-Type") != xlsxType || !strings.HasSuffix(hd.resp.Header.Get("Content-Disposition"), `.xlsx"`) {
+		t.Fatalf("HEAD: %q %v", hd.raw, hd.resp.Header)
+	}
 	// Nothing in range: the header only.
 	r = h.get(t, "/export?model=nothing").ok(t, 200)
 	if recs := readCSV(t, r.raw); len(recs) != 1 {
@@ -375,6 +380,9 @@ func TestHistoryUnavailableStore(t *testing.T) {
 		if strings.Contains(r.raw, "s3cret") {
 			t.Fatalf("the password shows: %s", r.raw)
 		}
+	}
+	if r := u.do(t, "HEAD", "/export?model=m", ""); r.code != 503 {
+		t.Fatalf("HEAD while unreachable: %d", r.code)
 	}
 	// Parameters are still checked first.
 	u.do(t, "GET", "/history?model=m", "").fails(t, 400, "bad_request", "point is required")
