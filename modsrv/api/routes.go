@@ -126,7 +126,7 @@ func (s *server) routes() []route {
 				{"limit", "integer", "alarms to return, 1..10000, default 100"}},
 			ok: 200, okBody: obj(map[string]any{"alarms": arr(ref("StoredAlarm")), "more": boolean()}, "alarms", "more"), errs: []int{400, 503}},
 		{method: "GET", path: "/export", access: accessRead, handler: s.export,
-			summary: "A model's raw history as a CSV or Excel attachment, streamed (memory does not grow with its size). Columns: time (UTC RFC 3339 with ms), unix_ms, model, point, value (CSV: the exact stored text; Excel: a number when numeric), channel, channel_point; ordered by point and time. At most export_max_rows rows (default 1000000): the last row of a cut export starts with \"# cut\"; a CSV export that fails midway ends with a row starting with \"# export failed\". 429 when two exports are running.",
+			summary: "A model's raw history as a CSV or Excel attachment, streamed (memory does not grow with its size). Columns: time (UTC RFC 3339 with ms), unix_ms, model, point, value (CSV: the exact stored text; Excel: a number when numeric), channel, channel_point; ordered by point and time. At most export_max_rows rows (default 1000000): the last row of a cut export starts with \"# cut\"; a CSV export that fails midway ends with a row starting with \"# export failed\". 429 when two exports are running. HEAD answers whether an export can be made (its status and headers) without making one.",
 			query: []param{{"format", "string", "csv (default) or xlsx"}, {"model", "string", "model id (required)"},
 				{"point", "string", "point name within the model; empty: every point of the model"},
 				{"from", "integer", "start, Unix ms (default to - 24 h)"}, {"to", "integer", "end, Unix ms, exclusive (default now); to - from at most 400 days"}},

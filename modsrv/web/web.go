@@ -5,8 +5,9 @@
 // The page shows the channels with their names, templates, models, online
 // state and counters; the points (names, units, types) and received
 // packets of a channel; live model values with units and a chart of a
-// point; alarms with acknowledgement; the connection history; export
-// buttons; the list of controls with a form per row for a logged-in user;
+// point, live or over a stored range from the history database; alarms
+// with acknowledgement and the stored alarm history; the connection
+// history, paged into the stored events; export buttons; the list of controls with a form per row for a logged-in user;
 // and the device registry with the registrations comsrv refused. Models
 // and channels link to each other. Its strings are in one table per
 // language (i18n-en.js, i18n-zh-CN.js), chosen from the browser's
