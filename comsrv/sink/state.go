@@ -296,13 +296,13 @@ func (s *Sink) flushState() (failed bool) {
 	st.order, st.status, st.events, st.set = nil, map[string][]string{}, nil, map[string]bool{}
 	templates, templatesSet := st.templates, st.templatesSet
 	st.templates, st.templatesSet = nil, false
-	meta := st.meta
-	if len(meta) > 0 {
-		st.meta = map[string][]string{}
+	var meta map[string][]string // taken only when not empty: st.meta stays the sink's
+	if len(st.meta) > 0 {
+		meta, st.meta = st.meta, map[string][]string{}
 	}
-	clears := st.clear
-	if len(clears) > 0 {
-		st.clear = map[string][]string{}
+	var clears map[string][]string
+	if len(st.clear) > 0 {
+		clears, st.clear = st.clear, map[string][]string{}
 	}
 	st.mu.Unlock()
 

@@ -107,6 +107,8 @@ type server struct {
 	requests *metrics.CounterVec
 	controls *metrics.CounterVec
 	logins   *metrics.CounterVec
+	// hist is the history store; nil when [history] mysql_dsn is empty.
+	hist *historyStore
 	// confirmedRun is the last Redis run id whose configuration comsrv
 	// confirmed (see configState); nil until one is seen.
 	confirmedRun atomic.Pointer[string]
@@ -123,6 +125,8 @@ func New(d Deps) (*fiber.App, error) {
 		return nil, err
 	}
 	s := &server{d: d, sender: contract.NewSender(d.Redis, d.Caller, d.Results), links: d.Links}
+	h := d.Config.History
+	s.hist = newHistoryStore(h.MySQLDSN, or(h.Site, config.DefaultSite()), d.Log)
 	reg := d.Metrics
 	s.requests = reg.CounterVec("modsrv_http_requests_total", "HTTP requests by route, method and status.",
 		[]string{"route", "method", "status"}, maxRouteSeries)
@@ -151,6 +155,7 @@ func New(d Deps) (*fiber.App, error) {
 		WriteBufferSize:   ReadBufferSize,
 		ReduceMemoryUsage: true,
 	})
+	app.Hooks().OnShutdown(s.hist.Close)
 	rs := s.routes()
 	if s.doc, err = json.Marshal(openAPI(rs)); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)

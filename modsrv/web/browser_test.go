@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/redis/rueidis"
@@ -32,6 +34,7 @@ import (
 	"github.com/voltedge/voltedge/modsrv/api"
 	"github.com/voltedge/voltedge/modsrv/auth"
 	"github.com/voltedge/voltedge/modsrv/config"
+	"github.com/voltedge/voltedge/modsrv/links"
 	"github.com/voltedge/voltedge/modsrv/web"
 	"github.com/voltedge/voltedge/modsrv/ws"
 	"github.com/voltedge/voltedge/scripts"
@@ -124,18 +127,20 @@ func server(t *testing.T, rc rueidis.Client, comsrv rueidis.Client, extra string
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	results := contract.NewResults(rc, log)
-	app, err := api.New(api.Deps{Redis: rc, Auth: a, Log: log, Config: cfg, Results: results})
+	index := links.New(rc, time.Second, log)
+	app, err := api.New(api.Deps{Redis: rc, Auth: a, Log: log, Config: cfg, Results: results, Links: index})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := ws.New(rc, ws.Options{Authorize: a.Check, RequireAuth: !cfg.ReadOpen, Results: results}, log)
+	hub := ws.New(rc, ws.Options{Authorize: a.Check, RequireAuth: !cfg.ReadOpen, Results: results, Links: index}, log)
 	hub.Mount(app)
 	web.Mount(app)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); hub.Run(ctx) }()
+	go func() { defer wg.Done(); index.Run(ctx) }()
 	go func() { defer wg.Done(); results.Run(ctx) }()
 	contracttest.Respond(t, comsrv, contracttest.Always(contract.Outcome{Status: contract.OK}), "1001")
 
@@ -165,12 +170,29 @@ func seed(t *testing.T, rc rueidis.Client) {
 		keys.PointRef("1001", "10003"), keys.PointRef("power_meter", xssPoint),
 		keys.PointRef("1002", "1"), keys.PointRef("pump_station", "pressure"))
 	do("HSET", keys.MappingReverse, keys.PointRef("power_meter", "setpoint"), keys.PointRef("1001", "40001"))
+	do("HSET", keys.MappingReverse, keys.PointRef("pump_station", "run"), keys.PointRef("1002", "2001"))
+	meta := func(channel string, points ...string) {
+		args := []string{"HSET", keys.ChannelMeta(channel)}
+		for i := 0; i+5 < len(points)+1; i += 6 {
+			b, _ := json.Marshal(map[string]any{"name": points[i+1], "type": points[i+2], "unit": points[i+3],
+				"description": points[i+4], "writable": points[i+5] == "w"})
+			args = append(args, points[i], string(b))
+		}
+		do(args...)
+	}
+	meta("1001",
+		"10001", "voltage", "float32", "V", "Phase A voltage", "r",
+		"10002", "current", "float32", "A", "Phase A current", "r",
+		"40001", "setpoint", "float32", "kW", "Active power limit", "w")
+	meta("1002",
+		"1", "pressure", "float32", "bar", "Outlet pressure", "r",
+		"2001", "run", "bool", "", "Pump run command", "w")
 	do("HSET", keys.AlarmThreshold, keys.PointRef("power_meter", "voltage"), "250")
 	do("SADD", keys.Channels, "1001", "1002")
-	do("HSET", keys.ChannelStatus("1001"), "online", "1", "registration", "DTU1001", "remote", "10.0.0.7:40112",
+	do("HSET", keys.ChannelStatus("1001"), "name", "Main incomer", "template", "power_meter", "online", "1", "registration", "DTU1001", "remote", "10.0.0.7:40112",
 		"profile", "transparent", "polls_ok", "1234", "timeouts", "3", "crc_errors", "1", "bytes_in", "98304",
 		"last_heartbeat", now, "connected_at", now)
-	do("HSET", keys.ChannelStatus("1002"), "online", "0", "registration", xssRegistration, "remote", "10.0.0.9:50000",
+	do("HSET", keys.ChannelStatus("1002"), "name", "Pump station 2", "template", "pump", "online", "0", "registration", xssRegistration, "remote", "10.0.0.9:50000",
 		"polls_ok", "77", "timeouts", "12", "disconnect_reason", xssReason)
 	frame := func(dir, kind, hex string) string {
 		b, _ := json.Marshal(map[string]any{"ts": time.Now().UnixMilli(), "dir": dir, "kind": kind, "hex": hex})
@@ -202,7 +224,7 @@ func seed(t *testing.T, rc rueidis.Client) {
 func TestConsoleInBrowser(t *testing.T) {
 	bin, rc, base := consoleServer(t, "")
 
-	js, waitFor, dialogs, screenshot, resize := openConsole(t, bin, base)
+	js, waitFor, dialogs, _, resize := openConsole(t, bin, base)
 	cell := func(model, point string) string {
 		return `(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === ` + jsString(model) +
 			`); const r = c && [...c.querySelectorAll('tr')].find(r => r.dataset.point === ` + jsString(point) +
@@ -230,13 +252,19 @@ func TestConsoleInBrowser(t *testing.T) {
 	redistest.Do(t, rc, "HSET", keys.Mapping, keys.PointRef("1002", "2"), keys.PointRef("pump_station", "flow"))
 	fcall(scripts.FnSyncMeasurement, "1002", "2", "12.5", strconv.FormatInt(yesterday.UnixMilli(), 10))
 	waitFor("the old value's date", `(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === 'pump_station');
-		const r = c && [...c.querySelectorAll('tr')].find(r => r.dataset.point === 'flow'); return r ? r.cells[2].textContent.slice(0, 10) : ''; })()`,
+		const r = c && [...c.querySelectorAll('tr')].find(r => r.dataset.point === 'flow'); return r ? r.cells[3].textContent.slice(0, 10) : ''; })()`,
 		yesterday.Format("2006-01-02"))
 
 	// The chart of a point's recent values.
 	js(`(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === 'power_meter');
 		[...c.querySelectorAll('tr')].find(r => r.dataset.point === 'voltage').click(); return ''; })()`)
-	waitFor("the chart title", `document.getElementById('chart-title').textContent`, "power_meter · voltage")
+	waitFor("the chart title", `document.getElementById('chart-title').textContent.replace(/ \(.*\)$/, '')`, "power_meter · voltage")
+	// A stored range needs netsrv's store: the chart says so and stays live.
+	js(`(() => { const s = document.getElementById('chart-range'); s.value = '3600000'; s.dispatchEvent(new Event('change')); return ''; })()`)
+	waitFor("the chart's message", `String(document.getElementById('chart-msg').textContent.startsWith("History unavailable: history needs netsrv's MySQL store"))`, "true")
+	waitFor("the live values still charted", `String(Number(document.getElementById('chart').dataset.points) > 0)`, "true")
+	js(`(() => { const s = document.getElementById('chart-range'); s.value = 'live'; s.dispatchEvent(new Event('change')); return ''; })()`)
+	waitFor("no chart message when live", `document.getElementById('chart-msg').textContent`, "")
 
 	// An alarm raised while the page is open arrives over the WebSocket.
 	fcall(scripts.FnSyncMeasurement, "1001", "10001", "262.5")
@@ -247,7 +275,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Channels, frames and connection history, with the hostile strings as text.
 	waitFor("the channels", `String(document.querySelectorAll('#channels tbody tr').length)`, "2")
-	waitFor("the channel counters", `(() => { const r = document.querySelector('#channels tbody tr'); return r ? [...r.cells].slice(0, 8).map(c => c.textContent).join('|') : ''; })()`,
+	waitFor("the channel counters", `(() => { const r = document.querySelector('#channels tbody tr'); return r ? [0, 3, 4, 5, 6, 7, 8, 9].map(i => r.cells[i].textContent).join('|') : ''; })()`,
 		"1001|online|DTU1001|10.0.0.7:40112|1,234|3|1|98,304")
 	waitFor("the frames", `String(document.querySelectorAll('#frames tbody tr').length)`, "4")
 	// A line device's frame as its text, binary frames as spaced hex with their ASCII.
@@ -276,17 +304,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	js(`(() => { document.getElementById('login-user').value = 'op'; document.getElementById('login-password').value = 'pw';
 		document.getElementById('login').requestSubmit(); return ''; })()`)
 	waitFor("the login", `document.getElementById('whoami-name').textContent`, "op")
-	waitFor("the control form", `String(document.getElementById('sec-control').hidden)`, "false")
 	waitFor("the ack button", `String(!!document.querySelector('#alarms tbody button'))`, "true")
 	js(`document.querySelector('#alarms tbody button').click(), ''`)
 	waitFor("the acknowledgement", `(() => { const r = document.querySelector('#alarms tbody tr'); return String(!!r && r.cells.length > 5 && r.cells[5].textContent.startsWith('✓ op')); })()`, "true")
-	js(`(() => { document.getElementById('control-model').value = 'power_meter'; document.getElementById('control-name').value = 'setpoint';
-		document.getElementById('control-value').value = '42.5'; document.getElementById('control').requestSubmit(); return ''; })()`)
-	waitFor("the control outcome", `String(/^command \d+: ok$/.test(document.getElementById('control-result').textContent))`, "true")
-	res, err := rc.Do(context.Background(), rc.B().Hget().Key(keys.Command("1001")).Field("40001").Build()).ToString()
-	if err != nil || res != "42.5" {
-		t.Errorf("the control did not reach channel 1001: %q %v", res, err)
-	}
+	sendControl(t, base, js, waitFor, rc)
 
 	// At 1280 × 800 nothing is off-screen: every element's box ends inside
 	// the viewport (tables scroll inside their own boxes).
@@ -296,24 +317,43 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitFor("nothing off-screen at 800 px", offScreen, "")
 	resize(1440, 1000)
 
-	// Settle (the value highlight fades), then keep a screenshot.
-	waitFor("the highlight to fade", `String(document.querySelectorAll('td.val.changed').length)`, "0")
-	png, err := screenshot()
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	out := screenshotPath(t)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(out, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("console screenshot: %s (%d bytes)", out, len(png))
-
 	if d := dialogs(); len(d) > 0 {
 		t.Fatalf("the page ran device markup as script: dialogs %q", d)
 	}
+}
+
+// sendControl sends a control from the console's list as the logged-in
+// user and checks that it reaches channel 1001 and that its outcome shows.
+// Without GET /controls (a modsrv before the list) it says so and returns.
+func sendControl(t *testing.T, base string, js func(string) string, waitFor func(what, expr, want string), rc rueidis.Client) {
+	t.Helper()
+	if !served(t, base+"/controls") {
+		t.Log("GET /controls is not served: the control list is not checked")
+		return
+	}
+	row := `[...document.querySelectorAll('#controls tbody tr')].find(r => r.dataset.model === 'power_meter' && r.dataset.control === 'setpoint')`
+	waitFor("the control row with its form", `String(!!(`+row+` || {querySelector: () => null}).querySelector('form'))`, "true")
+	waitFor("the control's unit in its range or type", `(() => { const r = `+row+`; return r ? r.cells[2].textContent : ''; })()`, "1001:40001")
+	js(`(() => { const f = ` + row + `.querySelector('form'); f.querySelector('input').value = '42.5'; f.requestSubmit(); return ''; })()`)
+	waitFor("the control outcome", `(() => { const r = `+row+`; return r ? r.querySelector('td.last span').textContent : ''; })()`, "ok")
+	res, err := rc.Do(context.Background(), rc.B().Hget().Key(keys.Command("1001")).Field("40001").Build()).ToString()
+	if err != nil || res != "42.5" {
+		t.Errorf("the control did not reach channel 1001: %q %v", res, err)
+	}
+	// The outcome stays after the list is read again (control:last).
+	js(`(() => { document.getElementById('lang-en').click(); return ''; })()`)
+	waitFor("the outcome after a new render", `(() => { const r = `+row+`; return r ? r.querySelector('td.last').textContent.slice(0, 7) : ''; })()`, "ok = 42")
+}
+
+// served tells whether GET url answers anything but 404.
+func served(t *testing.T, url string) bool {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode != http.StatusNotFound
 }
 
 // consoleServer finds Chromium and runs the console over a seeded private
@@ -351,12 +391,22 @@ func TestConsoleLoginReloads(t *testing.T) {
 // openConsole opens base in headless Chromium until the test ends and
 // returns: js, which evaluates an expression to a string; waitFor, which
 // waits until an expression gives want; dialogs, the JavaScript dialogs the
-// page opened (there must be none); and screenshot, of the whole page.
+// page opened (there must be none); screenshot, of the whole page as PNG;
+// and resize, which sets the viewport.
 func openConsole(t *testing.T, bin, base string) (js func(string) string, waitFor func(what, expr, want string), dialogs func() []string, screenshot func() ([]byte, error), resize func(w, h int64)) {
+	t.Helper()
+	return openConsoleIn(t, bin, base, "en-US")
+}
+
+// openConsoleIn is openConsole with the browser's language lang (a BCP 47
+// tag: its --lang flag and Accept-Language).
+func openConsoleIn(t *testing.T, bin, base, lang string) (js func(string) string, waitFor func(what, expr, want string), dialogs func() []string, screenshot func() ([]byte, error), resize func(w, h int64)) {
 	t.Helper()
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1440, 1000))
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("lang", lang),
+		chromedp.Env("LANGUAGE="+strings.ReplaceAll(lang, "-", "_"), "LANG="+strings.ReplaceAll(lang, "-", "_")+".UTF-8"),
+		chromedp.WindowSize(1440, 1000))
 	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	t.Cleanup(cancel)
@@ -376,6 +426,15 @@ func openConsole(t *testing.T, bin, base string) (js func(string) string, waitFo
 		}
 	}()
 
+	// The browser's language as pages see it (navigator.languages) and as
+	// servers do (Accept-Language).
+	ua, err := chromedp.Run(ctx, chromedp.Evaluate[string](`navigator.userAgent`))
+	if err != nil {
+		t.Fatalf("user agent: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: ua, AcceptLanguage: lang}); err != nil {
+		t.Fatalf("language %s: %v", lang, err)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatalf("open the console: %v", err)
 	}

@@ -1,13 +1,19 @@
 // Package web is modsrv's operator console: a page of plain HTML, CSS and
-// JavaScript embedded in the binary (no CDN, no framework) that reads the
-// REST API and the WebSocket of the same server.
+// JavaScript embedded in the binary (no CDN, no framework, no build step)
+// that reads the REST API and the WebSocket of the same server.
 //
-// The page shows the channels with their online state and counters, the
-// received packets of a channel, live model values, a chart of a point's
-// recent values, alarms with acknowledgement, the connection history,
-// export buttons and, for a logged-in user, a control form. Every string
-// that comes from a device or from Redis is inserted as text, never as HTML,
-// and the Content-Security-Policy allows no inline script.
+// The page shows the channels with their names, templates, models, online
+// state and counters; the points (names, units, types) and received
+// packets of a channel; live model values with units and a chart of a
+// point, live or over a stored range from the history database; alarms
+// with acknowledgement and the stored alarm history; the connection
+// history, paged into the stored events; export buttons; the list of controls with a form per row for a logged-in user;
+// and the device registry with the registrations comsrv refused. Models
+// and channels link to each other. Its strings are in one table per
+// language (i18n-en.js, i18n-zh-CN.js), chosen from the browser's
+// languages or the switch in the header. Every string that comes from a
+// device or from Redis is inserted as text, never as HTML, and the
+// Content-Security-Policy allows no inline script.
 package web
 
 import (

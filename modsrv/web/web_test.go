@@ -39,6 +39,8 @@ func TestServesConsole(t *testing.T) {
 		{"/", "text/html; charset=utf-8", `<script src="assets/app.js" defer></script>`},
 		{"/assets/app.js", "text/javascript; charset=utf-8", "createTextNode"},
 		{"/assets/app.css", "text/css; charset=utf-8", "font-variant-numeric"},
+		{"/assets/i18n-en.js", "text/javascript; charset=utf-8", "'channels.title': 'Channels'"},
+		{"/assets/i18n-zh-CN.js", "text/javascript; charset=utf-8", "'channels.title': '通道'"},
 	} {
 		resp, body := get(t, a, http.MethodGet, c.path, nil)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != c.ctype || !strings.Contains(body, c.contains) {
@@ -104,7 +106,100 @@ func TestNoHTMLSinks(t *testing.T) {
 	for _, f := range files {
 		total += len(f.body)
 	}
-	if total > 64<<10 {
+	if total > 128<<10 {
 		t.Fatalf("the console is %d bytes; keep it small", total)
+	}
+}
+
+// langKeys reads the keys of one language file: lines "  'key': 'text',".
+func langKeys(t *testing.T, files map[string]asset, name string) map[string]string {
+	t.Helper()
+	f, ok := files[name]
+	if !ok {
+		t.Fatalf("no %s", name)
+	}
+	out := make(map[string]string)
+	for _, m := range regexp.MustCompile(`(?m)^\s*'([^']+)':\s*'((?:[^'\\]|\\.)*)',\s*$`).FindAllStringSubmatch(string(f.body), -1) {
+		if _, dup := out[m[1]]; dup {
+			t.Errorf("%s: key %q twice", name, m[1])
+		}
+		out[m[1]] = m[2]
+	}
+	if len(out) < 50 {
+		t.Fatalf("%s: only %d keys read", name, len(out))
+	}
+	return out
+}
+
+// TestLanguages: English and Chinese have the same keys, every key the
+// page and the script use exists, and each Chinese string differs from the
+// English one unless it is a name or a unit-free label (CSV, ASCII, …).
+func TestLanguages(t *testing.T) {
+	files, err := assets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	en := langKeys(t, files, "i18n-en.js")
+	zh := langKeys(t, files, "i18n-zh-CN.js")
+	for k := range en {
+		if _, ok := zh[k]; !ok {
+			t.Errorf("zh-CN lacks %q", k)
+		}
+	}
+	for k := range zh {
+		if _, ok := en[k]; !ok {
+			t.Errorf("en lacks %q (zh-CN has it)", k)
+		}
+	}
+	same := map[string]bool{"export.csv": true, "export.xlsx": true, "frames.ascii": true, "health.redis": true, "health.lua": true}
+	for k, v := range en {
+		if zh[k] == v && !same[k] {
+			t.Errorf("zh-CN %q is the English text %q", k, v)
+		}
+	}
+	// Every placeholder of a string is in its translation.
+	ph := regexp.MustCompile(`\{\w+\}`)
+	for k, v := range en {
+		for _, p := range ph.FindAllString(v, -1) {
+			if !strings.Contains(zh[k], p) {
+				t.Errorf("zh-CN %q lacks %s", k, p)
+			}
+		}
+	}
+
+	html := string(files["index.html"].body)
+	used := map[string]string{}
+	for _, m := range regexp.MustCompile(`data-i18n(?:-placeholder|-title)?="([^"]+)"`).FindAllStringSubmatch(html, -1) {
+		used[m[1]] = "index.html"
+	}
+	js := string(files["app.js"].body)
+	for _, m := range regexp.MustCompile(`\bt\('([^']+)'`).FindAllStringSubmatch(js, -1) {
+		used[m[1]] = "app.js"
+	}
+	// Keys passed around as values (setLive's): any literal 'ns.name' whose
+	// namespace is one of the tables'.
+	spaces := map[string]bool{}
+	for k := range en {
+		spaces[strings.SplitN(k, ".", 2)[0]] = true
+	}
+	for _, m := range regexp.MustCompile(`'([a-z]+)\.([A-Za-z]+)'`).FindAllStringSubmatch(js, -1) {
+		if spaces[m[1]] {
+			used[m[1]+"."+m[2]] = "app.js"
+		}
+	}
+	if len(used) < 50 {
+		t.Fatalf("only %d keys found in use", len(used))
+	}
+	for k, where := range used {
+		if _, ok := en[k]; !ok {
+			t.Errorf("%s uses %q, which the language files lack", where, k)
+		}
+	}
+	// Every element of the page with text of its own is marked for translation.
+	for _, m := range regexp.MustCompile(`<(th|button|h2|h3|p|span|label|option)\b([^>]*)>([^<]*[A-Za-z][^<]*)<`).FindAllStringSubmatch(html, -1) {
+		if !strings.Contains(m[2], "data-i18n") && !strings.Contains(m[2], `id="lang-`) && m[3] != "VoltEdge" &&
+			!strings.Contains(m[2], `id="live"`) && !strings.Contains(m[2], `id="frames-channel"`) && !strings.Contains(m[2], `id="chart-title"`) {
+			t.Errorf("index.html: <%s%s>%s is not translated", m[1], m[2], m[3])
+		}
 	}
 }

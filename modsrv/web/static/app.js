@@ -15,6 +15,11 @@
   const EVENTS_PAGE = 20;
   const EVENTS_EVERY = 5000;   // the connection history's refresh, unless older pages are shown
   const RECENT_ALARMS = 50;
+  const CONTROLS_EVERY = 10000;
+  const DEVICES_EVERY = 5000;
+  const CHART_POINTS = 600;     // buckets at most when the chart shows a stored range
+  const DAY = 86400000;
+  const STORED_ALARMS = 100;    // alarms read from the history database
 
   const $ = (id) => document.getElementById(id);
 
@@ -79,6 +84,48 @@
     return Number.isFinite(n) ? n.toLocaleString('en-US') : String(v);
   }
 
+  // ---- language -----------------------------------------------------------
+
+  // Every UI string is in i18n-<lang>.js; t looks a key up in the chosen
+  // language (English when missing) and fills in {name} from vars.
+  const LANGS = window.VOLTEDGE_I18N || {};
+  const LANG_KEY = 'voltedge.lang';
+
+  function pickLang() {
+    try {
+      const saved = localStorage.getItem(LANG_KEY);
+      if (saved && LANGS[saved]) return saved;
+    } catch (_) { /* storage may be off */ }
+    const prefs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || 'en'];
+    for (const l of prefs) {
+      const s = String(l).toLowerCase();
+      if (s.startsWith('zh')) return 'zh-CN';
+      if (s.startsWith('en')) return 'en';
+    }
+    return 'en';
+  }
+
+  let lang = pickLang();
+
+  function t(key, vars) {
+    const table = LANGS[lang] || {};
+    let s = table[key];
+    if (s === undefined) s = (LANGS.en || {})[key];
+    if (s === undefined) return key;
+    if (vars) s = s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] === undefined || vars[k] === null ? '' : String(vars[k])));
+    return s;
+  }
+
+  // applyStatic translates index.html's marked elements.
+  function applyStatic() {
+    document.documentElement.lang = lang;
+    for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = t(e.dataset.i18n);
+    for (const e of document.querySelectorAll('[data-i18n-placeholder]')) e.placeholder = t(e.dataset.i18nPlaceholder);
+    for (const e of document.querySelectorAll('[data-i18n-title]')) e.title = t(e.dataset.i18nTitle);
+    $('lang-en').setAttribute('aria-pressed', String(lang === 'en'));
+    $('lang-zh').setAttribute('aria-pressed', String(lang === 'zh-CN'));
+  }
+
   // ---- messages -------------------------------------------------------
 
   let msgTimer = 0;
@@ -118,7 +165,7 @@
       const need = r.status === 401;
       if (need !== state.needLogin) {
         state.needLogin = need;
-        if (need && !state.ws) setLive(false, 'log in to see live values');
+        if (need && !state.ws) setLive(false, 'live.needLogin');
       }
     }
     if (!r.ok) {
@@ -136,18 +183,31 @@
     user: null,
     needLogin: false,      // reads answered 401: credentials are needed
     eventsPaged: false,    // older connection events are shown: no refresh
-    models: new Map(),     // model id -> {card, rows: Map(point -> row)}
+    models: new Map(),     // model id -> {card, tbody, links, rows: Map(point -> row), meta}
     modelIds: [],          // every model the API lists
     subscribed: new Set(), // models subscribed on the socket
     history: new Map(),    // "model\u0000point" -> [[ts, value], ...]
     chartKey: null,
+    chartRange: 'live',    // 'live', or the range shown in ms (a string, as the select's value)
+    chartHist: null,       // {key, from, to, step, rows: [[ts, min, avg, max], ...]} from /history
+    chartMsg: null,        // [key, vars] of the chart's message
+    historyOK: false,      // /history/events answered: the history database is there
+    eventsStoredMore: true, // older pages may come from the history database
+    alarmHist: null,       // stored alarms shown (an array), or null when hidden
+    alarmHistMsg: null,    // [key, vars] of the alarm history's message
     channel: null,         // channel whose frames are shown
+    channels: [],          // the channel list last read
+    controls: null,        // the /controls answer last read
+    controlsShape: '',     // what the control rows were made from
+    sending: new Set(),    // "model\u0000control" of the controls being sent
+    devices: null,         // the /devices answer last read
+    alarms: null,          // the /alarms answer last read
+    events: [],            // connection events shown
     eventsNext: '',
+    live: ['live.connecting', false],
     ws: null,
     wsDelay: 1000,
   };
-
-  let lastAlarms = []; // the active alarms last read
 
   // ---- login --------------------------------------------------------------
 
@@ -165,8 +225,11 @@
     $('login').hidden = !!state.user;
     $('whoami').hidden = !state.user;
     $('whoami-name').textContent = state.user ? state.user : '';
-    $('sec-control').hidden = !state.user;
-    renderAlarmsTable(lastAlarms);
+    $('device-add').hidden = !state.user;
+    $('devices-login').hidden = !!state.user;
+    renderAlarms();
+    renderControls();
+    renderDevices();
   }
 
   $('login').addEventListener('submit', async (ev) => {
@@ -175,10 +238,10 @@
       const r = await api('POST', '/login', { user: $('login-user').value, password: $('login-password').value });
       $('login-password').value = '';
       setUser(r.user);
-      say('Logged in as ' + r.user, true);
+      say(t('login.ok', { user: r.user }), true);
       reloadAll();
     } catch (e) {
-      say('Login failed: ' + e.message);
+      say(t('login.failed', { message: e.message }));
     }
   });
 
@@ -196,6 +259,8 @@
     refreshFrames();
     refreshModels();
     refreshAlarms();
+    refreshControls();
+    refreshDevices();
     if (!state.eventsPaged) loadEvents(false);
     clearTimeout(state.wsTimer);
     const old = state.ws;
@@ -205,17 +270,84 @@
     connect();
   }
 
+  // setLang switches the language and renders everything again from the
+  // data last read.
+  function setLang(l) {
+    if (!LANGS[l]) return;
+    lang = l;
+    try { localStorage.setItem(LANG_KEY, l); } catch (_) { /* not remembered */ }
+    applyStatic();
+    setLive(state.live[1], state.live[0]);
+    refreshHealth();
+    renderChannels();
+    selectChannel(state.channel);
+    applyModelFilter();
+    for (const m of state.models.values()) renderModelLinks(m);
+    renderAlarms();
+    renderControls();
+    renderDevices();
+    renderEvents();
+    renderAlarmHistory();
+    selectPoint(state.chartKey);
+  }
+
+  $('lang-en').addEventListener('click', () => setLang('en'));
+  $('lang-zh').addEventListener('click', () => setLang('zh-CN'));
+
   // ---- health ---------------------------------------------------------------
 
   async function refreshHealth() {
     try {
       const h = await api('GET', '/health');
-      $('health').textContent = 'Redis ' + h.redis + (h.lua_version ? ' · Lua v' + h.lua_version : '') +
-        (h.uptime_s !== undefined ? ' · up ' + Math.round(Number(h.uptime_s) / 60) + ' min' : '');
+      const parts = [t('health.redis', { state: h.redis })];
+      if (h.lua_version) parts.push(t('health.lua', { version: h.lua_version }));
+      if (h.uptime_s !== undefined) parts.push(t('health.up', { min: Math.round(Number(h.uptime_s) / 60) }));
+      $('health').textContent = parts.join(' · ');
     } catch (e) {
       const b = e.body || {};
-      $('health').textContent = 'Redis ' + (b.redis || 'unreachable');
+      $('health').textContent = t('health.redis', { state: b.redis || t('health.unreachable') });
     }
+  }
+
+  // ---- links between channels and models ----------------------------------------
+
+  // flash scrolls to a node and highlights it for a moment.
+  function flash(node) {
+    if (!node) return;
+    node.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+    node.classList.remove('flash');
+    void node.offsetWidth; // restart the animation
+    node.classList.add('flash');
+    setTimeout(() => node.classList.remove('flash'), 1600);
+  }
+
+  // link is a button that looks like a link: label is text.
+  function link(label, title, onClick) {
+    const b = el('button', 'link', label);
+    b.type = 'button';
+    if (title) b.title = title;
+    b.addEventListener('click', (ev) => { ev.stopPropagation(); onClick(); });
+    return b;
+  }
+
+  function channelById(id) {
+    return state.channels.find((c) => String(c.id) === String(id)) || null;
+  }
+
+  function showModel(id) {
+    const f = $('model-filter');
+    if (!state.models.has(id) && f.value) {
+      f.value = '';
+      applyModelFilter();
+    }
+    const m = state.models.get(id);
+    if (m) flash(m.card);
+  }
+
+  function showChannel(id) {
+    selectChannel(String(id));
+    const tr = [...$('channels').tBodies[0].rows].find((r) => r.dataset.channel === String(id));
+    flash(tr);
   }
 
   // ---- channels ---------------------------------------------------------------
@@ -228,35 +360,60 @@
       $('channels-count').textContent = '(' + e.message + ')';
       return;
     }
-    const list = Array.isArray(data.channels) ? data.channels : [];
+    state.channels = Array.isArray(data.channels) ? data.channels : [];
+    state.channelsTotal = data.total !== undefined ? data.total : state.channels.length;
+    renderChannels();
+    for (const m of state.models.values()) renderModelLinks(m);
+    renderDevices();
+    if (state.channel === null && state.channels.length > 0) selectChannel(String(state.channels[0].id));
+  }
+
+  function stateCell(online) {
+    return online ? el('td', 'on', t('state.online')) : el('td', 'off', t('state.offline'));
+  }
+
+  function renderChannels() {
+    const list = state.channels;
     const online = list.filter((c) => c.online === true).length;
-    $('channels-count').textContent = online + ' online of ' + (data.total !== undefined ? data.total : list.length);
+    $('channels-count').textContent = t('channels.count', { online, total: state.channelsTotal !== undefined ? state.channelsTotal : list.length });
     const body = $('channels').tBodies[0];
     clear(body);
     for (const c of list) {
+      const name = el('td', 'name', el('div', null, c.name !== undefined && c.name !== String(c.id) ? c.name : ''));
+      if (c.template) name.appendChild(el('div', 'sub', c.template));
+      const models = el('td', 'links');
+      for (const m of Array.isArray(c.models) ? c.models : []) {
+        models.appendChild(link(m, t('channels.showModel', { model: m }), () => showModel(String(m))));
+      }
       const tr = el('tr', 'pick',
-        el('td', null, c.id),
-        el('td', c.online ? 'on' : 'off', c.online ? 'online' : 'offline'),
-        el('td', null, c.registration),
+        el('td', 'id', c.id),
+        name,
+        models,
+        stateCell(c.online),
+        el('td', 'wrap', c.registration),
         el('td', null, c.remote),
-        el('td', null, fmtCount(c.polls_ok)),
-        el('td', null, fmtCount(c.timeouts)),
-        el('td', null, fmtCount(c.crc_errors)),
-        el('td', null, fmtCount(c.bytes_in)),
+        el('td', 'num', fmtCount(c.polls_ok)),
+        el('td', 'num', fmtCount(c.timeouts)),
+        el('td', 'num', fmtCount(c.crc_errors)),
+        el('td', 'num', fmtCount(c.bytes_in)),
         el('td', null, fmtTime(c.last_heartbeat)),
-        el('td', null, c.online ? '' : c.disconnect_reason));
+        el('td', 'wrap', c.online ? '' : c.disconnect_reason));
       tr.dataset.channel = String(c.id);
       if (String(c.id) === state.channel) tr.classList.add('sel');
       tr.addEventListener('click', () => selectChannel(String(c.id)));
       body.appendChild(tr);
     }
-    if (state.channel === null && list.length > 0) selectChannel(String(list[0].id));
   }
 
   function selectChannel(id) {
+    if (id === null || id === undefined) {
+      $('frames-channel').textContent = t('frames.select');
+      return;
+    }
     state.channel = id;
     for (const tr of $('channels').tBodies[0].rows) tr.classList.toggle('sel', tr.dataset.channel === id);
-    $('frames-channel').textContent = 'channel ' + id;
+    const c = channelById(id);
+    $('frames-channel').textContent = id + (c && c.name && c.name !== id ? ' · ' + c.name : '');
     refreshFrames();
   }
 
@@ -264,25 +421,47 @@
     const id = state.channel;
     if (id === null) return;
     let data;
+    let points;
     try {
-      data = await api('GET', '/channels/' + enc(id) + '/frames?limit=20');
+      [data, points] = await Promise.all([
+        api('GET', '/channels/' + enc(id) + '/frames?limit=20'),
+        api('GET', '/channels/' + enc(id) + '/points').catch(() => null)]);
     } catch (e) {
-      $('frames-channel').textContent = 'channel ' + id + ' (' + e.message + ')';
+      $('frames-channel').textContent = id + ' (' + e.message + ')';
       return;
     }
     if (id !== state.channel) return;
+    renderPoints(points);
     const body = $('frames').tBodies[0];
     clear(body);
     for (const f of Array.isArray(data.frames) ? data.frames : []) {
       const [shown, ascii] = frameCells(f);
       body.appendChild(el('tr', null,
         el('td', null, fmtTime(f.ts)),
-        el('td', null, f.dir),
+        el('td', null, f.dir === 'rx' ? t('dir.rx') : f.dir === 'tx' ? t('dir.tx') : f.dir),
         el('td', null, f.kind),
         el('td', f.kind === 'line' ? 'text' : 'hex', shown),
         el('td', 'ascii', ascii)));
     }
-    if (body.rows.length === 0) body.appendChild(el('tr', null, el('td', 'muted', 'no frames')));
+    if (body.rows.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('frames.none'))));
+  }
+
+  // renderPoints shows a channel's points with their names and units.
+  function renderPoints(data) {
+    const body = $('points').tBodies[0];
+    clear(body);
+    const pts = data && data.points && typeof data.points === 'object' ? data.points : {};
+    const ids = Object.keys(pts).sort((a, b) => (Number(a) - Number(b)) || (a < b ? -1 : a > b ? 1 : 0));
+    for (const id of ids) {
+      const p = pts[id] || {};
+      const model = p.model ? link(p.model + ':' + (p.model_point || ''), t('channels.showModel', { model: p.model }), () => showModel(String(p.model))) : '';
+      const tr = el('tr', p.quality === 'stale' ? 'stale' : null,
+        el('td', 'id', id), el('td', null, p.name), el('td', 'val', p.value), el('td', 'unit', p.unit),
+        el('td', 'type', p.type), el('td', 'links', model));
+      if (p.description) tr.title = String(p.description);
+      body.appendChild(tr);
+    }
+    if (ids.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('points.none'))));
   }
 
   // ---- models and live values -----------------------------------------------
@@ -303,10 +482,11 @@
   // matching the filter.
   function applyModelFilter() {
     const f = $('model-filter').value.trim().toLowerCase();
-    const shown = state.modelIds.filter((id) => id.toLowerCase().includes(f)).slice(0, MAX_MODELS);
+    const matching = state.modelIds.filter((id) => id.toLowerCase().includes(f));
+    const shown = matching.slice(0, MAX_MODELS);
     const want = new Set(shown);
-    const matching = state.modelIds.filter((id) => id.toLowerCase().includes(f)).length;
-    $('models-count').textContent = shown.length < matching ? shown.length + ' of ' + matching + ' models' : matching + ' models';
+    $('models-count').textContent = shown.length < matching.length ?
+      t('models.countOf', { shown: shown.length, n: matching.length }) : t('models.count', { n: matching.length });
     for (const [id, m] of state.models) {
       if (!want.has(id)) {
         m.card.remove();
@@ -318,34 +498,60 @@
       if (!state.models.has(id)) {
         const m = makeCard(id);
         state.models.set(id, m);
-        loadValues(id);
+        loadModel(id);
       }
       box.appendChild(state.models.get(id).card); // keeps the sorted order
     }
     syncSubscription();
-    fillControlModels();
   }
 
   $('model-filter').addEventListener('input', applyModelFilter);
 
   function makeCard(id) {
     const tbody = el('tbody');
-    const card = el('div', 'model', el('h3', null, id), el('table', null, tbody));
+    const links = el('div', 'links sub');
+    const card = el('div', 'model', el('h3', null, id), links, el('table', null, tbody));
     card.dataset.model = id;
-    return { card, tbody, rows: new Map() };
+    return { id, card, tbody, links, rows: new Map(), channels: [] };
   }
 
-  async function loadValues(id) {
-    let data;
+  // renderModelLinks lists a model's channels on its card, each a link to
+  // the channel's row.
+  function renderModelLinks(m) {
+    clear(m.links);
+    if (m.channels.length === 0) return;
+    m.links.appendChild(text(t('models.channels') + ' '));
+    for (const ch of m.channels) {
+      const c = channelById(ch);
+      const label = c && c.name && c.name !== String(ch) ? ch + ' ' + c.name : ch;
+      const a = link(label, t('models.showChannel', { channel: ch }), () => showChannel(ch));
+      if (c) a.classList.add(c.online ? 'on' : 'off');
+      m.links.appendChild(a);
+    }
+  }
+
+  async function loadModel(id) {
+    let meta = null;
+    let data = null;
     try {
-      data = await api('GET', '/models/' + enc(id) + '/values');
+      [meta, data] = await Promise.all([
+        api('GET', '/models/' + enc(id)).catch(() => null),
+        api('GET', '/models/' + enc(id) + '/values')]);
     } catch (e) {
       return; // the live updates fill the card
     }
     const m = state.models.get(id);
-    if (!m || !data.values) return;
+    if (!m) return;
+    if (meta) {
+      m.channels = (Array.isArray(meta.channels) ? meta.channels : []).map(String);
+      renderModelLinks(m);
+      const pts = meta.points && typeof meta.points === 'object' ? meta.points : {};
+      for (const name of Object.keys(pts)) setMeta(id, name, pts[name]);
+    }
+    if (!data || !data.values) return;
     for (const name of Object.keys(data.values).sort()) {
       const v = data.values[name];
+      setMeta(id, name, v);
       setValue(id, name, v.value, v.ts, v.quality, false);
     }
   }
@@ -356,12 +562,14 @@
     if (!m) return null;
     let r = m.rows.get(name);
     if (r) return r;
+    const type = el('span', 'type');
     const val = el('td', 'val');
+    const unit = el('td', 'unit');
     const ts = el('td', 'muted');
-    const tr = el('tr', 'pick', el('td', null, name), val, ts);
+    const tr = el('tr', 'pick', el('td', 'name', name, type), val, unit, ts);
     tr.dataset.point = name;
-    tr.addEventListener('click', () => selectPoint(id, name));
-    r = { tr, val, ts };
+    tr.addEventListener('click', () => selectPoint(id + '\u0000' + name));
+    r = { tr, val, unit, type, ts };
     m.rows.set(name, r);
     // keep rows sorted by point name
     let before = null;
@@ -370,6 +578,17 @@
     }
     m.tbody.insertBefore(tr, before);
     return r;
+  }
+
+  // setMeta shows a point's unit, type and description when the API gives them.
+  function setMeta(id, name, p) {
+    if (!p || typeof p !== 'object') return;
+    if (p.unit === undefined && p.type === undefined && p.description === undefined) return;
+    const r = row(id, name);
+    if (!r) return;
+    if (p.unit !== undefined) r.unit.textContent = p.unit === null ? '' : String(p.unit);
+    if (p.type !== undefined) r.type.textContent = p.type === null ? '' : String(p.type);
+    if (p.description) r.tr.title = String(p.description);
   }
 
   function setValue(id, name, value, ts, quality, live) {
@@ -392,8 +611,8 @@
         h = [];
         state.history.set(key, h);
       }
-      const t = Number(ts) || Date.now();
-      if (h.length === 0 || h[h.length - 1][0] !== t || h[h.length - 1][1] !== n) h.push([t, n]);
+      const tm = Number(ts) || Date.now();
+      if (h.length === 0 || h[h.length - 1][0] !== tm || h[h.length - 1][1] !== n) h.push([tm, n]);
       if (h.length > HISTORY) h.splice(0, h.length - HISTORY);
       if (key === state.chartKey) drawChart();
     }
@@ -408,12 +627,81 @@
 
   // ---- chart --------------------------------------------------------------------
 
-  function selectPoint(id, name) {
-    state.chartKey = id + '\u0000' + name;
-    $('chart-title').textContent = id + ' · ' + name;
+  function selectPoint(key) {
+    const changed = (key || null) !== state.chartKey;
+    state.chartKey = key || null;
+    if (state.chartKey) {
+      const [id, name] = state.chartKey.split('\u0000');
+      const m = state.models.get(id);
+      const r = m && m.rows.get(name);
+      const unit = r && r.unit.textContent ? ' (' + r.unit.textContent + ')' : '';
+      $('chart-title').textContent = id + ' · ' + name + unit;
+    } else {
+      $('chart-title').textContent = t('chart.select');
+    }
     $('export-msg').textContent = '';
+    if (changed) {
+      loadChartHistory();
+      return;
+    }
+    renderChartMsg();
     drawChart();
   }
+
+  function renderChartMsg() {
+    $('chart-msg').textContent = state.chartMsg ? t(state.chartMsg[0], state.chartMsg[1]) : '';
+  }
+
+  // loadChartHistory reads the chart point's stored range (none when live):
+  // buckets of min/avg/max, at most CHART_POINTS of them; live values are
+  // appended as they come. When history is unavailable its message shows
+  // and the chart keeps the live values.
+  async function loadChartHistory() {
+    const key = state.chartKey;
+    const range = state.chartRange;
+    state.chartHist = null;
+    state.chartMsg = null;
+    if (!key || range === 'live') {
+      renderChartMsg();
+      drawChart();
+      return;
+    }
+    const span = Number(range);
+    const to = Date.now();
+    const from = to - span;
+    const step = Math.max(1, Math.ceil(span / CHART_POINTS / 1000));
+    const [model, point] = key.split('\u0000');
+    state.chartMsg = ['chart.loading'];
+    renderChartMsg();
+    drawChart();
+    const q = new URLSearchParams({ model, point, from: String(from), to: String(to), step: step + 's' });
+    let d;
+    try {
+      d = await api('GET', '/history?' + q.toString());
+    } catch (e) {
+      if (key !== state.chartKey || range !== state.chartRange) return;
+      state.chartMsg = ['chart.unavailable', { message: e.message }];
+      renderChartMsg();
+      drawChart();
+      return;
+    }
+    if (key !== state.chartKey || range !== state.chartRange) return;
+    const rows = [];
+    for (const r of Array.isArray(d.rows) ? d.rows : []) {
+      const v = [Number(r.ts), Number(r.min), Number(r.avg), Number(r.max)];
+      if (v.every(Number.isFinite)) rows.push(v);
+    }
+    state.chartHist = { key, from, to, step: step * 1000, rows };
+    state.chartMsg = rows.length ? null : ['chart.empty'];
+    renderChartMsg();
+    drawChart();
+  }
+
+  $('chart-range').addEventListener('change', (e) => {
+    state.chartRange = e.target.value;
+    $('export-msg').textContent = '';
+    loadChartHistory();
+  });
 
   function drawChart() {
     const cv = $('chart');
@@ -423,9 +711,22 @@
     ctx.clearRect(0, 0, w, h);
     ctx.font = '12px system-ui, sans-serif';
     ctx.fillStyle = '#6b7786';
-    const data = state.chartKey ? state.history.get(state.chartKey) || [] : [];
+    const live = state.chartKey ? state.history.get(state.chartKey) || [] : [];
+    const hist = state.chartHist && state.chartHist.key === state.chartKey ? state.chartHist : null;
+    // A stored range: the buckets' averages as the line and their min..max
+    // as a band, then the live values that came after them.
+    const band = hist ? hist.rows : [];
+    let data = live;
+    if (hist) {
+      data = band.map((r) => [r[0] + hist.step / 2, r[2]]);
+      const after = data.length ? data[data.length - 1][0] : hist.from;
+      for (const p of live) if (p[0] > after) data.push(p);
+    }
+    // What is drawn, for tests and the curious: stored buckets and points.
+    cv.dataset.stored = String(band.length);
+    cv.dataset.points = String(data.length);
     if (data.length === 0) {
-      ctx.fillText(state.chartKey ? 'waiting for values…' : 'click a point in Live values', 12, 20);
+      if (!hist) ctx.fillText(state.chartKey ? t('chart.waiting') : t('chart.hint'), 12, 20);
       return;
     }
     let lo = Infinity;
@@ -434,9 +735,13 @@
       lo = Math.min(lo, v);
       hi = Math.max(hi, v);
     }
+    for (const r of band) {
+      lo = Math.min(lo, r[1]);
+      hi = Math.max(hi, r[3]);
+    }
     if (lo === hi) { lo -= 1; hi += 1; }
-    const t0 = data[0][0];
-    const t1 = Math.max(data[data.length - 1][0], t0 + 1);
+    const t0 = hist ? hist.from : data[0][0];
+    const t1 = Math.max(data[data.length - 1][0], hist ? hist.to : 0, t0 + 1);
     const L = 56; const R = 8; const T = 10; const B = 22;
     const x = (t) => L + (w - L - R) * (t - t0) / (t1 - t0);
     const y = (v) => T + (h - T - B) * (1 - (v - lo) / (hi - lo));
@@ -446,9 +751,20 @@
     ctx.stroke();
     ctx.fillText(String(+hi.toPrecision(6)), 4, T + 8);
     ctx.fillText(String(+lo.toPrecision(6)), 4, h - B);
-    ctx.fillText(fmtTime(t0).slice(11), L, h - 6);
-    const last = fmtTime(t1).slice(11);
+    // Times of day, with the month and day when the chart spans days.
+    const when = (ms) => (t1 - t0 > DAY / 2 ? fmtTime(ms).slice(5, 16) : fmtTime(ms).slice(11));
+    ctx.fillText(when(t0), L, h - 6);
+    const last = when(t1);
     ctx.fillText(last, w - R - ctx.measureText(last).width, h - 6);
+    if (band.length) {
+      ctx.fillStyle = 'rgba(36, 99, 181, 0.18)';
+      ctx.beginPath();
+      band.forEach((r, i) => (i === 0 ? ctx.moveTo(x(r[0] + hist.step / 2), y(r[3])) : ctx.lineTo(x(r[0] + hist.step / 2), y(r[3]))));
+      for (let i = band.length - 1; i >= 0; i--) ctx.lineTo(x(band[i][0] + hist.step / 2), y(band[i][1]));
+      ctx.closePath();
+      ctx.fill();
+      ctx.fillStyle = '#6b7786';
+    }
     ctx.strokeStyle = '#2463b5';
     ctx.lineWidth = 2;
     ctx.beginPath();
@@ -459,25 +775,50 @@
 
   // ---- export ---------------------------------------------------------------------
 
-  // exportHistory asks for an export; when the server can give one, the
-  // browser downloads it, otherwise its message is shown.
+  // exportURL is the export of the charted point's model over the chart's
+  // range (the last 24 h when the chart is live).
+  function exportURL(format) {
+    const [model] = state.chartKey.split('\u0000');
+    const span = state.chartRange === 'live' ? DAY : Number(state.chartRange);
+    const to = Date.now();
+    return '/export?' + new URLSearchParams({ format, model, from: String(to - span), to: String(to) }).toString();
+  }
+
+  // download saves url through a link, so the browser streams it to disk.
+  function download(url) {
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = '';
+    a.hidden = true;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  }
+
+  // exportHistory asks (HEAD) whether the server can export; when it can,
+  // the browser downloads it, otherwise the server's message is shown.
   async function exportHistory(format) {
-    const params = new URLSearchParams({ format });
-    if (state.chartKey) {
-      const [model, point] = state.chartKey.split('\u0000');
-      params.set('model', model);
-      params.set('point', point);
-    }
-    const url = '/export?' + params.toString();
     const out = $('export-msg');
-    out.textContent = 'asking…';
+    if (!state.chartKey) {
+      out.textContent = t('export.select');
+      return;
+    }
+    const url = exportURL(format);
+    out.textContent = t('export.asking');
     const ctrl = new AbortController();
     try {
+      const h = await fetch(url, { method: 'HEAD', credentials: 'same-origin' });
+      if (h.ok) {
+        out.textContent = '';
+        download(url);
+        return;
+      }
+      // HEAD has no body: ask again for the message.
       const r = await fetch(url, { credentials: 'same-origin', signal: ctrl.signal });
       if (r.ok) {
-        ctrl.abort(); // the download below streams it again, straight to disk
+        ctrl.abort();
         out.textContent = '';
-        window.location.assign(url);
+        download(url);
         return;
       }
       let m = 'HTTP ' + r.status;
@@ -485,64 +826,289 @@
         const b = await r.json();
         if (b && b.error && b.error.message) m = b.error.message;
       } catch (_) { /* keep the status */ }
-      out.textContent = 'Export unavailable: ' + m;
+      out.textContent = t('export.unavailable', { message: m });
     } catch (e) {
-      out.textContent = 'Export failed: ' + e.message;
+      out.textContent = t('export.failed', { message: e.message });
     }
   }
 
   $('export-csv').addEventListener('click', () => exportHistory('csv'));
   $('export-xlsx').addEventListener('click', () => exportHistory('xlsx'));
 
-  // ---- control ----------------------------------------------------------------------
+  // ---- controls ---------------------------------------------------------------------
 
-  function fillControlModels() {
-    const sel = $('control-model');
-    const cur = sel.value;
-    clear(sel);
-    for (const id of state.modelIds.slice(0, 1000)) {
-      const o = el('option', null, id);
-      o.value = id;
+  async function refreshControls() {
+    try {
+      state.controls = await api('GET', '/controls');
+    } catch (e) {
+      state.controls = { error: e.message };
+    }
+    renderControls();
+  }
+
+  function fmtRange(c) {
+    const has = (v) => v !== undefined && v !== null && v !== '';
+    if (!has(c.min) && !has(c.max)) return '';
+    return (has(c.min) ? c.min : '…') + ' – ' + (has(c.max) ? c.max : '…') + (c.unit ? ' ' + c.unit : '');
+  }
+
+  function isBool(c) {
+    const ty = String(c.type || '').toLowerCase();
+    return ty === 'bool' || ty === 'boolean' || ty === 'bit' || ty === 'coil';
+  }
+
+  function isNumber(c) {
+    return /^(u?int(8|16|32|64)?|float(32|64)?|double|number|decimal|word|dword)$/.test(String(c.type || '').toLowerCase());
+  }
+
+  // lastCell shows a control's last outcome: status and time, the message
+  // as the title.
+  function fillLast(td, last) {
+    clear(td);
+    if (!last) return;
+    const ok = last.status === 'ok';
+    td.appendChild(el('span', ok ? 'on' : 'off', last.status));
+    if (last.value !== undefined && last.value !== null && last.value !== '') td.appendChild(text(' = ' + last.value));
+    if (last.ts) td.appendChild(el('span', 'muted', ' ' + fmtWhen(last.ts)));
+    const detail = [last.id ? '#' + last.id : '', last.code, last.message].filter((s) => s).join(' ');
+    td.title = detail;
+  }
+
+  function controlForm(c, lastTd) {
+    const f = el('form', 'inline ctl');
+    let input;
+    if (isBool(c)) {
+      input = el('input');
+      input.type = 'checkbox';
+      f.appendChild(el('label', 'switch', input, ' ' + t('controls.on')));
+    } else {
+      input = el('input');
+      if (isNumber(c)) {
+        input.type = 'number';
+        input.step = 'any';
+        if (c.min !== undefined && c.min !== null && c.min !== '') input.min = String(c.min);
+        if (c.max !== undefined && c.max !== null && c.max !== '') input.max = String(c.max);
+      } else {
+        input.maxLength = 64;
+      }
+      input.required = true;
+      input.size = 8;
+      f.appendChild(input);
+    }
+    input.name = 'value';
+    input.setAttribute('aria-label', c.model + ' ' + c.control);
+    const b = el('button', null, t('controls.send'));
+    b.type = 'submit';
+    f.appendChild(b);
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      let value;
+      if (isBool(c)) value = input.checked;
+      else if (isNumber(c)) value = Number(input.value);
+      else value = input.value.trim();
+      const key = c.model + '\u0000' + c.control;
+      state.sending.add(key);
+      b.disabled = true;
+      clear(lastTd);
+      lastTd.appendChild(el('span', 'muted', t('controls.sending')));
+      try {
+        const r = await api('POST', '/models/' + enc(c.model) + '/control/' + enc(c.control), { value });
+        c.last = { id: r.id, status: r.status, code: r.code, message: r.message, value: r.value !== undefined ? r.value : value, ts: Number(r.ts) || Date.now() };
+        fillLast(lastTd, c.last);
+      } catch (e) {
+        const body = e.body || {};
+        c.last = { id: body.id, status: (body.result && body.result.status) || body.status || 'error', code: e.code, message: e.message, value, ts: Date.now() };
+        fillLast(lastTd, c.last);
+        say(t('controls.failed', { model: c.model, control: c.control, message: e.message }));
+        if (e.status === 401) setUser(null);
+      } finally {
+        state.sending.delete(key);
+        b.disabled = false;
+      }
+    });
+    return f;
+  }
+
+  // renderControls shows the list. When only the outcomes changed, it
+  // updates those cells and leaves the forms (and what is typed in them).
+  function renderControls() {
+    const body = $('controls').tBodies[0];
+    const d = state.controls;
+    const count = $('controls-count');
+    const list = d && Array.isArray(d.controls) ? d.controls : [];
+    const shape = JSON.stringify([lang, state.user, d && d.error, list.map((c) => [c.model, c.control, c.channel, c.point, c.type, c.unit, c.min, c.max, c.writable, c.description])]);
+    if (d && !d.error && shape === state.controlsShape && body.rows.length === Math.max(list.length, 1)) {
+      list.forEach((c, i) => {
+        const td = body.rows[i].querySelector('td.last');
+        if (td && !state.sending.has(c.model + '\u0000' + c.control)) fillLast(td, c.last);
+      });
+      return;
+    }
+    state.controlsShape = shape;
+    clear(body);
+    count.textContent = '';
+    if (!d) return;
+    if (d.error) {
+      count.textContent = '(' + d.error + ')';
+      return;
+    }
+    count.textContent = String(list.length) + (d.truncated ? ' · ' + t('controls.truncated') : '');
+    for (const c of list) {
+      const last = el('td', 'last');
+      fillLast(last, c.last);
+      const form = el('td');
+      if (c.writable === false) form.appendChild(el('span', 'muted', t('controls.readOnly')));
+      else if (state.user) form.appendChild(controlForm(c, last));
+      else form.appendChild(el('span', 'muted', t('controls.loginToSend')));
+      const point = el('td', null, link(c.channel + ':' + c.point, t('models.showChannel', { channel: c.channel }), () => showChannel(String(c.channel))));
+      const tr = el('tr', null,
+        el('td', null, link(c.model, t('channels.showModel', { model: c.model }), () => showModel(String(c.model)))),
+        el('td', 'name', c.control),
+        point,
+        el('td', 'type', c.type),
+        el('td', null, isBool(c) ? '' : fmtRange(c)),
+        form,
+        last);
+      tr.dataset.model = String(c.model);
+      tr.dataset.control = String(c.control);
+      if (c.description) tr.cells[1].title = String(c.description);
+      body.appendChild(tr);
+    }
+    if (list.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('controls.none'))));
+  }
+
+  // ---- devices ------------------------------------------------------------------------
+
+  async function refreshDevices() {
+    try {
+      state.devices = await api('GET', '/devices');
+    } catch (e) {
+      state.devices = { error: e.message };
+    }
+    renderDevices();
+  }
+
+  function templateSelect(templates, cur) {
+    const sel = el('select');
+    for (const name of templates) {
+      const o = el('option', null, name);
+      o.value = String(name);
       sel.appendChild(o);
     }
     if (cur) sel.value = cur;
+    return sel;
   }
 
-  $('control').addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const model = $('control-model').value;
-    const name = $('control-name').value.trim();
-    const value = $('control-value').value.trim();
-    const out = $('control-result');
-    out.textContent = 'sending ' + model + ' ' + name + ' = ' + value + ' …';
+  async function addDevice(id, template) {
     try {
-      const r = await api('POST', '/models/' + enc(model) + '/control/' + enc(name), { value });
-      out.textContent = 'command ' + r.id + ': ' + r.status + (r.message ? ' (' + r.message + ')' : '');
+      await api('POST', '/devices', { id, template });
+      say(t('devices.added', { id, template }), true);
+      refreshDevices();
+      return true;
     } catch (e) {
-      const b = e.body || {};
-      const res = b.result || {};
-      out.textContent = (b.id ? 'command ' + b.id + ': ' : '') + (res.status ? res.status + ': ' : '') + e.message;
+      say(t('devices.failed', { id, message: e.message }));
+      if (e.status === 401) setUser(null);
+      return false;
+    }
+  }
+
+  async function removeDevice(id) {
+    if (!window.confirm(t('devices.confirmRemove', { id }))) return;
+    try {
+      await api('DELETE', '/devices/' + enc(id));
+      say(t('devices.removed', { id }), true);
+    } catch (e) {
+      say(t('devices.failed', { id, message: e.message }));
       if (e.status === 401) setUser(null);
     }
+    refreshDevices();
+  }
+
+  // deviceOnline finds a registry device's channel: the channel with its id,
+  // else one whose registration it is.
+  function deviceChannel(id) {
+    return channelById(id) || state.channels.find((c) => String(c.registration) === String(id)) || null;
+  }
+
+  function renderDevices() {
+    const d = state.devices;
+    const body = $('devices').tBodies[0];
+    const rbody = $('refused').tBodies[0];
+    clear(body);
+    if (!rbody.contains(document.activeElement)) clear(rbody);
+    $('devices-count').textContent = '';
+    if (!d) return;
+    if (d.error) {
+      $('devices-count').textContent = '(' + d.error + ')';
+      return;
+    }
+    const templates = Array.isArray(d.templates) ? d.templates.map(String) : [];
+    const sel = $('device-template');
+    const cur = sel.value;
+    clear(sel);
+    for (const o of templateSelect(templates, '').children) sel.appendChild(o.cloneNode(true));
+    if (cur) sel.value = cur;
+    const list = Array.isArray(d.devices) ? d.devices : [];
+    $('devices-count').textContent = String(list.length);
+    for (const dev of list) {
+      const c = deviceChannel(dev.id);
+      const st = c ? stateCell(c.online) : el('td', 'muted', t('state.unknown'));
+      const act = el('td');
+      if (state.user) {
+        const b = el('button', 'remove', t('devices.remove'));
+        b.type = 'button';
+        b.addEventListener('click', () => removeDevice(String(dev.id)));
+        act.appendChild(b);
+      }
+      const idCell = el('td', 'wrap', c ? link(dev.id, t('models.showChannel', { channel: c.id }), () => showChannel(String(c.id))) : dev.id);
+      const tr = el('tr', null, idCell, el('td', null, dev.template), st, act);
+      tr.dataset.device = String(dev.id);
+      body.appendChild(tr);
+    }
+    if (list.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('devices.none'))));
+    const refused = Array.isArray(d.refused) ? d.refused : [];
+    if (rbody.contains(document.activeElement)) return; // a template is being chosen there
+    for (const r of refused) {
+      const act = el('td');
+      if (state.user && templates.length > 0) {
+        const f = el('form', 'inline');
+        const s = templateSelect(templates, cur);
+        s.setAttribute('aria-label', t('devices.template'));
+        const b = el('button', null, t('devices.add'));
+        b.type = 'submit';
+        f.appendChild(s);
+        f.appendChild(b);
+        f.addEventListener('submit', (ev) => { ev.preventDefault(); addDevice(String(r.registration), s.value); });
+        act.appendChild(f);
+      }
+      const tr = el('tr', null, el('td', 'wrap', el('div', null, r.registration), el('div', 'sub', r.remote)), el('td', 'wrap', r.reason),
+        el('td', null, fmtWhen(r.ts)), el('td', 'num', fmtCount(r.count)), act);
+      tr.dataset.registration = String(r.registration);
+      rbody.appendChild(tr);
+    }
+    if (refused.length === 0) rbody.appendChild(el('tr', null, el('td', 'muted', t('devices.noRefused'))));
+  }
+
+  $('device-add').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const id = $('device-id').value.trim();
+    if (await addDevice(id, $('device-template').value)) $('device-id').value = '';
   });
 
   // ---- alarms ---------------------------------------------------------------------------
 
   async function refreshAlarms() {
-    let data;
     try {
-      data = await api('GET', '/alarms');
+      state.alarms = await api('GET', '/alarms');
     } catch (e) {
       return;
     }
-    lastAlarms = Array.isArray(data.active) ? data.active : [];
-    renderAlarmsTable(lastAlarms);
-    const ul = $('alarm-events');
-    clear(ul);
-    for (const ev of Array.isArray(data.recent) ? data.recent : []) ul.appendChild(alarmLine(ev));
+    renderAlarms();
   }
 
-  function renderAlarmsTable(active) {
+  function renderAlarms() {
+    const d = state.alarms || {};
+    const active = Array.isArray(d.active) ? d.active : [];
     const body = $('alarms').tBodies[0];
     clear(body);
     for (const a of active) {
@@ -552,26 +1118,77 @@
         const who = a.ack && a.ack.user ? a.ack.user : '';
         ack.appendChild(text('✓ ' + who + (a.ack && a.ack.ts ? ' ' + fmtTime(a.ack.ts).slice(11) : '')));
       } else if (state.user) {
-        const b = el('button', null, 'Ack');
+        const b = el('button', null, t('alarms.ack'));
         b.type = 'button';
         b.addEventListener('click', () => ackAlarm(ref));
         ack.appendChild(b);
       } else {
-        ack.appendChild(text('no'));
+        ack.appendChild(text(t('alarms.no')));
       }
       body.appendChild(el('tr', 'alarm-' + (a.kind === 'low' ? 'low' : 'high'),
-        el('td', null, ref), el('td', null, a.kind), el('td', null, a.value), el('td', null, a.limit),
-        el('td', null, fmtTime(a.ts)), ack));
+        el('td', null, ref), el('td', null, alarmKind(a.kind)), el('td', null, a.value), el('td', null, a.limit),
+        el('td', null, fmtWhen(a.ts)), ack));
     }
-    if (active.length === 0) body.appendChild(el('tr', null, el('td', 'muted', 'no active alarms')));
+    if (active.length === 0) body.appendChild(el('tr', null, el('td', 'muted', t('alarms.none'))));
+    const ul = $('alarm-events');
+    clear(ul);
+    for (const ev of Array.isArray(d.recent) ? d.recent : []) ul.appendChild(alarmLine(ev));
+  }
+
+  // ---- alarm history (the history database) -----------------------------------------
+
+  async function toggleAlarmHistory() {
+    if (state.alarmHist) {
+      state.alarmHist = null;
+      state.alarmHistMsg = null;
+      renderAlarmHistory();
+      return;
+    }
+    state.alarmHist = [];
+    state.alarmHistMsg = ['alarms.historyLoading'];
+    renderAlarmHistory();
+    try {
+      const d = await api('GET', '/history/alarms?limit=' + STORED_ALARMS);
+      if (!state.alarmHist) return;
+      state.alarmHist = Array.isArray(d.alarms) ? d.alarms : [];
+      state.alarmHistMsg = state.alarmHist.length ? null : ['alarms.historyNone'];
+    } catch (e) {
+      if (!state.alarmHist) return;
+      state.alarmHistMsg = ['alarms.historyUnavailable', { message: e.message }];
+    }
+    renderAlarmHistory();
+  }
+
+  function renderAlarmHistory() {
+    const shown = state.alarmHist !== null;
+    $('alarm-history-toggle').textContent = t(shown ? 'alarms.historyHide' : 'alarms.history');
+    $('alarm-history-msg').textContent = state.alarmHistMsg ? t(state.alarmHistMsg[0], state.alarmHistMsg[1]) : '';
+    const ul = $('alarm-history');
+    clear(ul);
+    ul.hidden = !shown || state.alarmHist.length === 0;
+    for (const a of shown ? state.alarmHist : []) {
+      let line = t('alarms.historyLine', { ts: fmtTime(a.raised_ts), ref: a.model + ':' + a.point, kind: alarmKind(a.kind),
+        level: a.level, value: a.value, limit: a.limit });
+      if (Number(a.cleared_ts) > 0) line += t('alarms.historyCleared', { ts: fmtTime(a.cleared_ts) });
+      if (Number(a.acknowledged_ts) > 0) line += t('alarms.historyAcked', { user: a.acknowledged_by, ts: fmtTime(a.acknowledged_ts) });
+      ul.appendChild(el('li', Number(a.cleared_ts) > 0 ? 'on' : 'off', line));
+    }
+  }
+
+  $('alarm-history-toggle').addEventListener('click', toggleAlarmHistory);
+
+  function alarmKind(k) {
+    if (k === 'high') return t('alarm.high');
+    if (k === 'low') return t('alarm.low');
+    return k;
   }
 
   async function ackAlarm(ref) {
     try {
       await api('POST', '/alarms/' + enc(ref) + '/ack');
-      say('Alarm ' + ref + ' acknowledged', true);
+      say(t('alarms.done', { ref }), true);
     } catch (e) {
-      say('Acknowledge failed: ' + e.message);
+      say(t('alarms.ackFailed', { message: e.message }));
       if (e.status === 401) setUser(null);
     }
     refreshAlarms();
@@ -579,21 +1196,25 @@
 
   function alarmLine(ev) {
     const kind = ev.event || ev.type;
-    return el('li', kind === 'raise' ? 'off' : 'on',
-      fmtTime(ev.ts) + ' ' + kind + ' ' + ev.model + ':' + ev.point + ' ' + (ev.kind || '') +
-      ' value ' + ev.value + ' limit ' + ev.limit);
+    const label = kind === 'raise' ? t('alarm.raise') : kind === 'clear' ? t('alarm.clear') : kind;
+    return el('li', kind === 'raise' ? 'off' : 'on', t('alarms.line', {
+      ts: fmtTime(ev.ts), event: label, ref: ev.model + ':' + ev.point, kind: alarmKind(ev.kind || ''), value: ev.value, limit: ev.limit }));
   }
 
   function onAlarm(ev) {
-    const ul = $('alarm-events');
-    ul.insertBefore(alarmLine(ev), ul.firstChild);
-    while (ul.children.length > RECENT_ALARMS) ul.removeChild(ul.lastChild);
+    const d = state.alarms || (state.alarms = { active: [], recent: [] });
+    d.recent = [ev].concat(Array.isArray(d.recent) ? d.recent : []).slice(0, RECENT_ALARMS);
+    renderAlarms();
     refreshAlarms();
   }
 
   // ---- connection history ------------------------------------------------------------------
 
   async function loadEvents(older) {
+    if (older && !state.eventsNext && state.historyOK) {
+      loadStoredEvents();
+      return;
+    }
     let data;
     const q = '/events?count=' + EVENTS_PAGE + (older && state.eventsNext ? '&before=' + enc(state.eventsNext) : '');
     try {
@@ -601,24 +1222,79 @@
     } catch (e) {
       return;
     }
+    const list = Array.isArray(data.events) ? data.events : [];
+    state.events = older ? state.events.concat(list) : list;
+    state.eventsNext = data.next || '';
+    if (!older) {
+      state.eventsStoredMore = true;
+      $('events-msg').textContent = '';
+    }
+    renderEvents();
+  }
+
+  // loadStoredEvents continues the connection history from the history
+  // database once Redis's stream has no older events: the page ending at
+  // the oldest event shown (events of the same millisecond already shown
+  // are left out by id).
+  async function loadStoredEvents() {
+    const last = state.events[state.events.length - 1];
+    const to = last && Number(last.ts) > 0 ? Number(last.ts) + 1 : Date.now();
+    let d;
+    try {
+      d = await api('GET', '/history/events?limit=' + EVENTS_PAGE + '&to=' + to);
+    } catch (e) {
+      $('events-msg').textContent = t('events.storedUnavailable', { message: e.message });
+      return;
+    }
+    const seen = new Set(state.events.map((e) => e.id));
+    const list = (Array.isArray(d.events) ? d.events : []).filter((e) => !seen.has(e.id));
+    state.events = state.events.concat(list);
+    state.eventsStoredMore = Boolean(d.more) && list.length > 0;
+    $('events-msg').textContent = state.eventsStoredMore ? '' : t('events.storedEnd');
+    renderEvents();
+  }
+
+  // probeHistory finds out whether the history database answers.
+  async function probeHistory() {
+    try {
+      await api('GET', '/history/events?limit=1');
+      state.historyOK = true;
+    } catch (_) {
+      state.historyOK = false;
+    }
+    renderEvents();
+  }
+
+  function eventLabel(e) {
+    switch (e) {
+      case 'online': return t('event.online');
+      case 'offline': return t('event.offline');
+      case 'replaced': return t('event.replaced');
+      case 'refused': return t('event.refused');
+      default: return e;
+    }
+  }
+
+  function renderEvents() {
     const body = $('events').tBodies[0];
-    if (!older) clear(body);
-    for (const ev of Array.isArray(data.events) ? data.events : []) {
+    clear(body);
+    for (const ev of state.events) {
       body.appendChild(el('tr', ev.event === 'online' ? 'on' : (ev.event === 'offline' || ev.event === 'refused' ? 'off' : null),
-        el('td', null, fmtTime(ev.ts)), el('td', null, ev.event), el('td', null, ev.channel),
+        el('td', null, fmtTime(ev.ts)), el('td', null, eventLabel(ev.event)), el('td', null, ev.channel),
         el('td', null, ev.registration), el('td', null, ev.remote), el('td', null, ev.reason)));
     }
-    state.eventsNext = data.next || '';
-    $('events-older').hidden = !state.eventsNext;
+    $('events-older').hidden = !(state.eventsNext || (state.historyOK && state.eventsStoredMore));
   }
 
   $('events-older').addEventListener('click', () => { state.eventsPaged = true; loadEvents(true); });
 
   // ---- WebSocket ------------------------------------------------------------------------------
 
-  function setLive(on, label) {
+  // setLive shows the live connection's state; key is a string's key.
+  function setLive(on, key) {
+    state.live = [key, on];
     const b = $('live');
-    b.textContent = label;
+    b.textContent = t(key);
     b.className = 'badge ' + (on ? 'on' : 'off');
   }
 
@@ -640,13 +1316,31 @@
     for (const id of add) state.subscribed.add(id);
   }
 
+  // onUpdate applies a model's values; a snapshot may carry each point as
+  // {value, unit, type} instead of a bare value.
+  function onUpdate(m) {
+    for (const name of Object.keys(m.values)) {
+      let v = m.values[name];
+      if (v && typeof v === 'object') {
+        setMeta(m.model, name, v);
+        v = v.value;
+      }
+      setValue(m.model, name, v, m.ts, null, true);
+    }
+    for (const extra of [m.points, m.meta]) {
+      if (extra && typeof extra === 'object') for (const name of Object.keys(extra)) setMeta(m.model, name, extra[name]);
+    }
+    if (m.units && typeof m.units === 'object') for (const name of Object.keys(m.units)) setMeta(m.model, name, { unit: m.units[name] });
+    if (m.types && typeof m.types === 'object') for (const name of Object.keys(m.types)) setMeta(m.model, name, { type: m.types[name] });
+  }
+
   function connect() {
     const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
     let ws;
     try {
       ws = new WebSocket(url);
     } catch (e) {
-      setLive(false, 'offline');
+      setLive(false, 'live.offline');
       state.wsTimer = setTimeout(connect, state.wsDelay);
       return;
     }
@@ -654,7 +1348,7 @@
     state.subscribed = new Set();
     ws.addEventListener('open', () => {
       state.wsDelay = 1000;
-      setLive(true, 'live');
+      setLive(true, 'live.live');
       send({ type: 'subscribe', models: [], alarms: true });
       syncSubscription();
     });
@@ -664,8 +1358,16 @@
       if (!m || typeof m !== 'object') return;
       switch (m.type) {
         case 'update':
-          if (state.models.has(m.model) && m.values) {
-            for (const name of Object.keys(m.values)) setValue(m.model, name, m.values[name], m.ts, null, true);
+        case 'snapshot':
+          if (state.models.has(m.model) && m.values && typeof m.values === 'object') onUpdate(m);
+          break;
+        case 'subscribed':
+          // The models' point units and types (model → point → {unit, type}).
+          if (m.meta && typeof m.meta === 'object') {
+            for (const id of Object.keys(m.meta)) {
+              const pts = m.meta[id];
+              if (state.models.has(id) && pts && typeof pts === 'object') for (const name of Object.keys(pts)) setMeta(id, name, pts[name]);
+            }
           }
           break;
         case 'quality':
@@ -675,7 +1377,7 @@
           onAlarm(m);
           break;
         case 'error':
-          say('Live updates: ' + m.message);
+          say(t('live.error', { message: m.message }));
           break;
         default:
           break;
@@ -685,9 +1387,9 @@
       if (state.ws !== ws) return;
       state.ws = null;
       if (state.needLogin && !state.user) {
-        setLive(false, 'log in to see live values');
+        setLive(false, 'live.needLogin');
       } else {
-        setLive(false, ev.code === 1008 ? 'dropped (too slow), reconnecting' : 'offline, reconnecting');
+        setLive(false, ev.code === 1008 ? 'live.dropped' : 'live.reconnecting');
       }
       state.wsTimer = setTimeout(connect, state.wsDelay);
       state.wsDelay = Math.min(state.wsDelay * 2, 10000);
@@ -701,12 +1403,18 @@
     setInterval(() => { if (!document.hidden) fn(); }, ms);
   }
 
+  applyStatic();
+  setLive(false, 'live.connecting');
+  selectChannel(null);
+  selectPoint(null);
   refreshMe();
   every(HEALTH_EVERY, refreshHealth);
   every(CHANNELS_EVERY, () => { refreshChannels(); refreshFrames(); });
   every(MODELS_EVERY, refreshModels);
   every(ALARMS_EVERY, refreshAlarms);
+  every(CONTROLS_EVERY, refreshControls);
+  every(DEVICES_EVERY, refreshDevices);
   every(EVENTS_EVERY, () => { if (!state.eventsPaged) loadEvents(false); });
-  drawChart();
+  every(MODELS_EVERY, probeHistory);
   connect();
 })();
