@@ -29,6 +29,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/voltedge/voltedge/internal/contract"
+	"github.com/voltedge/voltedge/internal/history"
 	"github.com/voltedge/voltedge/internal/svc"
 	"github.com/voltedge/voltedge/modsrv/api"
 	"github.com/voltedge/voltedge/modsrv/auth"
@@ -102,7 +103,11 @@ func service(ready func(net.Addr), o *options) svc.Service[config.Config] {
 		},
 		RedisConnections: redisConnections,
 		StartAttrs: func(c *config.Config) []any {
-			return []any{"listen", c.Listen, "read_open", c.ReadOpen, "tokens", len(c.Tokens), "users", len(c.Users), "demo", o.demo}
+			hist := "off"
+			if c.History.MySQLDSN != "" {
+				hist = history.RedactDSN(c.History.MySQLDSN) + " site " + c.History.Site
+			}
+			return []any{"listen", c.Listen, "read_open", c.ReadOpen, "tokens", len(c.Tokens), "users", len(c.Users), "demo", o.demo, "history", hist}
 		},
 		Serve: func(ctx context.Context, env *svc.Env[config.Config]) error { return run(ctx, env, ready) },
 	}

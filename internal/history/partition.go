@@ -67,6 +67,9 @@ ORDER BY PARTITION_ORDINAL_POSITION`, table)
 // for the days within the retention. It is idempotent and safe to run from
 // several processes.
 func (s *Store) EnsurePartitions(ctx context.Context, now time.Time) error {
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	first := dayStart(now)
 	last := first + int64(s.opts.PartitionsAhead)*dayMS
 	return s.withLock(ctx, "partitions", func(conn *sql.Conn) error {
@@ -110,6 +113,9 @@ func (s *Store) EnsurePartitions(ctx context.Context, now time.Time) error {
 // are shared by all sites of the database, so on a central database the
 // store with the shortest retention decides. It is idempotent.
 func (s *Store) DropExpired(ctx context.Context, now time.Time) error {
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	cutoff := dayStart(now) - int64(s.opts.RetentionDays)*dayMS
 	return s.withLock(ctx, "partitions", func(conn *sql.Conn) error {
 		for _, table := range partitionedTables {

@@ -40,6 +40,11 @@ type Options struct {
 	PartitionsAhead int
 	// DisableLoadData makes Write always use multi-row INSERT.
 	DisableLoadData bool
+	// ReadOnly opens the store for reading only: Open applies no migration
+	// and creates no partition, it only checks that the schema is there, so
+	// the database user needs no more than SELECT. Write, EnsurePartitions
+	// and DropExpired fail with ErrReadOnly.
+	ReadOnly bool
 	// Logger receives migration, partition and fallback messages
 	// (default slog.Default()). DSNs are logged with the password redacted.
 	Logger *slog.Logger
@@ -154,6 +159,13 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("history: connect: %w", err)
 	}
+	if opts.ReadOnly {
+		if err := s.checkSchema(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+		return s, nil
+	}
 	if err := s.migrate(ctx, migrations); err != nil {
 		db.Close()
 		return nil, err
@@ -163,6 +175,32 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// ErrReadOnly is returned by the writing methods of a store opened with
+// Options.ReadOnly.
+var ErrReadOnly = errors.New("history: the store was opened read-only")
+
+// ErrNoSchema means the database has no history tables yet (or not all of
+// the versions this build knows): netsrv creates them when it starts.
+var ErrNoSchema = errors.New("history: the database has no history tables yet (netsrv creates them)")
+
+// checkSchema reports ErrNoSchema unless every migration this build knows
+// is recorded in schema_migrations.
+func (s *Store) checkSchema(ctx context.Context) error {
+	var n int
+	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version <= ?", migrations[len(migrations)-1].version).Scan(&n)
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1146 { // ER_NO_SUCH_TABLE
+		return ErrNoSchema
+	}
+	if err != nil {
+		return fmt.Errorf("history: check schema: %w", err)
+	}
+	if n < len(migrations) {
+		return ErrNoSchema
+	}
+	return nil
 }
 
 // Close closes the connection pool.
@@ -226,4 +264,12 @@ func (s *Store) withLock(ctx context.Context, purpose string, fn func(conn *sql.
 		}
 	}()
 	return fn(conn)
+}
+
+// Ping checks that the database can be reached.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("history: connect: %w", err)
+	}
+	return nil
 }

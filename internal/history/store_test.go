@@ -507,3 +507,52 @@ func TestRedactDSN(t *testing.T) {
 		t.Fatalf("RedactDSN(invalid) = %q", got)
 	}
 }
+
+func TestReadOnly(t *testing.T) {
+	dsn := historytest.DSN(t)
+	ctx := context.Background()
+	// No tables yet: a read-only store creates none and says so.
+	if _, err := Open(ctx, dsn, Options{Site: "site-a", ReadOnly: true, Logger: quietLogger()}); !errors.Is(err, ErrNoSchema) {
+		t.Fatalf("read-only Open of an empty database: %v, want ErrNoSchema", err)
+	}
+	w := openStore(t, dsn, Options{Site: "site-a"})
+	ts := baseTS()
+	if err := w.Write(ctx, testBatch(ts)); err != nil {
+		t.Fatal(err)
+	}
+	before := partitionNames(t, w, "data")
+
+	// A user with SELECT only can open and read.
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := "ro_" + cfg.DBName[len(cfg.DBName)-8:]
+	for _, stmt := range []string{
+		"CREATE USER '" + user + "'@'%' IDENTIFIED BY 'ro-secret'",
+		"GRANT SELECT ON `" + cfg.DBName + "`.* TO '" + user + "'@'%'",
+	} {
+		if _, err := w.db.ExecContext(ctx, stmt); err != nil {
+			t.Skipf("cannot create a SELECT-only user (%v); checking the read-only store as the test user", err)
+		}
+	}
+	t.Cleanup(func() { w.db.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'") })
+	cfg.User, cfg.Passwd = user, "ro-secret"
+	r := openStore(t, cfg.FormatDSN(), Options{Site: "site-a", ReadOnly: true})
+	hist, err := r.History(ctx, Query{Model: "pcs1", Point: "p_active", From: ts, To: ts + 2000})
+	if err != nil || len(hist) != 2 {
+		t.Fatalf("History = %v, %v", hist, err)
+	}
+	if err := r.Write(ctx, testBatch(ts)); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("Write on a read-only store: %v", err)
+	}
+	if err := r.EnsurePartitions(ctx, time.Now().Add(30*24*time.Hour)); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("EnsurePartitions on a read-only store: %v", err)
+	}
+	if err := r.DropExpired(ctx, time.Now()); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("DropExpired on a read-only store: %v", err)
+	}
+	if after := partitionNames(t, w, "data"); !slices.Equal(before, after) {
+		t.Fatalf("partitions changed: %v -> %v", before, after)
+	}
+}

@@ -170,6 +170,9 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 // it fails; IsUnavailable tells whether the failure is the server's
 // (retry later) or the batch's.
 func (s *Store) WriteCounted(ctx context.Context, b *Batch) (WriteResult, error) {
+	if s.opts.ReadOnly {
+		return WriteResult{}, ErrReadOnly
+	}
 	res, err := s.write(ctx, b)
 	s.stats.batches.Add(1)
 	if err != nil {

@@ -111,6 +111,8 @@ type server struct {
 	logins   *metrics.CounterVec
 	// http sends POST /webhooks/test.
 	http *http.Client
+	// hist is the history store; nil when [history] mysql_dsn is empty.
+	hist *historyStore
 	// confirmedRun is the last Redis run id whose configuration comsrv
 	// confirmed (see configState); nil until one is seen.
 	confirmedRun atomic.Pointer[string]
@@ -127,6 +129,8 @@ func New(d Deps) (*fiber.App, error) {
 		return nil, err
 	}
 	s := &server{d: d, sender: contract.NewSender(d.Redis, d.Caller, d.Results), links: d.Links, http: alerting.NewHTTPClient()}
+	h := d.Config.History
+	s.hist = newHistoryStore(h.MySQLDSN, or(h.Site, config.DefaultSite()), d.Log)
 	reg := d.Metrics
 	s.requests = reg.CounterVec("modsrv_http_requests_total", "HTTP requests by route, method and status.",
 		[]string{"route", "method", "status"}, maxRouteSeries)
@@ -155,6 +159,7 @@ func New(d Deps) (*fiber.App, error) {
 		WriteBufferSize:   ReadBufferSize,
 		ReduceMemoryUsage: true,
 	})
+	app.Hooks().OnShutdown(s.hist.Close)
 	rs := s.routes()
 	if s.doc, err = json.Marshal(openAPI(rs)); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)

@@ -207,10 +207,3 @@ func (s *server) deleteDevice(c *fiber.Ctx) error {
 	s.d.Log.Info("device removed", "user", auth.UserOf(c), "id", id)
 	return c.JSON(fiber.Map{"id": id, "deleted": true})
 }
-
-func (s *server) history(c *fiber.Ctx) error {
-	if s.d.Config.History.MySQLDSN == "" {
-		return Errorf(http.StatusServiceUnavailable, "history needs netsrv's MySQL store, which is not configured")
-	}
-	return Errorf(http.StatusServiceUnavailable, "history and export are not available yet: netsrv does not write its MySQL tables in this version")
-}

@@ -194,6 +194,26 @@ func schemas() map[string]any {
 			"body":        map[string]any{"type": "string", "description": "the first 1 KiB of the answer"},
 			"duration_ms": integer(), "signed": boolean(),
 		}, "target", "id", "status", "ok", "headers", "body"),
+		"HistoryRow": obj(map[string]any{
+			"ts":    map[string]any{"type": "integer", "format": "int64", "description": "sample time, or the bucket's start (a multiple of step since the epoch), Unix ms"},
+			"value": map[string]any{"type": "string", "description": "raw samples: the exact stored text"},
+			"min":   map[string]any{"type": "number", "description": "buckets: of the numeric samples"},
+			"avg":   num(), "max": num(),
+			"count": map[string]any{"type": "integer", "format": "int64", "description": "samples in the bucket (1 for a raw sample)"},
+		}, "ts", "count"),
+		"StoredConnEvent": obj(map[string]any{
+			"id":      map[string]any{"type": "string", "description": "the comsrv:events stream id"},
+			"event":   map[string]any{"type": "string", "description": "online, offline, replaced, refused, …"},
+			"channel": str(), "listener": str(), "registration": str(), "remote": str(), "reason": str(), "ts": integer(),
+		}, "id", "event", "channel", "listener", "registration", "remote", "reason", "ts"),
+		"StoredAlarm": obj(map[string]any{
+			"model": str(), "point": str(), "kind": str(), "level": str(),
+			"value": map[string]any{"type": "string", "description": "the value that raised it, as text"},
+			"limit": str(), "raised_ts": integer(),
+			"cleared_ts":      map[string]any{"type": "integer", "format": "int64", "description": "0: not cleared"},
+			"acknowledged_ts": map[string]any{"type": "integer", "format": "int64", "description": "0: not acknowledged"},
+			"acknowledged_by": str(),
+		}, "model", "point", "kind", "level", "value", "limit", "raised_ts", "cleared_ts", "acknowledged_ts", "acknowledged_by"),
 		"Device": obj(map[string]any{"id": str(), "template": str(),
 			"note": map[string]any{"type": "string", "description": "answers only: set when the template could not be checked (comsrv:templates absent)"}}, "id", "template"),
 	}

@@ -11,9 +11,12 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"regexp"
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/voltedge/voltedge/internal/conf"
@@ -133,8 +136,71 @@ type User struct {
 // History is the [history] table.
 type History struct {
 	// MySQLDSN is the MySQL data source netsrv writes history to; empty
-	// means no history (GET /history and /export answer 503).
+	// means no history (the /history routes and /export answer 503).
+	// modsrv only reads: a user with SELECT on the database is enough.
 	MySQLDSN string `toml:"mysql_dsn"`
+	// Site is the box whose rows modsrv shows (netsrv's site); default the
+	// host name with every character outside [A-Za-z0-9_.-] replaced by
+	// '-', as netsrv does.
+	Site string `toml:"site"`
+	// ExportMaxRows caps the rows of one GET /export (default 1,000,000);
+	// the last row of a cut export says so.
+	ExportMaxRows int `toml:"export_max_rows"`
+	// ExportTmpDir is where an Excel export keeps its sheet while it is
+	// written (default: the system's temporary directory).
+	ExportTmpDir string `toml:"export_tmp_dir"`
+}
+
+// Defaults and bounds of [history].
+const (
+	DefaultExportMaxRows = 1_000_000
+	MaxExportMaxRows     = 5_000_000
+)
+
+// siteID is the form of a site id (netsrv's).
+var siteID = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// DefaultSite is the host name made a site id the way netsrv does.
+func DefaultSite() string {
+	h, _ := os.Hostname()
+	site := strings.Map(func(r rune) rune {
+		if r < 128 && siteID.MatchString(string(r)) {
+			return r
+		}
+		return '-'
+	}, h)
+	if len(site) > 64 {
+		site = site[:64]
+	}
+	if site == "" {
+		site = "edge"
+	}
+	return site
+}
+
+// checkHistory fills in and checks [history].
+func (c *Config) checkHistory(pos *conf.Positions, errs *conf.Errors) {
+	h := &c.History
+	if h.MySQLDSN != "" {
+		if cfg, err := mysql.ParseDSN(h.MySQLDSN); err != nil {
+			// The parse error may quote the DSN, password included.
+			errs.Addf(pos, "history.mysql_dsn", "not a DSN like \"user:password@tcp(127.0.0.1:3306)/voltedge\"")
+		} else if cfg.DBName == "" {
+			errs.Addf(pos, "history.mysql_dsn", "names no database (…/voltedge)")
+		}
+	}
+	if !pos.Defined("history.site") {
+		h.Site = DefaultSite()
+	}
+	if !siteID.MatchString(h.Site) {
+		errs.Addf(pos, "history.site", "%q is not a site id (1..64 of A-Z a-z 0-9 _ . -)", h.Site)
+	}
+	if !pos.Defined("history.export_max_rows") {
+		h.ExportMaxRows = DefaultExportMaxRows
+	}
+	if h.ExportMaxRows < 1 || h.ExportMaxRows > MaxExportMaxRows {
+		errs.Addf(pos, "history.export_max_rows", "%d is out of range (1..%d)", h.ExportMaxRows, MaxExportMaxRows)
+	}
 }
 
 // Options change how a configuration is judged; the zero value is the
@@ -214,6 +280,7 @@ func (c *Config) check(pos *conf.Positions, o Options) error {
 		errs.Addf(pos, "max_sessions", "%d is out of range (1..100000)", c.MaxSessions)
 	}
 	c.checkLimits(pos, &errs)
+	c.checkHistory(pos, &errs)
 	for i, o := range c.WSOrigins {
 		if o == "*" {
 			continue

@@ -105,6 +105,8 @@ name = "op2"
 bcrypt = "` + y + `"
 [history]
 mysql_dsn = "u:p@tcp(db:3306)/voltedge"
+site = "box-7"
+export_max_rows = 2000
 `
 	c, err := Parse("f.toml", []byte(doc))
 	if err != nil {
@@ -112,7 +114,8 @@ mysql_dsn = "u:p@tcp(db:3306)/voltedge"
 	}
 	if c.Listen != "127.0.0.1:9000" || c.ControlTimeout.Duration != 2*time.Second || len(c.WSOrigins) != 3 ||
 		c.LoginRate != 10 || c.SessionTTL.Duration != time.Hour || c.MaxSessions != 5 ||
-		c.Tokens[0].Name != "scada" || c.Users[1].Name != "op2" || c.History.MySQLDSN == "" {
+		c.Tokens[0].Name != "scada" || c.Users[1].Name != "op2" || c.History.MySQLDSN == "" ||
+		c.History.Site != "box-7" || c.History.ExportMaxRows != 2000 {
 		t.Fatalf("got %+v", c)
 	}
 	if bcrypt.CompareHashAndPassword([]byte(y), []byte("secret")) != nil {
@@ -143,12 +146,29 @@ func TestErrors(t *testing.T) {
 		{"[[token]]\nname = \"a\"\ntoken = \"0123456789abcdef0123456789abcdef\"\n[[user]]\nname = \"a\"\nbcrypt = \"$2a$04$abcdefghijklmnopqrstuu5Lr3.sF8gY8gZ9ZyjL0vIWf.wFUSZ.a\"\n",
 			`e.toml:5:8: key "user[0].name": name "a" is already used by token[0]`},
 		{"[[user]]\nname = \"b\"\nbcrypt = \"plain\"\n", `e.toml:3:10: key "user[0].bcrypt": not a bcrypt hash`},
+		{"[history]\nmysql_dsn = \"u:secret@tcp(db:3306\"\n", `e.toml:2:13: key "history.mysql_dsn": not a DSN`},
+		{"[history]\nmysql_dsn = \"u:secret@tcp(db:3306)/\"\n", `key "history.mysql_dsn": names no database`},
+		{"[history]\nsite = \"a b\"\n", `e.toml:2:8: key "history.site": "a b" is not a site id`},
+		{"[history]\nexport_max_rows = 0\n", `e.toml:2:19: key "history.export_max_rows": 0 is out of range`},
 	}
 	for _, tc := range tests {
 		_, err := Parse("e.toml", []byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.doc, err, tc.want)
 		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("%q: the error shows the password: %v", tc.doc, err)
+		}
+	}
+}
+
+func TestHistoryDefaults(t *testing.T) {
+	c, err := Parse("d.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.History.Site != DefaultSite() || c.History.ExportMaxRows != DefaultExportMaxRows || !siteID.MatchString(c.History.Site) {
+		t.Fatalf("history defaults %+v", c.History)
 	}
 }
 

@@ -259,6 +259,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	js(`(() => { const c = [...document.querySelectorAll('#models .model')].find(e => e.dataset.model === 'power_meter');
 		[...c.querySelectorAll('tr')].find(r => r.dataset.point === 'voltage').click(); return ''; })()`)
 	waitFor("the chart title", `document.getElementById('chart-title').textContent.replace(/ \(.*\)$/, '')`, "power_meter · voltage")
+	// A stored range needs netsrv's store: the chart says so and stays live.
+	js(`(() => { const s = document.getElementById('chart-range'); s.value = '3600000'; s.dispatchEvent(new Event('change')); return ''; })()`)
+	waitFor("the chart's message", `String(document.getElementById('chart-msg').textContent.startsWith("History unavailable: history needs netsrv's MySQL store"))`, "true")
+	waitFor("the live values still charted", `String(Number(document.getElementById('chart').dataset.points) > 0)`, "true")
+	js(`(() => { const s = document.getElementById('chart-range'); s.value = 'live'; s.dispatchEvent(new Event('change')); return ''; })()`)
+	waitFor("no chart message when live", `document.getElementById('chart-msg').textContent`, "")
 
 	// An alarm raised while the page is open arrives over the WebSocket.
 	fcall(scripts.FnSyncMeasurement, "1001", "10001", "262.5")

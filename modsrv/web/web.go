@@ -5,11 +5,12 @@
 // The page shows the channels with their names, templates, models, online
 // state and counters; the points (names, units, types) and received
 // packets of a channel; live model values with units and a chart of a
-// point; alarms with their levels, acknowledgement and shelving;
-// alarmsrv's rules (enable, create, edit, test, run log), webhook targets
-// (counters, health, a test request) and dead letters (re-send); the
-// connection history; export
-// buttons; the list of controls with a form per row for a logged-in user;
+// point, live or over a stored range from the history database; alarms
+// with their levels, acknowledgement, shelving and the stored alarm
+// history; alarmsrv's rules (enable, create, edit, test, run log), webhook
+// targets (counters, health, a test request) and dead letters (re-send);
+// the connection history, paged into the stored events; export buttons;
+// the list of controls with a form per row for a logged-in user;
 // and the device registry with the registrations comsrv refused. Models
 // and channels link to each other. Its strings are in one table per
 // language (i18n-en.js, i18n-zh-CN.js), chosen from the browser's

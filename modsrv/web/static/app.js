@@ -20,6 +20,9 @@
   const RULES_EVERY = 15000;
   const WEBHOOKS_EVERY = 5000;  // targets' counters and the first page of dead letters
   const DEAD_PAGE = 20;
+  const CHART_POINTS = 600;     // buckets at most when the chart shows a stored range
+  const DAY = 86400000;
+  const STORED_ALARMS = 100;    // alarms read from the history database
 
   const $ = (id) => document.getElementById(id);
 
@@ -188,6 +191,13 @@
     subscribed: new Set(), // models subscribed on the socket
     history: new Map(),    // "model\u0000point" -> [[ts, value], ...]
     chartKey: null,
+    chartRange: 'live',    // 'live', or the range shown in ms (a string, as the select's value)
+    chartHist: null,       // {key, from, to, step, rows: [[ts, min, avg, max], ...]} from /history
+    chartMsg: null,        // [key, vars] of the chart's message
+    historyOK: false,      // /history/events answered: the history database is there
+    eventsStoredMore: true, // older pages may come from the history database
+    alarmHist: null,       // stored alarms shown (an array), or null when hidden
+    alarmHistMsg: null,    // [key, vars] of the alarm history's message
     channel: null,         // channel whose frames are shown
     channels: [],          // the channel list last read
     controls: null,        // the /controls answer last read
@@ -297,6 +307,7 @@
     renderDead();
     if (state.runsRule) showRuns(state.runsRule);
     renderEvents();
+    renderAlarmHistory();
     selectPoint(state.chartKey);
   }
 
@@ -637,6 +648,7 @@
   // ---- chart --------------------------------------------------------------------
 
   function selectPoint(key) {
+    const changed = (key || null) !== state.chartKey;
     state.chartKey = key || null;
     if (state.chartKey) {
       const [id, name] = state.chartKey.split('\u0000');
@@ -648,8 +660,68 @@
       $('chart-title').textContent = t('chart.select');
     }
     $('export-msg').textContent = '';
+    if (changed) {
+      loadChartHistory();
+      return;
+    }
+    renderChartMsg();
     drawChart();
   }
+
+  function renderChartMsg() {
+    $('chart-msg').textContent = state.chartMsg ? t(state.chartMsg[0], state.chartMsg[1]) : '';
+  }
+
+  // loadChartHistory reads the chart point's stored range (none when live):
+  // buckets of min/avg/max, at most CHART_POINTS of them; live values are
+  // appended as they come. When history is unavailable its message shows
+  // and the chart keeps the live values.
+  async function loadChartHistory() {
+    const key = state.chartKey;
+    const range = state.chartRange;
+    state.chartHist = null;
+    state.chartMsg = null;
+    if (!key || range === 'live') {
+      renderChartMsg();
+      drawChart();
+      return;
+    }
+    const span = Number(range);
+    const to = Date.now();
+    const from = to - span;
+    const step = Math.max(1, Math.ceil(span / CHART_POINTS / 1000));
+    const [model, point] = key.split('\u0000');
+    state.chartMsg = ['chart.loading'];
+    renderChartMsg();
+    drawChart();
+    const q = new URLSearchParams({ model, point, from: String(from), to: String(to), step: step + 's' });
+    let d;
+    try {
+      d = await api('GET', '/history?' + q.toString());
+    } catch (e) {
+      if (key !== state.chartKey || range !== state.chartRange) return;
+      state.chartMsg = ['chart.unavailable', { message: e.message }];
+      renderChartMsg();
+      drawChart();
+      return;
+    }
+    if (key !== state.chartKey || range !== state.chartRange) return;
+    const rows = [];
+    for (const r of Array.isArray(d.rows) ? d.rows : []) {
+      const v = [Number(r.ts), Number(r.min), Number(r.avg), Number(r.max)];
+      if (v.every(Number.isFinite)) rows.push(v);
+    }
+    state.chartHist = { key, from, to, step: step * 1000, rows };
+    state.chartMsg = rows.length ? null : ['chart.empty'];
+    renderChartMsg();
+    drawChart();
+  }
+
+  $('chart-range').addEventListener('change', (e) => {
+    state.chartRange = e.target.value;
+    $('export-msg').textContent = '';
+    loadChartHistory();
+  });
 
   function drawChart() {
     const cv = $('chart');
@@ -659,9 +731,22 @@
     ctx.clearRect(0, 0, w, h);
     ctx.font = '12px system-ui, sans-serif';
     ctx.fillStyle = '#6b7786';
-    const data = state.chartKey ? state.history.get(state.chartKey) || [] : [];
+    const live = state.chartKey ? state.history.get(state.chartKey) || [] : [];
+    const hist = state.chartHist && state.chartHist.key === state.chartKey ? state.chartHist : null;
+    // A stored range: the buckets' averages as the line and their min..max
+    // as a band, then the live values that came after them.
+    const band = hist ? hist.rows : [];
+    let data = live;
+    if (hist) {
+      data = band.map((r) => [r[0] + hist.step / 2, r[2]]);
+      const after = data.length ? data[data.length - 1][0] : hist.from;
+      for (const p of live) if (p[0] > after) data.push(p);
+    }
+    // What is drawn, for tests and the curious: stored buckets and points.
+    cv.dataset.stored = String(band.length);
+    cv.dataset.points = String(data.length);
     if (data.length === 0) {
-      ctx.fillText(state.chartKey ? t('chart.waiting') : t('chart.hint'), 12, 20);
+      if (!hist) ctx.fillText(state.chartKey ? t('chart.waiting') : t('chart.hint'), 12, 20);
       return;
     }
     let lo = Infinity;
@@ -670,9 +755,13 @@
       lo = Math.min(lo, v);
       hi = Math.max(hi, v);
     }
+    for (const r of band) {
+      lo = Math.min(lo, r[1]);
+      hi = Math.max(hi, r[3]);
+    }
     if (lo === hi) { lo -= 1; hi += 1; }
-    const t0 = data[0][0];
-    const t1 = Math.max(data[data.length - 1][0], t0 + 1);
+    const t0 = hist ? hist.from : data[0][0];
+    const t1 = Math.max(data[data.length - 1][0], hist ? hist.to : 0, t0 + 1);
     const L = 56; const R = 8; const T = 10; const B = 22;
     const x = (t) => L + (w - L - R) * (t - t0) / (t1 - t0);
     const y = (v) => T + (h - T - B) * (1 - (v - lo) / (hi - lo));
@@ -682,9 +771,20 @@
     ctx.stroke();
     ctx.fillText(String(+hi.toPrecision(6)), 4, T + 8);
     ctx.fillText(String(+lo.toPrecision(6)), 4, h - B);
-    ctx.fillText(fmtTime(t0).slice(11), L, h - 6);
-    const last = fmtTime(t1).slice(11);
+    // Times of day, with the month and day when the chart spans days.
+    const when = (ms) => (t1 - t0 > DAY / 2 ? fmtTime(ms).slice(5, 16) : fmtTime(ms).slice(11));
+    ctx.fillText(when(t0), L, h - 6);
+    const last = when(t1);
     ctx.fillText(last, w - R - ctx.measureText(last).width, h - 6);
+    if (band.length) {
+      ctx.fillStyle = 'rgba(36, 99, 181, 0.18)';
+      ctx.beginPath();
+      band.forEach((r, i) => (i === 0 ? ctx.moveTo(x(r[0] + hist.step / 2), y(r[3])) : ctx.lineTo(x(r[0] + hist.step / 2), y(r[3]))));
+      for (let i = band.length - 1; i >= 0; i--) ctx.lineTo(x(band[i][0] + hist.step / 2), y(band[i][1]));
+      ctx.closePath();
+      ctx.fill();
+      ctx.fillStyle = '#6b7786';
+    }
     ctx.strokeStyle = '#2463b5';
     ctx.lineWidth = 2;
     ctx.beginPath();
@@ -695,25 +795,50 @@
 
   // ---- export ---------------------------------------------------------------------
 
-  // exportHistory asks for an export; when the server can give one, the
-  // browser downloads it, otherwise its message is shown.
+  // exportURL is the export of the charted point's model over the chart's
+  // range (the last 24 h when the chart is live).
+  function exportURL(format) {
+    const [model] = state.chartKey.split('\u0000');
+    const span = state.chartRange === 'live' ? DAY : Number(state.chartRange);
+    const to = Date.now();
+    return '/export?' + new URLSearchParams({ format, model, from: String(to - span), to: String(to) }).toString();
+  }
+
+  // download saves url through a link, so the browser streams it to disk.
+  function download(url) {
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = '';
+    a.hidden = true;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  }
+
+  // exportHistory asks (HEAD) whether the server can export; when it can,
+  // the browser downloads it, otherwise the server's message is shown.
   async function exportHistory(format) {
-    const params = new URLSearchParams({ format });
-    if (state.chartKey) {
-      const [model, point] = state.chartKey.split('\u0000');
-      params.set('model', model);
-      params.set('point', point);
-    }
-    const url = '/export?' + params.toString();
     const out = $('export-msg');
+    if (!state.chartKey) {
+      out.textContent = t('export.select');
+      return;
+    }
+    const url = exportURL(format);
     out.textContent = t('export.asking');
     const ctrl = new AbortController();
     try {
+      const h = await fetch(url, { method: 'HEAD', credentials: 'same-origin' });
+      if (h.ok) {
+        out.textContent = '';
+        download(url);
+        return;
+      }
+      // HEAD has no body: ask again for the message.
       const r = await fetch(url, { credentials: 'same-origin', signal: ctrl.signal });
       if (r.ok) {
-        ctrl.abort(); // the download below streams it again, straight to disk
+        ctrl.abort();
         out.textContent = '';
-        window.location.assign(url);
+        download(url);
         return;
       }
       let m = 'HTTP ' + r.status;
@@ -1109,6 +1234,48 @@
     }
     refreshAlarms();
   }
+
+  // ---- alarm history (the history database) -----------------------------------------
+
+  async function toggleAlarmHistory() {
+    if (state.alarmHist) {
+      state.alarmHist = null;
+      state.alarmHistMsg = null;
+      renderAlarmHistory();
+      return;
+    }
+    state.alarmHist = [];
+    state.alarmHistMsg = ['alarms.historyLoading'];
+    renderAlarmHistory();
+    try {
+      const d = await api('GET', '/history/alarms?limit=' + STORED_ALARMS);
+      if (!state.alarmHist) return;
+      state.alarmHist = Array.isArray(d.alarms) ? d.alarms : [];
+      state.alarmHistMsg = state.alarmHist.length ? null : ['alarms.historyNone'];
+    } catch (e) {
+      if (!state.alarmHist) return;
+      state.alarmHistMsg = ['alarms.historyUnavailable', { message: e.message }];
+    }
+    renderAlarmHistory();
+  }
+
+  function renderAlarmHistory() {
+    const shown = state.alarmHist !== null;
+    $('alarm-history-toggle').textContent = t(shown ? 'alarms.historyHide' : 'alarms.history');
+    $('alarm-history-msg').textContent = state.alarmHistMsg ? t(state.alarmHistMsg[0], state.alarmHistMsg[1]) : '';
+    const ul = $('alarm-history');
+    clear(ul);
+    ul.hidden = !shown || state.alarmHist.length === 0;
+    for (const a of shown ? state.alarmHist : []) {
+      let line = t('alarms.historyLine', { ts: fmtTime(a.raised_ts), ref: a.model + ':' + a.point, kind: alarmKind(a.kind),
+        level: a.level, value: a.value, limit: a.limit });
+      if (Number(a.cleared_ts) > 0) line += t('alarms.historyCleared', { ts: fmtTime(a.cleared_ts) });
+      if (Number(a.acknowledged_ts) > 0) line += t('alarms.historyAcked', { user: a.acknowledged_by, ts: fmtTime(a.acknowledged_ts) });
+      ul.appendChild(el('li', Number(a.cleared_ts) > 0 ? 'on' : 'off', line));
+    }
+  }
+
+  $('alarm-history-toggle').addEventListener('click', toggleAlarmHistory);
 
   function alarmKind(k) {
     if (k === 'high') return t('alarm.high');
@@ -1533,6 +1700,10 @@
   // ---- connection history ------------------------------------------------------------------
 
   async function loadEvents(older) {
+    if (older && !state.eventsNext && state.historyOK) {
+      loadStoredEvents();
+      return;
+    }
     let data;
     const q = '/events?count=' + EVENTS_PAGE + (older && state.eventsNext ? '&before=' + enc(state.eventsNext) : '');
     try {
@@ -1543,6 +1714,43 @@
     const list = Array.isArray(data.events) ? data.events : [];
     state.events = older ? state.events.concat(list) : list;
     state.eventsNext = data.next || '';
+    if (!older) {
+      state.eventsStoredMore = true;
+      $('events-msg').textContent = '';
+    }
+    renderEvents();
+  }
+
+  // loadStoredEvents continues the connection history from the history
+  // database once Redis's stream has no older events: the page ending at
+  // the oldest event shown (events of the same millisecond already shown
+  // are left out by id).
+  async function loadStoredEvents() {
+    const last = state.events[state.events.length - 1];
+    const to = last && Number(last.ts) > 0 ? Number(last.ts) + 1 : Date.now();
+    let d;
+    try {
+      d = await api('GET', '/history/events?limit=' + EVENTS_PAGE + '&to=' + to);
+    } catch (e) {
+      $('events-msg').textContent = t('events.storedUnavailable', { message: e.message });
+      return;
+    }
+    const seen = new Set(state.events.map((e) => e.id));
+    const list = (Array.isArray(d.events) ? d.events : []).filter((e) => !seen.has(e.id));
+    state.events = state.events.concat(list);
+    state.eventsStoredMore = Boolean(d.more) && list.length > 0;
+    $('events-msg').textContent = state.eventsStoredMore ? '' : t('events.storedEnd');
+    renderEvents();
+  }
+
+  // probeHistory finds out whether the history database answers.
+  async function probeHistory() {
+    try {
+      await api('GET', '/history/events?limit=1');
+      state.historyOK = true;
+    } catch (_) {
+      state.historyOK = false;
+    }
     renderEvents();
   }
 
@@ -1564,7 +1772,7 @@
         el('td', null, fmtTime(ev.ts)), el('td', null, eventLabel(ev.event)), el('td', null, ev.channel),
         el('td', null, ev.registration), el('td', null, ev.remote), el('td', null, ev.reason)));
     }
-    $('events-older').hidden = !state.eventsNext;
+    $('events-older').hidden = !(state.eventsNext || (state.historyOK && state.eventsStoredMore));
   }
 
   $('events-older').addEventListener('click', () => { state.eventsPaged = true; loadEvents(true); });
@@ -1698,5 +1906,6 @@
   every(RULES_EVERY, refreshRules);
   every(WEBHOOKS_EVERY, () => { refreshWebhooks(); if (!state.deadPaged) refreshDead(false); });
   every(EVENTS_EVERY, () => { if (!state.eventsPaged) loadEvents(false); });
+  every(MODELS_EVERY, probeHistory);
   connect();
 })();
