@@ -12,6 +12,10 @@
 # The console user "demo" gets a random password, printed at start: modsrv
 # runs on a copy of config/modsrv.toml in the run directory with that user
 # added (the shipped configuration has no user).
+# Webhooks: a local receiver (webhookrecv on 127.0.0.1:8010, log in the run
+# directory) with a random secret, a target for it and a rule sending
+# device_offline and device_online to it; DTU1004 goes offline 20 s after the
+# start, so a signed call arrives and the console's target counters show it.
 # DEMO_SECONDS=N stops it after N seconds (used to check the demo unattended).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,13 +95,40 @@ chmod 600 "$RUN/modsrv.toml"
 pids+=($!)
 "$BIN/modsrv" -config "$RUN/modsrv.toml" -redis "$REDIS_URL" 2>"$RUN/modsrv.log" &
 pids+=($!)
-"$BIN/alarmsrv" -config config/alarmsrv.toml -redis "$REDIS_URL" 2>"$RUN/alarmsrv.log" &
+# A local webhook receiver and alarmsrv on a copy of its configuration with
+# a target for it and a rule sending device events to it.
+WEBHOOK_SECRET="whsec_$(head -c 32 /dev/urandom | base64)"
+"$BIN/webhookrecv" -listen 127.0.0.1:8010 -secret "$WEBHOOK_SECRET" -log "$RUN/webhooks.log" >/dev/null 2>"$RUN/webhookrecv.log" &
+pids+=($!)
+cp config/alarmsrv.toml "$RUN/alarmsrv.toml"
+cat >>"$RUN/alarmsrv.toml" <<EOC
+
+# Added by make demo: the local receiver (tools/webhookrecv) and a rule for it.
+[[target]]
+id = "demo-receiver"
+url = "http://127.0.0.1:8010/voltedge"
+secrets = ["$WEBHOOK_SECRET"]
+
+[[rule]]
+id = "demo-device-offline"
+name = "A DTU went offline or came back"
+events = ["device_offline", "device_online"]
+targets = ["demo-receiver"]
+EOC
+chmod 600 "$RUN/alarmsrv.toml"
+"$BIN/alarmsrv" -config "$RUN/alarmsrv.toml" -redis "$REDIS_URL" 2>"$RUN/alarmsrv.log" &
 pids+=($!)
 "$BIN/netsrv" -config "$RUN/netsrv.toml" -redis "$REDIS_URL" 2>"$RUN/netsrv.log" &
 pids+=($!)
 sleep 1
-"$BIN/dtusim" -n 4 -prefix DTU -start 1001 -heartbeat-interval 10s -per-device-map -stats 0s 2>"$RUN/dtusim.log" &
+"$BIN/dtusim" -n 3 -prefix DTU -start 1001 -heartbeat-interval 10s -per-device-map -stats 0s 2>"$RUN/dtusim.log" &
 pids+=($!)
+# DTU1004 in a process of its own, stopped after 20 s: a device_offline
+# event, and so a webhook call.
+"$BIN/dtusim" -n 1 -prefix DTU -start 1004 -heartbeat-interval 10s -per-device-map -stats 0s 2>"$RUN/dtusim-1004.log" &
+dtu1004=$!
+pids+=($dtu1004)
+(sleep 20; kill "$dtu1004" 2>/dev/null; echo "DTU1004 stopped: it goes offline now") &
 "$BIN/dtusim" -profile tlv -addr 127.0.0.1:22336 -n 1 -start 5001 -heartbeat-interval 20s -data "t=21.5" -data-interval 10s -stats 0s 2>"$RUN/dtusim-tlv.log" &
 pids+=($!)
 "$BIN/dtusim" -profile line -addr 127.0.0.1:22335 -n 1 -prefix DEV -start 1 -width 3 -data "temp=21.5" -data-interval 5s -stats 0s 2>"$RUN/dtusim-line.log" &
@@ -119,6 +150,8 @@ Try, in another terminal:
   $BIN/edgectl status                       # channels with counters, and netsrv's upload backlog
   mariadb -h ${MYSQL_ADDR%:*} -P ${MYSQL_ADDR#*:} -u root voltedge_demo -e 'SELECT COUNT(*) FROM data'   # history rows
   curl -s http://127.0.0.1:8004/health      # netsrv: MySQL, spool and stream backlog
+  tail -f $RUN/webhooks.log                 # signed webhook calls (DTU1004 goes offline 20 s after the start)
+  curl -s http://127.0.0.1:8002/webhooks/targets   # the target's counters (also in the console)
   open http://127.0.0.1:8002/               # the console (log in as demo / $DEMO_PASSWORD to send controls)
   wscat -c ws://127.0.0.1:8002/ws -x '{"type":"subscribe","models":["power_meter"]}' -w 10
   kill -HUP \$(pgrep -x comsrv)  or  $BIN/edgectl reload   # re-read channels and templates

@@ -71,7 +71,7 @@ func SeedTargets(ctx context.Context, c rueidis.Client, raw []map[string]any) (i
 			errs = append(errs, err)
 			continue
 		}
-		out, err := json.Marshal(t)
+		out, err := json.Marshal(t.WithDefaults()) // stored as used: modsrv shows the timeout and schedule in force
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", id, err))
 			continue
