@@ -65,10 +65,17 @@ func appendStrings(dst []byte, ss ...string) []byte {
 // errShort is a record that ends inside a field.
 var errShort = errors.New("record ends early")
 
-// decoder reads the fields encodeBatch wrote.
+// decoder reads the fields encodeBatch wrote. s holds the same bytes as b
+// as one string, so that the strings of a record share one allocation.
 type decoder struct {
 	b   []byte
+	s   string
 	err error
+}
+
+func (d *decoder) skip(n int) {
+	d.b = d.b[n:]
+	d.s = d.s[n:]
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -80,7 +87,7 @@ func (d *decoder) uvarint() uint64 {
 		d.err = errShort
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return v
 }
 
@@ -93,7 +100,7 @@ func (d *decoder) varint() int64 {
 		d.err = errShort
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return v
 }
 
@@ -106,8 +113,8 @@ func (d *decoder) str() string {
 		d.err = errShort
 		return ""
 	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
+	s := d.s[:n]
+	d.skip(int(n))
 	return s
 }
 
@@ -126,7 +133,7 @@ func decodeBatch(rec []byte, b *history.Batch) error {
 	if len(rec) == 0 || rec[0] != codecVersion {
 		return fmt.Errorf("upload: spool record of unknown version")
 	}
-	d := &decoder{b: rec[1:]}
+	d := &decoder{b: rec[1:], s: string(rec[1:])}
 	for n := d.count(6); n > 0 && d.err == nil; n-- {
 		b.Samples = append(b.Samples, history.Sample{Channel: d.str(), Point: d.str(), Model: d.str(), PointName: d.str(), Value: d.str(), TS: d.varint()})
 	}

@@ -47,6 +47,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// DrainRows is about how many rows Run uploads per transaction (default 10000).
 	DrainRows int
+	// DrainWriters is how many of those transactions Run writes at the same
+	// time (default 2). Each takes a connection of the store's pool.
+	DrainWriters int
 	// MaxAttempts is how often a spooled batch that MySQL refuses for a
 	// reason other than being unreachable is tried before it is dropped and
 	// reported (default 3).
@@ -99,6 +102,9 @@ func New(opt Options) (*Uploader, error) {
 	}
 	if opt.DrainRows <= 0 {
 		opt.DrainRows = 10000
+	}
+	if opt.DrainWriters <= 0 {
+		opt.DrainWriters = 2
 	}
 	if opt.MaxAttempts <= 0 {
 		opt.MaxAttempts = 3
@@ -232,29 +238,30 @@ func (u *Uploader) Submit(ctx context.Context, b *history.Batch) error {
 
 // Run uploads the spool into the store, oldest first, until ctx ends: at
 // once when there is something to upload and the store answers, every
-// RetryEvery while it does not. A batch is committed in the spool only
-// after MySQL committed it.
+// RetryEvery while it does not. Up to DrainWriters batches are written at
+// the same time, each in its own transaction; the spool's cursor moves past
+// a batch only once MySQL committed it and every batch before it.
 func (u *Uploader) Run(ctx context.Context) {
-	var (
-		held     history.Batch // read from the spool, not yet uploaded
-		heldPos  spool.Pos
-		holding  bool
-		attempts int
-	)
+	var queue []*pending // read from the spool and not yet committed there, in spool order
 	tick := time.NewTicker(u.opt.RetryEvery)
 	defer tick.Stop()
 	for ctx.Err() == nil {
 		u.mu.Lock()
 		s := u.store
 		u.mu.Unlock()
-		if !holding && s != nil {
-			var err error
-			held, heldPos, holding, err = u.read(ctx)
-			if err != nil {
-				u.log.Error("upload: reading the spool failed", "err", err)
+		if s != nil {
+			for len(queue) < u.opt.DrainWriters {
+				b, pos, ok, err := u.read(ctx)
+				if err != nil {
+					u.log.Error("upload: reading the spool failed", "err", err)
+				}
+				if !ok {
+					break
+				}
+				queue = append(queue, &pending{b: b, pos: pos})
 			}
 		}
-		if !holding || s == nil {
+		if len(queue) == 0 || s == nil {
 			select { // nothing to do: wait for Submit or the next retry
 			case <-ctx.Done():
 				return
@@ -263,32 +270,52 @@ func (u *Uploader) Run(ctx context.Context) {
 			}
 			continue
 		}
-		err := u.write(ctx, s, &held)
-		switch {
-		case err == nil:
-			u.markUp()
-			u.drained.Add(uint64(held.Len()))
-			if err := u.opt.Spool.Commit(heldPos); err != nil {
-				u.log.Error("upload: committing the spool failed; the batch will be read again", "err", err)
-			}
-			holding, attempts = false, 0
-			continue
-		case ctx.Err() != nil:
+		u.writeAll(ctx, s, queue)
+		if ctx.Err() != nil {
 			return
-		case history.IsUnavailable(err):
-			u.markDown(err)
-		default:
-			attempts++
-			if attempts >= u.opt.MaxAttempts {
-				u.rejected.Add(uint64(held.Len()))
-				u.report(EventRejected, fmt.Sprintf("%d spooled rows refused %d times and dropped: %v", held.Len(), attempts, err), slog.LevelError)
-				if err := u.opt.Spool.Commit(heldPos); err != nil {
-					u.log.Error("upload: committing the spool failed", "err", err)
+		}
+		var down error
+		ok, retry := false, false
+		for _, p := range queue {
+			switch {
+			case p.done:
+			case p.err == nil:
+				p.done, ok = true, true
+				u.drained.Add(uint64(p.b.Len()))
+			case history.IsUnavailable(p.err):
+				down, retry = p.err, true
+			default:
+				p.attempts++
+				if p.attempts >= u.opt.MaxAttempts {
+					u.rejected.Add(uint64(p.b.Len()))
+					u.report(EventRejected, fmt.Sprintf("%d spooled rows refused %d times and dropped: %v", p.b.Len(), p.attempts, p.err), slog.LevelError)
+					p.done = true
+					continue
 				}
-				holding, attempts = false, 0
-				continue
+				u.log.Warn("upload: MySQL refused a spooled batch; trying again", "attempt", p.attempts, "err", p.err)
+				retry = true
 			}
-			u.log.Warn("upload: MySQL refused a spooled batch; trying again", "attempt", attempts, "err", err)
+		}
+		if down != nil {
+			u.markDown(down)
+		} else if ok {
+			u.markUp()
+		}
+		// Commit the batches done with no undone batch before them.
+		k := 0
+		for k < len(queue) && queue[k].done {
+			k++
+		}
+		if k > 0 {
+			if err := u.opt.Spool.Commit(queue[k-1].pos); err != nil {
+				u.log.Error("upload: committing the spool failed; the batches will be read again after a restart", "err", err)
+			}
+			n := copy(queue, queue[k:])
+			clear(queue[n:])
+			queue = queue[:n]
+		}
+		if !retry {
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -298,13 +325,41 @@ func (u *Uploader) Run(ctx context.Context) {
 	}
 }
 
+// pending is a batch read from the spool and not yet committed there.
+type pending struct {
+	b        history.Batch
+	pos      spool.Pos // just after the batch's last record
+	done     bool      // written, or dropped after MaxAttempts refusals
+	err      error     // of the last write
+	attempts int
+}
+
+// writeAll writes the batches of queue not yet done, at the same time, and
+// sets their err.
+func (u *Uploader) writeAll(ctx context.Context, s Store, queue []*pending) {
+	var wg sync.WaitGroup
+	for _, p := range queue {
+		if p.done {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.err = u.write(ctx, s, &p.b)
+		}()
+	}
+	wg.Wait()
+}
+
 // read takes records from the spool until about DrainRows rows.
 func (u *Uploader) read(ctx context.Context) (history.Batch, spool.Pos, bool, error) {
 	var b history.Batch
 	var pos spool.Pos
 	got := false
 	for b.Len() < u.opt.DrainRows {
-		recs, p, err := u.opt.Spool.Next(ctx, 8)
+		// Records hold up to maxRecordRows rows: ask for about what is
+		// missing, so that a batch stays near DrainRows.
+		recs, p, err := u.opt.Spool.Next(ctx, min(8, max(1, (u.opt.DrainRows-b.Len())/maxRecordRows)))
 		if err != nil {
 			return b, pos, got, err
 		}
