@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -608,31 +607,12 @@ func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, t bulkTable, n int, 
 	return int(a), err
 }
 
-// loadBufs keeps LOAD DATA buffers between writes: a batch of 10,000
-// samples is about 1 MB of text, and growing a fresh buffer to that size
-// for every batch costs more than writing it.
-var loadBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// maxPooledBuf is the largest buffer kept in loadBufs.
-const maxPooledBuf = 8 << 20
-
 func (s *Store) loadRows(ctx context.Context, tx *sql.Tx, t bulkTable, n int, row func(i int, r *rowWriter)) (int, error) {
 	inserted := 0
-	buf := loadBufs.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooledBuf {
-			buf.Reset()
-			loadBufs.Put(buf)
-		}
-	}()
-	r := &rowWriter{buf: buf}
 	for start := 0; start < n; start += maxLoadRows {
 		end := min(start+maxLoadRows, n)
-		buf.Reset()
-		for i := start; i < end; i++ {
-			row(i, r)
-		}
-		a, err := s.loadOnce(ctx, tx, t, buf.Bytes(), end-start)
+		rr := &rowsReader{row: row, i: start, end: end, w: rowWriter{buf: &bytes.Buffer{}}}
+		a, err := s.loadFrom(ctx, tx, t, func() io.Reader { return rr }, end-start)
 		if err != nil {
 			return 0, err
 		}
@@ -641,11 +621,36 @@ func (s *Store) loadRows(ctx context.Context, tx *sql.Tx, t bulkTable, n int, ro
 	return inserted, nil
 }
 
-// loadOnce runs one LOAD DATA LOCAL INFILE … IGNORE from data under a
-// reader-handler name used by this call only.
+// rowsReader is the LOAD DATA text of rows [i, end), written as the driver
+// reads it (16 KB at a time) rather than all at once: a batch of 40,000
+// samples would otherwise take 3 MB of text.
+type rowsReader struct {
+	row    func(i int, r *rowWriter)
+	i, end int
+	w      rowWriter
+}
+
+func (rr *rowsReader) Read(p []byte) (int, error) {
+	for rr.w.buf.Len() < len(p) && rr.i < rr.end {
+		rr.row(rr.i, &rr.w)
+		rr.i++
+	}
+	if rr.w.buf.Len() == 0 {
+		return 0, io.EOF
+	}
+	return rr.w.buf.Read(p)
+}
+
+// loadOnce runs one LOAD DATA LOCAL INFILE … IGNORE from data.
 func (s *Store) loadOnce(ctx context.Context, tx *sql.Tx, t bulkTable, data []byte, rows int) (int, error) {
+	return s.loadFrom(ctx, tx, t, func() io.Reader { return bytes.NewReader(data) }, rows)
+}
+
+// loadFrom runs one LOAD DATA LOCAL INFILE … IGNORE of rows rows read from
+// open's reader, under a reader-handler name used by this call only.
+func (s *Store) loadFrom(ctx context.Context, tx *sql.Tx, t bulkTable, open func() io.Reader, rows int) (int, error) {
 	name := s.handlerPrefix + "-" + strconv.FormatUint(s.handlerSeq.Add(1), 10)
-	mysql.RegisterReaderHandler(name, func() io.Reader { return bytes.NewReader(data) })
+	mysql.RegisterReaderHandler(name, open)
 	defer mysql.DeregisterReaderHandler(name)
 	stmt := "LOAD DATA LOCAL INFILE 'Reader::" + name + "' IGNORE INTO TABLE " + t.name +
 		` CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n' (` +

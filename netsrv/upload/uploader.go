@@ -354,28 +354,38 @@ func (u *Uploader) writeAll(ctx context.Context, s Store, queue []*pending) {
 	wg.Wait()
 }
 
-// read takes records from the spool until about DrainRows rows.
+// read takes records from the spool until about DrainRows rows. The rows
+// share the records' memory, and the samples get one array of their exact
+// size.
 func (u *Uploader) read(ctx context.Context) (history.Batch, spool.Pos, bool, error) {
 	var b history.Batch
 	var pos spool.Pos
-	got := false
-	for b.Len() < u.opt.DrainRows {
+	var recs []spool.Record
+	rows, samples := 0, 0
+	var err error
+	for rows < u.opt.DrainRows {
 		// Records hold up to maxRecordRows rows: ask for about what is
 		// missing, so that a batch stays near DrainRows.
-		recs, p, err := u.opt.Spool.Next(ctx, min(8, max(1, (u.opt.DrainRows-b.Len())/maxRecordRows)))
-		if err != nil {
-			return b, pos, got, err
-		}
-		if len(recs) == 0 {
+		var more []spool.Record
+		var p spool.Pos
+		more, p, err = u.opt.Spool.Next(ctx, min(8, max(1, (u.opt.DrainRows-rows)/maxRecordRows)))
+		if err != nil || len(more) == 0 {
 			break
 		}
-		for _, r := range recs {
-			if err := decodeBatch(r.Data, &b); err != nil {
-				u.rejected.Add(1)
-				u.log.Error("upload: unreadable spool record skipped", "err", err)
-			}
+		for _, r := range more {
+			n := recordSamples(r.Data)
+			samples += n
+			rows += max(1, n)
 		}
-		pos, got = p, true
+		recs = append(recs, more...)
+		pos = p
 	}
-	return b, pos, got, nil
+	b.Samples = make([]history.Sample, 0, samples)
+	for _, r := range recs {
+		if err := decodeBatch(r.Data, &b); err != nil {
+			u.rejected.Add(1)
+			u.log.Error("upload: unreadable spool record skipped", "err", err)
+		}
+	}
+	return b, pos, len(recs) > 0, err
 }
