@@ -32,8 +32,8 @@ func runCatchup(o options) error {
 		if res.partial {
 			what = "NOT drained: timeout;"
 		}
-		fmt.Printf("catchup run %d: %d spooled rows (%d MB spool) %s %d rows in %.1fs = %.0f rows/s while %d rows arrived (%.0f rows/s written); drain/arrival %.2f; fill took %.1fs\n",
-			r+1, res.spooled, res.spoolBytes>>20, what, res.drained, res.took.Seconds(), res.drainRate, res.arrived, res.arrivalRate, res.drainRate/res.target, res.fill.Seconds())
+		fmt.Printf("catchup run %d: %d spooled rows (%d MB spool) %s %d rows in %.1fs = %.0f rows/s while %d rows arrived (%.0f rows/s written); drain/arrival %.2f; %d failed writes; fill took %.1fs\n",
+			r+1, res.spooled, res.spoolBytes>>20, what, res.drained, res.took.Seconds(), res.drainRate, res.arrived, res.arrivalRate, res.drainRate/res.target, res.failures, res.fill.Seconds())
 		ratio.add(res.drainRate / res.target)
 		drain.add(res.drainRate)
 		arrival.add(res.arrivalRate)
@@ -46,7 +46,8 @@ func runCatchup(o options) error {
 type catchupResult struct {
 	spooled, arrived       int64
 	drained                int64
-	partial                bool // stopped at -catchup-timeout with rows left in the spool
+	failures               uint64 // failed writes (a deadlock or timeout is retried after RetryEvery)
+	partial                bool   // stopped at -catchup-timeout with rows left in the spool
 	spoolBytes             int64
 	took, fill             time.Duration
 	drainRate, arrivalRate float64
@@ -186,6 +187,7 @@ func catchupOnce(o options) (catchupResult, error) {
 	res.arrived = <-arrived
 	us := up.Stats()
 	res.drained = int64(us.Drained)
+	res.failures = us.Failures
 	res.drainRate = float64(us.Drained) / res.took.Seconds()
 	res.arrivalRate = float64(us.Direct) / res.took.Seconds()
 	if us.Spooled > 0 || us.Rejected > 0 || (us.Failures > 0 && !res.partial) {
