@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -124,7 +125,9 @@ func catchupOnce(o options) (catchupResult, error) {
 		return res, err
 	}
 	defer store.Close()
-	up, err := upload.New(upload.Options{Spool: sp, Log: quiet(), DrainRows: o.catchup.drainRows, DrainWriters: o.catchup.writers})
+	// Warnings (a failed write, MySQL taken as unreachable) go to stderr.
+	warn := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	up, err := upload.New(upload.Options{Spool: sp, Log: warn, DrainRows: o.catchup.drainRows, DrainWriters: o.catchup.writers})
 	if err != nil {
 		return res, err
 	}
@@ -190,7 +193,7 @@ func catchupOnce(o options) (catchupResult, error) {
 	res.failures = us.Failures
 	res.drainRate = float64(us.Drained) / res.took.Seconds()
 	res.arrivalRate = float64(us.Direct) / res.took.Seconds()
-	if us.Spooled > 0 || us.Rejected > 0 || (us.Failures > 0 && !res.partial) {
+	if us.Spooled > 0 || us.Rejected > 0 {
 		return res, fmt.Errorf("uploader: %+v", us)
 	}
 	if res.partial {
