@@ -1,5 +1,5 @@
-// Command netsrv's benchmarks: netbench measures the upload path of netsrv
-// on this machine against the local MariaDB/MySQL and a private redis-server.
+// Command netbench measures the upload path of netsrv on this machine
+// against the local MariaDB/MySQL and a private redis-server:
 //
 //	ingest   rows/s into MySQL through history.Store.Write (batch size, writers)
 //	catchup  drain rate of a spool holding an outage while new rows arrive
