@@ -8,9 +8,9 @@ CHAOS_TIMEOUT ?= 30s
 FAULTS  ?= all
 
 SERVICES := comsrv modsrv alarmsrv netsrv
-TOOLS := edgectl dtusim benchrun chaos webhookrecv
+TOOLS    := edgectl dtusim benchrun chaos netbench webhookrecv exportcheck
 
-.PHONY: all build test vet fmt-check lint-lua fuzz demo bench chaos clean
+.PHONY: all build test vet fmt-check lint-lua fuzz demo bench bench-netsrv chaos clean
 
 all: build
 
@@ -57,6 +57,15 @@ demo: build
 ## bench: comsrv against N simulated DTU links (make bench N=10000).
 bench: build
 	$(BIN)/benchrun -bin $(BIN) -n $(N) -duration $(BENCH_DURATION)
+
+## bench-netsrv: netsrv's upload path against the local MariaDB/MySQL (VOLTEDGE_MYSQL_SERVER, each
+## run in a database of its own) and a private redis-server: rows/s into MySQL, catch-up after an
+## outage, netsrv's RSS draining a 1 GB spool, Redis CPU per response with and without the data
+## stream. make bench-netsrv NETBENCH_ARGS='-mode ingest -repeat 5'
+VOLTEDGE_MYSQL_SERVER ?= root@tcp(127.0.0.1:3306)/
+NETBENCH_ARGS ?=
+bench-netsrv: build
+	$(BIN)/netbench -bin $(BIN) -server '$(VOLTEDGE_MYSQL_SERVER)' $(NETBENCH_ARGS)
 
 ## chaos: faults against comsrv with N simulated DTUs, one after the other (Redis restart, every
 ## link dropped, comsrv killed with controls queued); exits 1 when anything was lost or wrong.

@@ -2,11 +2,13 @@ package history
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -202,7 +204,8 @@ func (s *Store) write(ctx context.Context, b *Batch) (res WriteResult, err error
 		}
 	}()
 	if n := len(b.Samples); n > 0 {
-		ins, dup, viaLoad, err := s.bulk(ctx, tx, sampleTable, n, func(i int, r *rowWriter) { sampleRow(s.site, &b.Samples[i], r) })
+		order := samplesByKey(b.Samples)
+		ins, dup, viaLoad, err := s.bulk(ctx, tx, sampleTable, n, func(i int, r *rowWriter) { sampleRow(s.site, &b.Samples[order[i]], r) })
 		if err != nil {
 			return res, err
 		}
@@ -235,6 +238,32 @@ func (s *Store) write(ctx context.Context, b *Batch) (res WriteResult, err error
 	return res, nil
 }
 
+// samplesByKey returns the order in which to send samples: the order of
+// the data table's primary key (channel, point, ts; site is the store's),
+// not the order they arrived in (ts, then channel). A batch that holds
+// several seconds of a fleet then adds the rows of one series to its
+// index pages together instead of visiting every series' last page once
+// per second of data, which is what limits the rate once the table no
+// longer fits in the server's buffer pool. Binary comparison, as the
+// table's utf8mb4_bin collation sorts.
+func samplesByKey(x []Sample) []int32 {
+	order := make([]int32, len(x))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		p, q := &x[a], &x[b]
+		if c := strings.Compare(p.Channel, q.Channel); c != 0 {
+			return c
+		}
+		if c := strings.Compare(p.Point, q.Point); c != 0 {
+			return c
+		}
+		return cmp.Compare(p.TS, q.TS)
+	})
+	return order
+}
+
 // ---- validation ----
 
 func checkKey(kind string, i int, field, v string, max int) error {
@@ -247,6 +276,9 @@ func checkKey(kind string, i int, field, v string, max int) error {
 func checkLen(kind string, i int, field, v string, max int) error {
 	if !utf8.ValidString(v) {
 		return &ValidationError{kind, i, field + " is not valid UTF-8"}
+	}
+	if len(v) <= max {
+		return nil // no more characters than bytes
 	}
 	if n := utf8.RuneCountInString(v); n > max {
 		return &ValidationError{kind, i, fmt.Sprintf("%s has %d characters, more than %d", field, n, max)}
@@ -379,18 +411,45 @@ var connTable = bulkTable{
 
 // numeric returns the value as a DOUBLE, or nil when it is not a finite number.
 func numeric(v string) any {
+	if f, ok := numericFloat(v); ok {
+		return f
+	}
+	return nil
+}
+
+// numericFloat returns the value as a finite float64, and false when it is
+// not a finite number.
+func numericFloat(v string) (float64, bool) {
 	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
-		return nil
+		return 0, false
 	}
 	if f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
-		return nil
+		return 0, false
 	}
-	return f
+	return f, true
 }
 
 func sampleRow(site string, x *Sample, r *rowWriter) {
-	r.add(site, x.Channel, x.Point, x.Model, x.PointName, x.Value, numeric(x.Value), x.TS)
+	if r.buf == nil {
+		r.add(site, x.Channel, x.Point, x.Model, x.PointName, x.Value, numeric(x.Value), x.TS)
+		return
+	}
+	// LOAD DATA: the fields go straight into the buffer, without boxing
+	// each one in an interface (an allocation per string).
+	r.str(site)
+	r.str(x.Channel)
+	r.str(x.Point)
+	r.str(x.Model)
+	r.str(x.PointName)
+	r.str(x.Value)
+	if f, ok := numericFloat(x.Value); ok {
+		r.float(f)
+	} else {
+		r.null()
+	}
+	r.int(x.TS)
+	r.end()
 }
 
 func connRow(site string, x *ConnEvent, r *rowWriter) {
@@ -402,6 +461,42 @@ func connRow(site string, x *ConnEvent, r *rowWriter) {
 type rowWriter struct {
 	args []any         // INSERT mode
 	buf  *bytes.Buffer // LOAD DATA mode
+	n    int           // LOAD DATA mode: fields of the current line written by str, int, float and null
+	num  [32]byte      // scratch for numbers
+}
+
+// str, int, float and null write one field of a LOAD DATA line; end ends
+// the line. They do what add does for one row, without its allocations.
+func (r *rowWriter) str(v string) {
+	r.sep()
+	writeString(r.buf, v)
+}
+
+func (r *rowWriter) int(v int64) {
+	r.sep()
+	r.buf.Write(strconv.AppendInt(r.num[:0], v, 10))
+}
+
+func (r *rowWriter) float(v float64) {
+	r.sep()
+	r.buf.Write(strconv.AppendFloat(r.num[:0], v, 'g', -1, 64))
+}
+
+func (r *rowWriter) null() {
+	r.sep()
+	r.buf.WriteString(`\N`)
+}
+
+func (r *rowWriter) end() {
+	r.buf.WriteByte('\n')
+	r.n = 0
+}
+
+func (r *rowWriter) sep() {
+	if r.n > 0 {
+		r.buf.WriteByte('\t')
+	}
+	r.n++
 }
 
 func (r *rowWriter) add(vals ...any) {
@@ -426,22 +521,7 @@ func writeField(buf *bytes.Buffer, v any) {
 	case nil:
 		buf.WriteString(`\N`)
 	case string:
-		for i := 0; i < len(v); i++ {
-			switch c := v[i]; c {
-			case '\\':
-				buf.WriteString(`\\`)
-			case '\t':
-				buf.WriteString(`\t`)
-			case '\n':
-				buf.WriteString(`\n`)
-			case '\r':
-				buf.WriteString(`\r`)
-			case 0:
-				buf.WriteString(`\0`)
-			default:
-				buf.WriteByte(c)
-			}
-		}
+		writeString(buf, v)
 	case int64:
 		buf.WriteString(strconv.FormatInt(v, 10))
 	case float64:
@@ -449,6 +529,33 @@ func writeField(buf *bytes.Buffer, v any) {
 	default:
 		panic(fmt.Sprintf("history: unexpected field type %T", v))
 	}
+}
+
+// writeString writes v escaped as writeField describes; runs of bytes that
+// need no escape are copied at once.
+func writeString(buf *bytes.Buffer, v string) {
+	from := 0
+	for i := 0; i < len(v); i++ {
+		var esc string
+		switch v[i] {
+		case '\\':
+			esc = `\\`
+		case '\t':
+			esc = `\t`
+		case '\n':
+			esc = `\n`
+		case '\r':
+			esc = `\r`
+		case 0:
+			esc = `\0`
+		default:
+			continue
+		}
+		buf.WriteString(v[from:i])
+		buf.WriteString(esc)
+		from = i + 1
+	}
+	buf.WriteString(v[from:])
 }
 
 // bulk writes n rows to t, through LOAD DATA when the server allows it and
@@ -505,15 +612,10 @@ func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, t bulkTable, n int, 
 
 func (s *Store) loadRows(ctx context.Context, tx *sql.Tx, t bulkTable, n int, row func(i int, r *rowWriter)) (int, error) {
 	inserted := 0
-	buf := &bytes.Buffer{}
-	r := &rowWriter{buf: buf}
 	for start := 0; start < n; start += maxLoadRows {
 		end := min(start+maxLoadRows, n)
-		buf.Reset()
-		for i := start; i < end; i++ {
-			row(i, r)
-		}
-		a, err := s.loadOnce(ctx, tx, t, buf.Bytes(), end-start)
+		rr := &rowsReader{row: row, i: start, end: end, w: rowWriter{buf: &bytes.Buffer{}}}
+		a, err := s.loadFrom(ctx, tx, t, func() io.Reader { return rr }, end-start)
 		if err != nil {
 			return 0, err
 		}
@@ -522,11 +624,36 @@ func (s *Store) loadRows(ctx context.Context, tx *sql.Tx, t bulkTable, n int, ro
 	return inserted, nil
 }
 
-// loadOnce runs one LOAD DATA LOCAL INFILE … IGNORE from data under a
-// reader-handler name used by this call only.
+// rowsReader is the LOAD DATA text of rows [i, end), written as the driver
+// reads it (16 KB at a time) rather than all at once: a batch of 40,000
+// samples would otherwise take 3 MB of text.
+type rowsReader struct {
+	row    func(i int, r *rowWriter)
+	i, end int
+	w      rowWriter
+}
+
+func (rr *rowsReader) Read(p []byte) (int, error) {
+	for rr.w.buf.Len() < len(p) && rr.i < rr.end {
+		rr.row(rr.i, &rr.w)
+		rr.i++
+	}
+	if rr.w.buf.Len() == 0 {
+		return 0, io.EOF
+	}
+	return rr.w.buf.Read(p)
+}
+
+// loadOnce runs one LOAD DATA LOCAL INFILE … IGNORE from data.
 func (s *Store) loadOnce(ctx context.Context, tx *sql.Tx, t bulkTable, data []byte, rows int) (int, error) {
+	return s.loadFrom(ctx, tx, t, func() io.Reader { return bytes.NewReader(data) }, rows)
+}
+
+// loadFrom runs one LOAD DATA LOCAL INFILE … IGNORE of rows rows read from
+// open's reader, under a reader-handler name used by this call only.
+func (s *Store) loadFrom(ctx context.Context, tx *sql.Tx, t bulkTable, open func() io.Reader, rows int) (int, error) {
 	name := s.handlerPrefix + "-" + strconv.FormatUint(s.handlerSeq.Add(1), 10)
-	mysql.RegisterReaderHandler(name, func() io.Reader { return bytes.NewReader(data) })
+	mysql.RegisterReaderHandler(name, open)
 	defer mysql.DeregisterReaderHandler(name)
 	stmt := "LOAD DATA LOCAL INFILE 'Reader::" + name + "' IGNORE INTO TABLE " + t.name +
 		` CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n' (` +

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/voltedge/voltedge/internal/history"
 )
@@ -65,10 +66,21 @@ func appendStrings(dst []byte, ss ...string) []byte {
 // errShort is a record that ends inside a field.
 var errShort = errors.New("record ends early")
 
-// decoder reads the fields encodeBatch wrote.
+// decoder reads the fields encodeBatch wrote. s is the same memory as b
+// seen as a string, so that the rows' strings share the record.
 type decoder struct {
 	b   []byte
+	s   string
 	err error
+}
+
+func newDecoder(b []byte) *decoder {
+	return &decoder{b: b, s: unsafe.String(unsafe.SliceData(b), len(b))}
+}
+
+func (d *decoder) skip(n int) {
+	d.b = d.b[n:]
+	d.s = d.s[n:]
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -80,7 +92,7 @@ func (d *decoder) uvarint() uint64 {
 		d.err = errShort
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return v
 }
 
@@ -93,7 +105,7 @@ func (d *decoder) varint() int64 {
 		d.err = errShort
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return v
 }
 
@@ -106,8 +118,8 @@ func (d *decoder) str() string {
 		d.err = errShort
 		return ""
 	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
+	s := d.s[:n]
+	d.skip(int(n))
 	return s
 }
 
@@ -121,12 +133,27 @@ func (d *decoder) count(min int) int {
 	return int(n)
 }
 
-// decodeBatch appends the rows of one spool record to b.
+// recordSamples returns the number of samples a spool record says it
+// holds (0 when it cannot tell), to size the array they are decoded into.
+func recordSamples(rec []byte) int {
+	if len(rec) == 0 || rec[0] != codecVersion {
+		return 0
+	}
+	d := newDecoder(rec[1:])
+	n := d.count(6)
+	if d.err != nil {
+		return 0
+	}
+	return n
+}
+
+// decodeBatch appends the rows of one spool record to b. The rows' strings
+// point into rec, which must not be modified afterwards.
 func decodeBatch(rec []byte, b *history.Batch) error {
 	if len(rec) == 0 || rec[0] != codecVersion {
 		return fmt.Errorf("upload: spool record of unknown version")
 	}
-	d := &decoder{b: rec[1:]}
+	d := newDecoder(rec[1:])
 	for n := d.count(6); n > 0 && d.err == nil; n-- {
 		b.Samples = append(b.Samples, history.Sample{Channel: d.str(), Point: d.str(), Model: d.str(), PointName: d.str(), Value: d.str(), TS: d.varint()})
 	}
