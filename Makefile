@@ -8,7 +8,10 @@ CHAOS_TIMEOUT ?= 30s
 FAULTS  ?= all
 
 SERVICES := comsrv modsrv alarmsrv netsrv
-TOOLS    := edgectl dtusim benchrun chaos netbench webhookrecv exportcheck
+TOOLS    := edgectl dtusim benchrun chaos webhookrecv exportcheck
+# Benchmark commands that live beside the service they measure (tools/ may
+# not import a service).
+BENCHES  := netsrv/netbench alarmsrv/webhook/webhookbench
 
 .PHONY: all build test vet fmt-check lint-lua fuzz demo bench bench-netsrv chaos clean
 
@@ -16,7 +19,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ $(addprefix ./,$(SERVICES)) $(addprefix ./tools/,$(TOOLS))
+	$(GO) build -o $(BIN)/ $(addprefix ./,$(SERVICES)) $(addprefix ./tools/,$(TOOLS)) $(addprefix ./,$(BENCHES))
 
 ## test: everything CI runs — formatting, vet, the Lua lint, every test (real Redis, started
 ## privately per test), and the concurrent packages again under the race detector.

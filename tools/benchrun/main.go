@@ -22,7 +22,7 @@ import (
 
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/mappings"
-	"github.com/voltedge/voltedge/tools/internal/rig"
+	"github.com/voltedge/voltedge/internal/rig"
 )
 
 func main() {

@@ -11,7 +11,7 @@ import (
 	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
 	"github.com/voltedge/voltedge/internal/mappings"
-	"github.com/voltedge/voltedge/tools/internal/rig"
+	"github.com/voltedge/voltedge/internal/rig"
 )
 
 func TestParseFaults(t *testing.T) {

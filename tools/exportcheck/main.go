@@ -29,7 +29,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/voltedge/voltedge/internal/history"
-	"github.com/voltedge/voltedge/tools/internal/rig"
+	"github.com/voltedge/voltedge/internal/rig"
 )
 
 const (

@@ -9,7 +9,7 @@
 // Every run creates its own database (ve_bench_<hex>) on -server and drops
 // it at the end, and its own redis-server; nothing else is touched.
 //
-//	go build -o bin/ ./netsrv ./tools/netbench && bin/netbench -mode ingest,catchup,rss,redis
+//	go build -o bin/ ./netsrv ./netsrv/netbench && bin/netbench -mode ingest,catchup,rss,redis
 package main
 
 import (

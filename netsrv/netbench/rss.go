@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/voltedge/voltedge/tools/internal/rig"
+	"github.com/voltedge/voltedge/internal/rig"
 )
 
 type rssOptions struct {

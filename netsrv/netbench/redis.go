@@ -12,9 +12,9 @@ import (
 
 	"github.com/voltedge/voltedge/internal/contract"
 	"github.com/voltedge/voltedge/internal/keys"
+	"github.com/voltedge/voltedge/internal/rig"
 	"github.com/voltedge/voltedge/netsrv/trim"
 	"github.com/voltedge/voltedge/scripts"
-	"github.com/voltedge/voltedge/tools/internal/rig"
 )
 
 type redisOptions struct {
