@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -76,9 +75,6 @@ type ruleFile struct {
 	Targets []map[string]any `toml:"target"`
 }
 
-// siteID is the form of a site id and of a consumer name.
-var siteID = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
 // Load reads and validates alarmsrv.toml at path and the files it includes.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -109,22 +105,22 @@ func (c *Config) check(pos *conf.Positions) error {
 		c.Listen = DefaultListen
 	}
 	if !pos.Defined("site") {
-		c.Site = hostSite()
+		c.Site = conf.HostSite()
 	}
-	if !siteID.MatchString(c.Site) {
+	if !conf.ValidSite(c.Site) {
 		errs.Addf(pos, "site", "%q is not a site id (1..64 of A-Z a-z 0-9 _ . -)", c.Site)
 	}
 	if !pos.Defined("consumer") {
 		c.Consumer = c.Site
 	}
-	if !siteID.MatchString(c.Consumer) {
+	if !conf.ValidSite(c.Consumer) {
 		errs.Addf(pos, "consumer", "%q is not a consumer name (1..64 of A-Z a-z 0-9 _ . -)", c.Consumer)
 	}
-	fill(pos, "max_runs", &c.MaxRuns, DefaultMaxRuns, 1, 1000, &errs)
-	fill(pos, "max_states_per_rule", &c.MaxStatesPerRule, DefaultMaxStatesPerRule, 10, 1000000, &errs)
-	duration(pos, "shelve_max", &c.ShelveMax, DefaultShelveMax, time.Minute, 365*24*time.Hour, &errs)
-	duration(pos, "reload_every", &c.ReloadEvery, DefaultReloadEvery, 100*time.Millisecond, time.Hour, &errs)
-	duration(pos, "tick_every", &c.TickEvery, DefaultTickEvery, 10*time.Millisecond, time.Minute, &errs)
+	conf.IntIn(pos, &errs, "max_runs", &c.MaxRuns, DefaultMaxRuns, 1, 1000)
+	conf.IntIn(pos, &errs, "max_states_per_rule", &c.MaxStatesPerRule, DefaultMaxStatesPerRule, 10, 1000000)
+	conf.DurationIn(pos, &errs, "shelve_max", &c.ShelveMax, DefaultShelveMax, time.Minute, 365*24*time.Hour)
+	conf.DurationIn(pos, &errs, "reload_every", &c.ReloadEvery, DefaultReloadEvery, 100*time.Millisecond, time.Hour)
+	conf.DurationIn(pos, &errs, "tick_every", &c.TickEvery, DefaultTickEvery, 10*time.Millisecond, time.Minute)
 
 	seen := map[string]string{}
 	c.checkRules(pos, c.File, &errs, seen)
@@ -198,42 +194,4 @@ func (c *Config) checkRule(pos *conf.Positions, i, j int, file string, errs *con
 		return
 	}
 	seen[r.ID] = file
-}
-
-// hostSite is the host name made a site id.
-func hostSite() string {
-	h, _ := os.Hostname()
-	s := strings.Map(func(r rune) rune {
-		if r < 128 && siteID.MatchString(string(r)) {
-			return r
-		}
-		return '-'
-	}, h)
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	if s == "" {
-		s = "edge"
-	}
-	return s
-}
-
-// fill sets *v to def when key is not in the file and checks lo ≤ *v ≤ hi.
-func fill(pos *conf.Positions, key string, v *int, def, lo, hi int, errs *conf.Errors) {
-	if !pos.Defined(key) {
-		*v = def
-	}
-	if *v < lo || *v > hi {
-		errs.Addf(pos, key, "%d is out of range (%d..%d)", *v, lo, hi)
-	}
-}
-
-// duration is fill for durations.
-func duration(pos *conf.Positions, key string, v *conf.Duration, def, lo, hi time.Duration, errs *conf.Errors) {
-	if !pos.Defined(key) {
-		v.Duration = def
-	}
-	if v.Duration < lo || v.Duration > hi {
-		errs.Addf(pos, key, "%s is out of range (%s..%s)", v.Duration, lo, hi)
-	}
 }

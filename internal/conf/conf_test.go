@@ -379,3 +379,14 @@ func FuzzPositions(f *testing.F) {
 		}
 	})
 }
+
+func TestHostSite(t *testing.T) {
+	if s := HostSite(); !ValidSite(s) {
+		t.Fatalf("HostSite() = %q, not a valid site", s)
+	}
+	for s, ok := range map[string]bool{"edge-01": true, "a.b_c": true, "": false, "a b": false, "工厂": false} {
+		if ValidSite(s) != ok {
+			t.Errorf("ValidSite(%q) = %v", s, !ok)
+		}
+	}
+}

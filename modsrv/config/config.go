@@ -11,8 +11,6 @@ package config
 import (
 	"fmt"
 	"net/url"
-	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -157,26 +155,8 @@ const (
 	MaxExportMaxRows     = 5_000_000
 )
 
-// siteID is the form of a site id (netsrv's).
-var siteID = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
 // DefaultSite is the host name made a site id the way netsrv does.
-func DefaultSite() string {
-	h, _ := os.Hostname()
-	site := strings.Map(func(r rune) rune {
-		if r < 128 && siteID.MatchString(string(r)) {
-			return r
-		}
-		return '-'
-	}, h)
-	if len(site) > 64 {
-		site = site[:64]
-	}
-	if site == "" {
-		site = "edge"
-	}
-	return site
-}
+func DefaultSite() string { return conf.HostSite() }
 
 // checkHistory fills in and checks [history].
 func (c *Config) checkHistory(pos *conf.Positions, errs *conf.Errors) {
@@ -192,7 +172,7 @@ func (c *Config) checkHistory(pos *conf.Positions, errs *conf.Errors) {
 	if !pos.Defined("history.site") {
 		h.Site = DefaultSite()
 	}
-	if !siteID.MatchString(h.Site) {
+	if !conf.ValidSite(h.Site) {
 		errs.Addf(pos, "history.site", "%q is not a site id (1..64 of A-Z a-z 0-9 _ . -)", h.Site)
 	}
 	if !pos.Defined("history.export_max_rows") {

@@ -167,7 +167,7 @@ func TestHistoryDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.History.Site != DefaultSite() || c.History.ExportMaxRows != DefaultExportMaxRows || !siteID.MatchString(c.History.Site) {
+	if c.History.Site != DefaultSite() || c.History.ExportMaxRows != DefaultExportMaxRows || !conf.ValidSite(c.History.Site) {
 		t.Fatalf("history defaults %+v", c.History)
 	}
 }

@@ -9,7 +9,6 @@ package config
 import (
 	"fmt"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -115,9 +114,6 @@ type Upload struct {
 	TrimEvery conf.Duration `toml:"trim_every"`
 }
 
-// siteID is the form of a site id.
-var siteID = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
 // Load reads and validates netsrv.toml at path.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -147,21 +143,9 @@ func (c *Config) check(pos *conf.Positions) error {
 		c.Listen = DefaultListen
 	}
 	if !pos.Defined("site") {
-		h, _ := os.Hostname()
-		c.Site = strings.Map(func(r rune) rune {
-			if r < 128 && siteID.MatchString(string(r)) {
-				return r
-			}
-			return '-'
-		}, h)
-		if len(c.Site) > 64 {
-			c.Site = c.Site[:64]
-		}
-		if c.Site == "" {
-			c.Site = "edge"
-		}
+		c.Site = conf.HostSite()
 	}
-	if !siteID.MatchString(c.Site) {
+	if !conf.ValidSite(c.Site) {
 		errs.Addf(pos, "site", "%q is not a site id (1..64 of A-Z a-z 0-9 _ . -)", c.Site)
 	}
 
@@ -173,9 +157,9 @@ func (c *Config) check(pos *conf.Positions) error {
 			errs.Addf(pos, "mysql.dsn", "names no database (…/voltedge)")
 		}
 	}
-	fill(pos, "mysql.max_open_conns", &m.MaxOpenConns, DefaultMaxOpenConns, 1, 64, &errs)
-	fill(pos, "mysql.retention_days", &m.RetentionDays, DefaultRetentionDays, 1, 3650, &errs)
-	fill(pos, "mysql.partitions_ahead", &m.PartitionsAhead, DefaultPartitionsAhead, 1, 60, &errs)
+	conf.IntIn(pos, &errs, "mysql.max_open_conns", &m.MaxOpenConns, DefaultMaxOpenConns, 1, 64)
+	conf.IntIn(pos, &errs, "mysql.retention_days", &m.RetentionDays, DefaultRetentionDays, 1, 3650)
+	conf.IntIn(pos, &errs, "mysql.partitions_ahead", &m.PartitionsAhead, DefaultPartitionsAhead, 1, 60)
 
 	s := &c.Spool
 	if !pos.Defined("spool.dir") {
@@ -218,40 +202,20 @@ func (c *Config) check(pos *conf.Positions) error {
 		}
 		seen[name] = true
 	}
-	fill(pos, "upload.batch_entries", &u.BatchEntries, DefaultBatchEntries, 1, 10000, &errs)
+	conf.IntIn(pos, &errs, "upload.batch_entries", &u.BatchEntries, DefaultBatchEntries, 1, 10000)
 	if !pos.Defined("upload.consumer") {
 		u.Consumer = c.Site
 	}
-	if !siteID.MatchString(u.Consumer) {
+	if !conf.ValidSite(u.Consumer) {
 		errs.Addf(pos, "upload.consumer", "%q is not a consumer name (1..64 of A-Z a-z 0-9 _ . -)", u.Consumer)
 	}
-	duration(pos, "upload.retry_every", &u.RetryEvery, DefaultRetryEvery, 100*time.Millisecond, time.Hour, &errs)
-	duration(pos, "upload.trim_every", &u.TrimEvery, DefaultTrimEvery, time.Second, time.Hour, &errs)
+	conf.DurationIn(pos, &errs, "upload.retry_every", &u.RetryEvery, DefaultRetryEvery, 100*time.Millisecond, time.Hour)
+	conf.DurationIn(pos, &errs, "upload.trim_every", &u.TrimEvery, DefaultTrimEvery, time.Second, time.Hour)
 
 	if _, err := sample.New(c.Sample, 0); err != nil {
 		errs.Addf(pos, "sample", "%v", err)
 	}
 	return errs.Err()
-}
-
-// fill sets *v to def when key is not in the file and checks lo ≤ *v ≤ hi.
-func fill(pos *conf.Positions, key string, v *int, def, lo, hi int, errs *conf.Errors) {
-	if !pos.Defined(key) {
-		*v = def
-	}
-	if *v < lo || *v > hi {
-		errs.Addf(pos, key, "%d is out of range (%d..%d)", *v, lo, hi)
-	}
-}
-
-// duration is fill for durations.
-func duration(pos *conf.Positions, key string, v *conf.Duration, def, lo, hi time.Duration, errs *conf.Errors) {
-	if !pos.Defined(key) {
-		v.Duration = def
-	}
-	if v.Duration < lo || v.Duration > hi {
-		errs.Addf(pos, key, "%s is out of range (%s..%s)", v.Duration, lo, hi)
-	}
 }
 
 // ParseSize reads a size like "1GiB", "500MB", "64MiB" or a byte count.
