@@ -653,15 +653,9 @@ func (s *Service) mux() http.Handler {
 		cancel()
 		reg.ServeHTTP(w, r)
 	}))
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
+	mux.Handle("/health", metrics.HealthHandler(func(ctx context.Context) (any, bool) {
 		h := s.health(ctx)
-		w.Header().Set("Content-Type", "application/json")
-		if h.Status != "ok" {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		_ = json.NewEncoder(w).Encode(h)
-	})
+		return h, h.Status == "ok"
+	}))
 	return mux
 }

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -61,4 +62,23 @@ func ServeHandler(ctx context.Context, addr string, h http.Handler, ready func(n
 		return fmt.Errorf("metrics: serve %s: %w", addr, err)
 	}
 	return nil
+}
+
+// healthTimeout bounds the checks of one /health request.
+const healthTimeout = 2 * time.Second
+
+// HealthHandler serves a service's /health: check's answer as JSON, with
+// status 200 when ok and 503 otherwise. check gets a context bounded to
+// two seconds.
+func HealthHandler(check func(ctx context.Context) (v any, ok bool)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+		defer cancel()
+		v, ok := check(ctx)
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(v)
+	})
 }

@@ -6,7 +6,6 @@ package service
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -376,16 +375,10 @@ func (s *Service) health(ctx context.Context) Health {
 func (s *Service) mux() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.d.Metrics.Handler())
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
+	mux.Handle("/health", metrics.HealthHandler(func(ctx context.Context) (any, bool) {
 		h := s.health(ctx)
-		w.Header().Set("Content-Type", "application/json")
-		if h.Status != "ok" {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		_ = json.NewEncoder(w).Encode(h)
-	})
+		return h, h.Status == "ok"
+	}))
 	return mux
 }
 
