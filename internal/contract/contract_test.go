@@ -314,3 +314,18 @@ func TestOutcomeAfterRestart(t *testing.T) {
 	mustDo(t, c, record(t, c, "3", "failed", "100"))
 	receive(t, got, Failed)
 }
+
+// FuzzParseDataEntry: any data stream entry either parses into valid
+// points or is refused, without a panic.
+func FuzzParseDataEntry(f *testing.F) {
+	f.Add("1001", "1732212345678", "p:10001", "220.5 power_meter:voltage", "p:2", "3")
+	f.Add("", "x", "p:", " ", "q", ":")
+	f.Fuzz(func(t *testing.T, ch, ts, k1, v1, k2, v2 string) {
+		e, err := ParseDataEntry(map[string]string{DataChannel: ch, DataTS: ts, k1: v1, k2: v2})
+		for _, p := range e.Points {
+			if err == nil && (p.Point == "" || p.Value == "") {
+				t.Fatalf("accepted an empty point or value: %+v", e)
+			}
+		}
+	})
+}
