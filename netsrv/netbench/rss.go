@@ -112,7 +112,7 @@ max_size = "1GiB"
 		if p.Exited() {
 			return res, fmt.Errorf("netsrv exited; see %s", p.Log)
 		}
-		rss, hwm, err := procMem(p.Pid())
+		rss, hwm, err := rig.Memory(p.Pid())
 		if err == nil {
 			res.peakRSS, res.hwm = max(res.peakRSS, rss), max(res.hwm, hwm)
 		}
@@ -129,7 +129,7 @@ max_size = "1GiB"
 	res.took = time.Since(start)
 	m := scrape(metrics)
 	res.drained = int64(m["netsrv_rows_drained_total"])
-	if rss, hwm, err := procMem(p.Pid()); err == nil {
+	if rss, hwm, err := rig.Memory(p.Pid()); err == nil {
 		res.peakRSS, res.hwm = max(res.peakRSS, rss), max(res.hwm, hwm)
 	}
 	return res, nil
@@ -141,29 +141,6 @@ func mustPort() int {
 		panic(err)
 	}
 	return p
-}
-
-// procMem reads VmRSS and VmHWM of pid in MB.
-func procMem(pid int) (rss, hwm float64, err error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-		if k == "VmRSS" {
-			rss = kb / 1024
-		} else {
-			hwm = kb / 1024
-		}
-	}
-	return rss, hwm, sc.Err()
 }
 
 // scrape reads the unlabelled samples of a Prometheus text page.

@@ -155,7 +155,7 @@ func run(o options) error {
 	simRSS, _ := memory(sim.Pid())
 	host, _ := os.Hostname()
 	fmt.Printf("\n## comsrv, %d links, %s window\n\n", o.n, o.duration)
-	fmt.Printf("machine: %s, %d cores, %s/%s, %s\n\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cpuModel())
+	fmt.Printf("machine: %s, %d cores, %s/%s, %s\n\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, rig.CPUModel())
 	fmt.Printf("| metric | value |\n|---|---|\n")
 	fmt.Printf("| links online | %d |\n", st1["online"])
 	fmt.Printf("| responses/s | %.0f |\n", rate("responses"))
@@ -224,37 +224,10 @@ func cpuTimes(pids map[string]int) map[string]float64 {
 	return out
 }
 
-// memory returns VmRSS and VmHWM in MB.
+// memory returns VmRSS and VmHWM of pid in MB (0 when it cannot be read).
 func memory(pid int) (rss, hwm float64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v / 1024
-		case "VmHWM:":
-			hwm = v / 1024
-		}
-	}
+	rss, hwm, _ = rig.Memory(pid)
 	return rss, hwm
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "model name") {
-			_, v, _ := strings.Cut(line, ":")
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown cpu"
 }
 
 func median(v []int64) int64 {

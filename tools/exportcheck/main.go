@@ -107,7 +107,7 @@ func run(o options) error {
 		return err
 	}
 
-	fmt.Printf("%s, %d cores, %s/%s; %d samples of %d points\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, o.rows, o.points)
+	fmt.Printf("%s, %d cores, %s/%s; %d samples of %d points\n", rig.CPUModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, o.rows, o.points)
 	fmt.Printf("%-6s %10s %12s %9s %12s %12s %12s\n", "format", "rows", "bytes", "wall", "idle RSS MB", "peak RSS MB", "RSS after MB")
 	for _, format := range strings.Split(o.formats, ",") {
 		p := &rig.Proc{Name: "modsrv", Path: filepath.Join(o.bin, "modsrv"), Args: []string{"-config", conf}, Log: filepath.Join(dir, "modsrv.log")}
@@ -247,35 +247,8 @@ func download(url, format string) (rows int, n int64, err error) {
 	}
 }
 
-// memory returns VmRSS and VmHWM of pid in MB.
+// memory returns VmRSS and VmHWM of pid in MB (0 when it cannot be read).
 func memory(pid int) (rss, hwm float64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v / 1024
-		case "VmHWM:":
-			hwm = v / 1024
-		}
-	}
+	rss, hwm, _ = rig.Memory(pid)
 	return rss, hwm
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "model name") {
-			_, v, _ := strings.Cut(line, ":")
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown cpu"
 }
