@@ -857,14 +857,18 @@
 
   // ---- controls ---------------------------------------------------------------------
 
-  async function refreshControls() {
+  // load reads path into state[key] (or {error} when the API refuses) and
+  // renders it with render.
+  async function load(key, path, render) {
     try {
-      state.controls = await api('GET', '/controls');
+      state[key] = await api('GET', path);
     } catch (e) {
-      state.controls = { error: e.message };
+      state[key] = { error: e.message };
     }
-    renderControls();
+    render();
   }
+
+  function refreshControls() { return load('controls', '/controls', renderControls); }
 
   function fmtRange(c) {
     const has = (v) => v !== undefined && v !== null && v !== '';
@@ -999,14 +1003,7 @@
 
   // ---- devices ------------------------------------------------------------------------
 
-  async function refreshDevices() {
-    try {
-      state.devices = await api('GET', '/devices');
-    } catch (e) {
-      state.devices = { error: e.message };
-    }
-    renderDevices();
-  }
+  function refreshDevices() { return load('devices', '/devices', renderDevices); }
 
   function templateSelect(templates, cur) {
     const sel = el('select');
@@ -1310,14 +1307,7 @@
 
   // ---- alarm rules ------------------------------------------------------------------------
 
-  async function refreshRules() {
-    try {
-      state.rules = await api('GET', '/rules');
-    } catch (e) {
-      state.rules = { error: e.message };
-    }
-    renderRules();
-  }
+  function refreshRules() { return load('rules', '/rules', renderRules); }
 
   // ruleMatch summarises where a rule applies.
   function ruleMatch(r) {
@@ -1527,14 +1517,7 @@
 
   // ---- webhook targets --------------------------------------------------------------------
 
-  async function refreshWebhooks() {
-    try {
-      state.webhooks = await api('GET', '/webhooks/targets');
-    } catch (e) {
-      state.webhooks = { error: e.message };
-    }
-    renderWebhooks();
-  }
+  function refreshWebhooks() { return load('webhooks', '/webhooks/targets', renderWebhooks); }
 
   function renderWebhooks() {
     const d = state.webhooks;
