@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"github.com/voltedge/voltedge/internal/wait"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/voltedge/voltedge/internal/wait"
 )
 
 // serveLoopback serves e.app on a loopback port until the test ends.
