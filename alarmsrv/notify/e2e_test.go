@@ -178,10 +178,15 @@ targets = ["nobody"]
 	if !rules["voltage"] || !rules["voltage-api"] || rec.bad != 0 {
 		t.Fatalf("rules %v, %d badly signed", rules, rec.bad)
 	}
-	st, err := alerting.ReadStats(ctx, rc, "ops")
-	if err != nil || !st.Reconciles() || st.Delivered != 4 {
-		t.Fatalf("counters %+v %v", st, err)
-	}
+	// The receiver has the calls a moment before the engine has recorded
+	// their outcome.
+	wait.For(t, 10*time.Second, "4 deliveries counted", func() error {
+		st, err := alerting.ReadStats(ctx, rc, "ops")
+		if err != nil || !st.Reconciles() {
+			return fmt.Errorf("counters %+v %v", st, err)
+		}
+		return wait.Equal(st.Delivered, int64(4))
+	})
 	cancel()
 	<-done
 }
