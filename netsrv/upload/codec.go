@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unsafe"
 
 	"github.com/voltedge/voltedge/internal/history"
@@ -83,13 +84,17 @@ func (d *decoder) skip(n int) {
 	d.s = d.s[n:]
 }
 
+// uvarintLen is the length of v's shortest uvarint, the one encodeBatch
+// writes: a record is decoded only in the form it was written.
+func uvarintLen(v uint64) int { return max(1, (bits.Len64(v)+6)/7) }
+
 func (d *decoder) uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errShort
+	if n <= 0 || n != uvarintLen(v) {
+		d.err = errShort // cut short, or not as encodeBatch writes it
 		return 0
 	}
 	d.skip(n)
@@ -101,8 +106,8 @@ func (d *decoder) varint() int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errShort
+	if n <= 0 || n != uvarintLen(uint64(v)<<1^uint64(v>>63)) {
+		d.err = errShort // cut short, or not as encodeBatch writes it
 		return 0
 	}
 	d.skip(n)
